@@ -1,0 +1,149 @@
+"""Knowledge files in KgCLUE's ``Knowledge.txt`` format: ``head<TAB>relation<TAB>tail``, plain or gzip.
+
+Files are streamed line by line (the real one is 20.5M triples, ~3 GB). Malformed lines are skipped and counted by
+reason in a :class:`SkipCounter`; they never abort a read.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, NamedTuple
+
+OPEN_MEANING = "（"
+CLOSE_MEANING = "）"
+GZIP_MAGIC = b"\x1f\x8b"
+
+# Control characters are never legitimate in KB strings, and the index reserves two of them as separators.
+_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f]")
+
+
+class Triple(NamedTuple):
+    head: str
+    relation: str
+    tail: str
+
+
+def split_head(head: str) -> tuple[str, str]:
+    """Split ``name（meaning）`` into ``(name, meaning)``; a head without a trailing meaning gives ``(head, "")``.
+
+    The meaning is the last balanced full-width group at the very end, so ``A（B（C））`` → ``("A", "B（C）")`` and
+    ``A（B）（C）`` → ``("A（B）", "C")``. A head that merely ends in a parenthesis (unbalanced, an empty group, or a
+    group that is the whole head) is a bare name. ``join_head(*split_head(h)) == h`` for every ``h``.
+    """
+    if not head.endswith(CLOSE_MEANING):
+        return head, ""
+    depth = 0
+    for i in range(len(head) - 1, -1, -1):
+        ch = head[i]
+        if ch == CLOSE_MEANING:
+            depth += 1
+        elif ch == OPEN_MEANING:
+            depth -= 1
+            if depth == 0:
+                name, meaning = head[:i], head[i + 1 : -1]
+                if name and meaning:
+                    return name, meaning
+                return head, ""
+    return head, ""
+
+
+def join_head(name: str, meaning: str) -> str:
+    """Inverse of :func:`split_head`."""
+    return f"{name}{OPEN_MEANING}{meaning}{CLOSE_MEANING}" if meaning else name
+
+
+@dataclass
+class SkipCounter:
+    """Counts what a read kept and what it skipped, by reason, with a few examples for the report."""
+
+    lines: int = 0
+    kept: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    examples: list[str] = field(default_factory=list)
+
+    def skip(self, reason: str, line_no: int, source: str) -> None:
+        self.skipped[reason] += 1
+        if len(self.examples) < 5:
+            self.examples.append(f"{source}:{line_no}: {reason}")
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "lines": self.lines,
+            "kept": self.kept,
+            "skipped": self.skipped_total,
+            "skipped_by_reason": dict(sorted(self.skipped.items())),
+            "examples": list(self.examples),
+        }
+
+
+def open_binary(path: str | Path) -> tuple[BinaryIO, BinaryIO]:
+    """Open ``path`` for reading bytes, transparently gunzipping; gzip is detected by magic bytes, not the name.
+
+    Returns ``(stream, raw)``: read lines from ``stream``; ``raw.tell()`` is the position in the file on disk,
+    which progress bars use.
+    """
+    raw = open(path, "rb")  # noqa: SIM115 - the caller closes it
+    magic = raw.peek(2)[:2] if isinstance(raw, io.BufferedReader) else b""
+    if magic == GZIP_MAGIC:
+        return gzip.GzipFile(fileobj=raw, mode="rb"), raw  # type: ignore[return-value]
+    return raw, raw
+
+
+def iter_triples(
+    path: str | Path,
+    counter: SkipCounter | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> Iterator[Triple]:
+    """Stream the valid triples of one knowledge file.
+
+    ``counter`` accumulates line counts and skip reasons (columns, empty field, bad UTF-8, control character).
+    ``on_progress(bytes_read_on_disk)`` is called every 64k lines and at the end.
+    """
+    counter = counter if counter is not None else SkipCounter()
+    source = Path(path).name
+    stream, raw = open_binary(path)
+    try:
+        for line_no, raw_line in enumerate(stream, 1):
+            counter.lines += 1
+            if on_progress is not None and line_no & 0xFFFF == 0:
+                on_progress(raw.tell())
+            try:
+                line = raw_line.decode("utf-8")
+            except UnicodeDecodeError:
+                counter.skip("bad utf-8", line_no, source)
+                continue
+            fields = line.rstrip("\r\n").split("\t")
+            if len(fields) != 3:
+                if len(fields) == 1 and not fields[0].strip():
+                    counter.skip("blank line", line_no, source)
+                else:
+                    counter.skip("column count", line_no, source)
+                continue
+            head, relation, tail = (f.strip() for f in fields)
+            if not head or not relation or not tail:
+                counter.skip("empty field", line_no, source)
+                continue
+            if _has_control(head, relation, tail):
+                counter.skip("control character", line_no, source)
+                continue
+            counter.kept += 1
+            yield Triple(head, relation, tail)
+        if on_progress is not None:
+            on_progress(raw.tell())
+    finally:
+        stream.close()
+        raw.close()
+
+
+def _has_control(*fields: str) -> bool:
+    return any(_CONTROL_CHARS.search(f) for f in fields)

@@ -1,0 +1,80 @@
+"""KgCLUE question files: JSON lines ``{"id", "question", "answer": "S ||| P ||| O"}`` (``test.json`` has no answer)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+ANSWER_SEPARATOR = " ||| "
+
+
+class Answer(NamedTuple):
+    subject: str
+    predicate: str
+    object: str
+
+    def format(self) -> str:
+        return ANSWER_SEPARATOR.join(self)
+
+
+@dataclass(frozen=True)
+class Question:
+    id: int | str
+    question: str
+    answer: Answer | None = None
+
+
+class QuestionFileError(ValueError):
+    """A question file line that is not a KgCLUE question; the message names the file and line."""
+
+
+def parse_answer(text: str) -> Answer:
+    """Parse ``"S ||| P ||| O"``; tolerant of spacing around ``|||`` (the metric normalises white space anyway)."""
+    parts = text.split(ANSWER_SEPARATOR)
+    if len(parts) != 3:
+        parts = text.split("|||")
+    if len(parts) != 3:
+        raise ValueError(f"answer is not 'S ||| P ||| O': {text!r}")
+    # Outer spaces are padding (some KgCLUE answers have them); the KB reader strips its fields the same way.
+    return Answer(*(p.strip() for p in parts))
+
+
+def read_questions(path: str | Path) -> list[Question]:
+    """Read a KgCLUE question file. Blank lines are ignored; anything else malformed raises QuestionFileError."""
+    questions = []
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                answer = record.get("answer")
+                questions.append(
+                    Question(
+                        id=record["id"],
+                        question=str(record["question"]),
+                        answer=parse_answer(answer) if answer is not None else None,
+                    )
+                )
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise QuestionFileError(f"{path}:{line_no}: not a KgCLUE question line ({exc})") from exc
+    return questions
+
+
+def answer_triples(questions: Iterable[Question]) -> Iterator[tuple[str, str, str]]:
+    """The answer triples of questions, as ``(head, relation, tail)``: the 'easy' KB derived from question files."""
+    for q in questions:
+        if q.answer is not None:
+            yield tuple(q.answer)  # type: ignore[misc]
+
+
+def write_answer_kb(questions: Iterable[Question], out: str | Path) -> int:
+    """Write the distinct answer triples as a knowledge file (``head<TAB>relation<TAB>tail``); returns their count."""
+    seen = dict.fromkeys(answer_triples(questions))
+    with open(out, "w", encoding="utf-8") as f:
+        for triple in seen:
+            f.write("\t".join(triple) + "\n")
+    return len(seen)

@@ -1,0 +1,1 @@
+"""The FastAPI question-answering service (the service issue). Uses every other room."""

@@ -1,0 +1,23 @@
+"""The compiled, memory-mapped KB index. Imports only kgqa.data."""
+
+from kgqa.trie.build import build_index
+from kgqa.trie.index import IndexedTriple, KBIndex, load_index
+from kgqa.trie.keys import END, END_CODE, SEP, SEP_CODE, path_key, split_path_key
+from kgqa.trie.manifest import IndexLoadError
+from kgqa.trie.tokens import TokenConstraint, VocabularyMismatchError
+
+__all__ = [
+    "END",
+    "END_CODE",
+    "SEP",
+    "SEP_CODE",
+    "IndexLoadError",
+    "IndexedTriple",
+    "KBIndex",
+    "TokenConstraint",
+    "VocabularyMismatchError",
+    "build_index",
+    "load_index",
+    "path_key",
+    "split_path_key",
+]

@@ -1,0 +1,275 @@
+"""Compiling knowledge files into an index directory.
+
+Files written (all memory-mappable):
+
+- ``paths.marisa``: marisa Trie of every distinct path key ``name SEP relation SEP meaning``.
+- ``objects.marisa``: marisa Trie of every distinct object string; an object's id is its marisa key id.
+- ``path_objects.offsets.npy`` / ``path_objects.ids.npy``: CSR from path key id to object ids.
+- ``heavy.marisa`` + ``heavy_children.offsets.npy`` / ``heavy_children.codes.npy``: the sorted next-character code
+  points of every *heavy* prefix, one with more than ``heavy_threshold`` keys below it. Any other prefix has few keys
+  below, so enumerating them is cheap; a heavy one (the root has millions) is answered from this table instead.
+- ``alphabet.txt``: every character that occurs in a path key (what a tokenizer must be able to spell).
+- ``manifest.json``: sources with sizes and checksums, counts, skipped lines, build time; written last.
+
+Two streaming passes over the knowledge files: the first collects path keys and objects, the second maps each
+triple to (path id, object id). Path keys are held once, as a sorted list of str, to find the heavy prefixes.
+"""
+
+from __future__ import annotations
+
+import array
+import datetime as dt
+import os
+import shutil
+import time
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import marisa_trie
+import numpy as np
+from tqdm import tqdm
+
+from kgqa.data.knowledge import SkipCounter, Triple, iter_triples, split_head
+from kgqa.trie.keys import END_CODE, SEP, path_key
+from kgqa.trie.manifest import Manifest, sha256_file
+
+DEFAULT_HEAVY_THRESHOLD = 32
+MAX_CODE_POINT = 0x10FFFF
+
+
+def build_index(
+    kb_files: Sequence[str | Path],
+    out_dir: str | Path,
+    heavy_threshold: int = DEFAULT_HEAVY_THRESHOLD,
+    progress: bool = True,
+) -> Manifest:
+    """Build the index of ``kb_files`` into ``out_dir`` (replaced atomically: a failed build leaves no index)."""
+    started = time.perf_counter()
+    kb_files = [Path(f) for f in kb_files]
+    for f in kb_files:
+        if not f.is_file():
+            raise FileNotFoundError(f"knowledge file not found: {f}")
+    out_dir = Path(out_dir)
+    work = out_dir.with_name(f".{out_dir.name}.building-{os.getpid()}")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    steps = tqdm(total=7, desc="index build", unit="step", disable=not progress, position=0, leave=True)
+    try:
+        counter = SkipCounter()
+        with _step(steps, "read knowledge files"):
+            keys, objects, relations = _collect(kb_files, counter, progress)
+        with _step(steps, "sort path keys"):
+            keys.sort()
+            _dedupe_sorted(keys)
+            name_count = _count_names(keys)
+            alphabet = _alphabet(keys)
+        with _step(steps, "find heavy prefixes"):
+            heavy_prefixes, heavy_children = _heavy_prefixes(keys, heavy_threshold, progress)
+        with _step(steps, "write tries"):
+            paths = _save_trie(keys, work / "paths.marisa")
+            del keys
+            object_trie = _save_trie(objects, work / "objects.marisa")
+            object_count = len(objects)
+            del objects
+            _save_heavy(heavy_prefixes, heavy_children, work)
+            del heavy_prefixes, heavy_children
+            (work / "alphabet.txt").write_text("".join(sorted(alphabet)), encoding="utf-8")
+        with _step(steps, "map triples to objects"):
+            pair_count = _save_path_objects(kb_files, paths, object_trie, work, progress)
+        with _step(steps, "checksums"):
+            manifest = Manifest(
+                heavy_threshold=heavy_threshold,
+                sources=[{"path": str(f.resolve()), "size": f.stat().st_size, "sha256": sha256_file(f)} for f in kb_files],
+                counts={
+                    "triples": pair_count,
+                    "paths": len(paths),
+                    "names": name_count,
+                    "relations": len(relations),
+                    "objects": object_count,
+                    "heavy_prefixes": int(np.load(work / "heavy_children.offsets.npy", mmap_mode="r").shape[0] - 1),
+                    "alphabet": len(alphabet),
+                },
+                read=counter.as_dict(),
+                kgqa_version=_version(),
+            )
+            manifest.record_files(work)
+        with _step(steps, "finish"):
+            manifest.build_seconds = time.perf_counter() - started
+            manifest.created_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+            manifest.write(work)
+            if out_dir.exists():
+                shutil.rmtree(out_dir)
+            work.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    finally:
+        steps.close()
+    return manifest
+
+
+@contextmanager
+def _step(bar: tqdm, description: str) -> Iterator[None]:
+    bar.set_postfix_str(description)
+    yield
+    bar.update(1)
+
+
+def _byte_bar(kb_files: Sequence[Path], description: str, progress: bool) -> tqdm:
+    total = sum(f.stat().st_size for f in kb_files)
+    return tqdm(total=total, desc=description, unit="B", unit_scale=True, disable=not progress, leave=False)
+
+
+def _iter_all(
+    kb_files: Sequence[Path], counter: SkipCounter, description: str, progress: bool
+) -> Iterator[Triple]:
+    with _byte_bar(kb_files, description, progress) as bar:
+        done = 0
+        for f in kb_files:
+
+            def on_progress(position: int, base: int = done) -> None:
+                bar.n = base + position
+                bar.refresh()
+
+            yield from iter_triples(f, counter, on_progress)
+            done += f.stat().st_size
+
+
+def _collect(kb_files: Sequence[Path], counter: SkipCounter, progress: bool) -> tuple[list[str], set[str], set[str]]:
+    keys: list[str] = []
+    objects: set[str] = set()
+    relations: set[str] = set()
+    append, add_object, add_relation = keys.append, objects.add, relations.add
+    for head, relation, tail in _iter_all(kb_files, counter, "read (1/2)", progress):
+        name, meaning = split_head(head)
+        append(path_key(name, relation, meaning))
+        add_object(tail)
+        add_relation(relation)
+    if not keys:
+        raise ValueError(
+            "no valid triple in " + ", ".join(map(str, kb_files)) + f" ({counter.lines} lines, all skipped)"
+        )
+    return keys, objects, relations
+
+
+def _dedupe_sorted(keys: list[str]) -> None:
+    """Drop adjacent duplicates of a sorted list in place (no second list of 20M strings)."""
+    write = 1
+    for read in range(1, len(keys)):
+        if keys[read] != keys[write - 1]:
+            keys[write] = keys[read]
+            write += 1
+    del keys[write:]
+
+
+def _count_names(sorted_keys: list[str]) -> int:
+    count, previous = 0, None
+    for key in sorted_keys:
+        name = key[: key.index(SEP)]
+        if name != previous:
+            count, previous = count + 1, name
+    return count
+
+
+def _alphabet(keys: list[str], chunk: int = 200_000) -> set[str]:
+    alphabet: set[str] = set()
+    for start in range(0, len(keys), chunk):
+        alphabet.update("".join(keys[start : start + chunk]))
+    alphabet.discard(SEP)
+    return alphabet
+
+
+def _heavy_prefixes(
+    keys: list[str], threshold: int, progress: bool
+) -> tuple[list[str], list[array.array]]:
+    """Every prefix with more than ``threshold`` keys below it, with its sorted next-character code points.
+
+    Walks the sorted keys depth-first; a node's children are found by binary search for the end of each run of
+    equal next characters, so the work is proportional to the number of heavy nodes' children, not of keys.
+    """
+    prefixes: list[str] = []
+    children: list[array.array] = []
+    stack = [("", 0, len(keys))] if len(keys) > threshold else []
+    with tqdm(total=len(keys), desc="heavy prefixes", unit="key", unit_scale=True, disable=not progress,
+              leave=False) as bar:
+        if not stack:
+            bar.update(len(keys))
+        while stack:
+            prefix, lo, hi = stack.pop()
+            depth = len(prefix)
+            codes = array.array("I")
+            i = lo
+            if len(keys[i]) == depth:  # keys are distinct, so at most one ends here, and it sorts first
+                codes.append(END_CODE)
+                i += 1
+                bar.update(1)
+            while i < hi:
+                code = ord(keys[i][depth])
+                j = hi if code == MAX_CODE_POINT else bisect_left(keys, prefix + chr(code + 1), i, hi)
+                codes.append(code)
+                if j - i > threshold:
+                    stack.append((prefix + chr(code), i, j))
+                else:
+                    bar.update(j - i)
+                i = j
+            prefixes.append(prefix)
+            children.append(codes)
+    return prefixes, children
+
+
+def _save_trie(keys: list[str] | set[str], path: Path) -> marisa_trie.Trie:
+    trie = marisa_trie.Trie(keys)
+    trie.save(str(path))
+    return trie
+
+
+def _save_heavy(prefixes: list[str], children: list[array.array], work: Path) -> None:
+    trie = _save_trie(prefixes, work / "heavy.marisa")
+    # marisa assigns its own key ids: lay the children out in id order so that id -> offsets[id]:offsets[id + 1].
+    lengths = np.zeros(len(prefixes) + 1, dtype=np.int64)
+    order = np.empty(len(prefixes), dtype=np.int64)
+    for position, prefix in enumerate(prefixes):
+        key_id = trie[prefix]
+        order[key_id] = position
+        lengths[key_id + 1] = len(children[position])
+    offsets = np.cumsum(lengths)
+    codes = np.empty(int(offsets[-1]), dtype=np.uint32)
+    for key_id, position in enumerate(order):
+        codes[offsets[key_id] : offsets[key_id + 1]] = children[position]
+    np.save(work / "heavy_children.offsets.npy", offsets)
+    np.save(work / "heavy_children.codes.npy", codes)
+
+
+def _save_path_objects(
+    kb_files: Sequence[Path], paths: marisa_trie.Trie, objects: marisa_trie.Trie, work: Path, progress: bool
+) -> int:
+    """Second pass: (path id, object id) for every triple, deduplicated, as CSR arrays. Returns the triple count."""
+    path_ids, object_ids = array.array("I"), array.array("I")
+    add_path, add_object = path_ids.append, object_ids.append
+    for head, relation, tail in _iter_all(kb_files, SkipCounter(), "read (2/2)", progress):
+        name, meaning = split_head(head)
+        add_path(paths[path_key(name, relation, meaning)])
+        add_object(objects[tail])
+    pairs = np.unique(
+        np.frombuffer(path_ids, dtype=np.uint32).astype(np.uint64) << np.uint64(32)
+        | np.frombuffer(object_ids, dtype=np.uint32).astype(np.uint64)
+    )
+    del path_ids, object_ids
+    pair_paths = (pairs >> np.uint64(32)).astype(np.int64)
+    offsets = np.zeros(len(paths) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(pair_paths, minlength=len(paths)), out=offsets[1:])
+    np.save(work / "path_objects.offsets.npy", offsets)
+    np.save(work / "path_objects.ids.npy", (pairs & np.uint64(0xFFFFFFFF)).astype(np.uint32))
+    return len(pairs)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("kgqa")
+    except PackageNotFoundError:
+        return "unknown"
+

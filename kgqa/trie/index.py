@@ -1,0 +1,133 @@
+"""The loaded, memory-mapped KB index: allowed next characters of a partial path, objects, and a name's triples.
+
+Loading maps the files (marisa ``mmap`` and ``numpy.load(mmap_mode="r")``), so several processes serving the same
+index share one copy in the page cache and loading does not read the index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import marisa_trie
+import numpy as np
+
+from kgqa.data.knowledge import join_head
+from kgqa.trie.keys import END_CODE, SEP, path_key, split_path_key
+from kgqa.trie.manifest import IndexLoadError, Manifest, rebuild_hint
+
+_NO_CODES = np.empty(0, dtype=np.uint32)
+
+
+class IndexedTriple(NamedTuple):
+    name: str
+    meaning: str
+    relation: str
+    object: str
+
+    @property
+    def head(self) -> str:
+        return join_head(self.name, self.meaning)
+
+
+class KBIndex:
+    """Answers, for a partial key ``name SEP relation SEP meaning``, which characters may come next."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.manifest = Manifest.read(self.directory)
+        try:
+            self._paths = mmap_trie(self.directory / "paths.marisa")
+            self._objects = mmap_trie(self.directory / "objects.marisa")
+            self._heavy = mmap_trie(self.directory / "heavy.marisa")
+            self._object_offsets = np.load(self.directory / "path_objects.offsets.npy", mmap_mode="r")
+            self._object_ids = np.load(self.directory / "path_objects.ids.npy", mmap_mode="r")
+            self._heavy_offsets = np.load(self.directory / "heavy_children.offsets.npy", mmap_mode="r")
+            self._heavy_codes = np.load(self.directory / "heavy_children.codes.npy", mmap_mode="r")
+            self.alphabet = (self.directory / "alphabet.txt").read_text(encoding="utf-8")
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise IndexLoadError(f"index at {self.directory} cannot be read ({exc}); "
+                                 + rebuild_hint(self.directory)) from exc
+        self._check_counts()
+
+    def _check_counts(self) -> None:
+        counts = self.manifest.counts
+        found = {
+            "paths": len(self._paths),
+            "objects": len(self._objects),
+            "heavy_prefixes": len(self._heavy),
+            "triples": len(self._object_ids),
+        }
+        expected = {name: counts.get(name) for name in found}
+        if found != expected or len(self._object_offsets) != len(self._paths) + 1:
+            raise IndexLoadError(
+                f"index at {self.directory} does not match its manifest (found {found}, manifest says {expected}); "
+                + rebuild_hint(self.directory)
+            )
+
+    @property
+    def heavy_threshold(self) -> int:
+        return self.manifest.heavy_threshold
+
+    def __len__(self) -> int:
+        """Number of distinct paths (name, relation, meaning)."""
+        return len(self._paths)
+
+    def next_codepoints(self, prefix: str) -> np.ndarray:
+        """Sorted code points that may follow ``prefix`` on the way to a KB path; ``END_CODE`` if it is a whole path.
+
+        Never walks more than ``heavy_threshold`` keys: prefixes with more keys below them are precomputed.
+        """
+        heavy_id = self._heavy.get(prefix)
+        if heavy_id is not None:
+            return self._heavy_codes[self._heavy_offsets[heavy_id] : self._heavy_offsets[heavy_id + 1]]
+        depth = len(prefix)
+        codes = {ord(key[depth]) if len(key) > depth else END_CODE for key in self._paths.iterkeys(prefix)}
+        if not codes:
+            return _NO_CODES
+        return np.array(sorted(codes), dtype=np.uint32)
+
+    def next_chars(self, prefix: str) -> list[str]:
+        """:meth:`next_codepoints` as characters (``END`` for the end of a path); for tests and debugging."""
+        return [chr(c) for c in self.next_codepoints(prefix)]
+
+    def is_path(self, name: str, relation: str, meaning: str = "") -> bool:
+        return path_key(name, relation, meaning) in self._paths
+
+    def objects(self, name: str, relation: str, meaning: str = "") -> list[str]:
+        """The object(s) of (name, relation, meaning); empty when that path is not in the KB."""
+        path_id = self._paths.get(path_key(name, relation, meaning))
+        return [] if path_id is None else self._objects_of(path_id)
+
+    def _objects_of(self, path_id: int) -> list[str]:
+        start, stop = self._object_offsets[path_id], self._object_offsets[path_id + 1]
+        return [self._objects.restore_key(int(i)) for i in self._object_ids[start:stop]]
+
+    def triples(self, name: str) -> list[IndexedTriple]:
+        """Every triple whose head has this name, all meanings, sorted by meaning then relation."""
+        found = []
+        for key, path_id in self._paths.iteritems(name + SEP):
+            _, relation, meaning = split_path_key(key)
+            found += [IndexedTriple(name, meaning, relation, obj) for obj in self._objects_of(path_id)]
+        return sorted(found, key=lambda t: (t.meaning, t.relation, t.object))
+
+    def has_name(self, name: str) -> bool:
+        return next(self._paths.iterkeys(name + SEP), None) is not None
+
+    def iter_paths(self) -> Iterator[str]:
+        """Every path key (unordered); for tests and samplers."""
+        return self._paths.iterkeys()
+
+    def path_key_by_id(self, path_id: int) -> str:
+        return self._paths.restore_key(path_id)
+
+
+def mmap_trie(path: Path) -> marisa_trie.Trie:
+    trie = marisa_trie.Trie()
+    trie.mmap(str(path))
+    return trie
+
+
+def load_index(directory: str | Path) -> KBIndex:
+    return KBIndex(directory)

@@ -1,0 +1,91 @@
+"""The index manifest: what was built from what, and the checks that refuse a corrupt or foreign index at load."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT = "kgqa-index"
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+
+class IndexLoadError(RuntimeError):
+    """An index directory that cannot be used; the message says what to do."""
+
+
+def rebuild_hint(directory: Path) -> str:
+    return f"rebuild it with: kgqa index build --kb KNOWLEDGE_FILE --out {directory}"
+
+
+def sha256_file(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+@dataclass
+class Manifest:
+    heavy_threshold: int
+    sources: list[dict[str, Any]]
+    counts: dict[str, int]
+    read: dict[str, Any]
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    build_seconds: float = 0.0
+    created_at: str = ""
+    kgqa_version: str = ""
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+
+    def write(self, directory: Path) -> None:
+        text = json.dumps(asdict(self), ensure_ascii=False, indent=2)
+        (directory / MANIFEST_NAME).write_text(text + "\n", encoding="utf-8")
+
+    @classmethod
+    def read(cls, directory: Path) -> Manifest:
+        """Read and check the manifest and the presence and sizes of the files it lists (cheap: no hashing)."""
+        if not directory.is_dir():
+            raise IndexLoadError(f"no index directory at {directory}: build one with "
+                                 f"kgqa index build --kb KNOWLEDGE_FILE --out {directory}")
+        path = directory / MANIFEST_NAME
+        if not path.is_file():
+            raise IndexLoadError(f"{directory} has no {MANIFEST_NAME}, so it is not a finished kgqa index; "
+                                 + rebuild_hint(directory))
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise IndexLoadError(f"{path} is corrupt ({exc}); " + rebuild_hint(directory)) from exc
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise IndexLoadError(f"{directory} is not a kgqa index (manifest format is not {FORMAT!r})")
+        if data.get("format_version") != FORMAT_VERSION:
+            raise IndexLoadError(
+                f"{directory} has index format version {data.get('format_version')}, this kgqa reads version "
+                f"{FORMAT_VERSION}; " + rebuild_hint(directory)
+            )
+        try:
+            manifest = cls(**data)
+        except TypeError as exc:
+            raise IndexLoadError(f"{path} is corrupt ({exc}); " + rebuild_hint(directory)) from exc
+        for name, info in manifest.files.items():
+            file = directory / name
+            if not file.is_file():
+                raise IndexLoadError(f"index file {file} is missing; the index is incomplete; " + rebuild_hint(directory))
+            if file.stat().st_size != info["size"]:
+                raise IndexLoadError(
+                    f"index file {file} has {file.stat().st_size} bytes, its manifest says {info['size']}: the index "
+                    "is truncated or corrupt; " + rebuild_hint(directory)
+                )
+        return manifest
+
+    def verify_checksums(self, directory: Path) -> list[str]:
+        """Files whose SHA-256 differs from the manifest (reads every byte; `kgqa index verify`)."""
+        return [name for name, info in self.files.items() if sha256_file(directory / name) != info["sha256"]]
+
+    def record_files(self, directory: Path) -> None:
+        self.files = {
+            p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)}
+            for p in sorted(directory.iterdir())
+            if p.name != MANIFEST_NAME
+        }

@@ -1,0 +1,59 @@
+"""The index's allowed next characters as token ids of a character-level tokenizer.
+
+The index is keyed by characters; this adapter maps them to ids through the tokenizer's vocabulary once, into a
+code-point lookup table, so a query costs one index lookup plus one vectorised gather.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from kgqa.trie.index import KBIndex
+from kgqa.trie.keys import END_CODE, SEP, SEP_CODE
+
+_CODE_POINTS = 0x110000
+
+
+class VocabularyMismatchError(ValueError):
+    """The tokenizer cannot spell every KB string: masks built from it would silently drop KB paths."""
+
+
+class TokenConstraint:
+    """Allowed next token ids for a partial target ``name [SEP] relation [SEP] meaning [EOS]``."""
+
+    def __init__(self, index: KBIndex, vocab: Mapping[str, int], sep_token_id: int, eos_token_id: int) -> None:
+        missing = sorted({ch for ch in index.alphabet if ch not in vocab})
+        if missing:
+            sample = "".join(missing[:20])
+            raise VocabularyMismatchError(
+                f"the tokenizer has no token for {len(missing)} character(s) of the index at {index.directory} "
+                f"(e.g. {sample!r}); build the tokenizer from this knowledge base, or the index from the model's KB"
+            )
+        self.index = index
+        self.sep_token_id = sep_token_id
+        self.eos_token_id = eos_token_id
+        self._code_to_id = np.full(_CODE_POINTS, -1, dtype=np.int64)
+        self._id_to_char: dict[int, str] = {}
+        for token, token_id in vocab.items():
+            if len(token) == 1:
+                self._code_to_id[ord(token)] = token_id
+                self._id_to_char[token_id] = token
+        self._code_to_id[SEP_CODE] = sep_token_id
+        self._code_to_id[END_CODE] = eos_token_id
+        self._id_to_char[sep_token_id] = SEP
+
+    def prefix_text(self, token_ids: Sequence[int]) -> str | None:
+        """The index key spelled by ``token_ids``; None if one of them is not a character or SEP (e.g. EOS)."""
+        try:
+            return "".join([self._id_to_char[int(i)] for i in token_ids])
+        except KeyError:
+            return None
+
+    def allowed_token_ids(self, token_ids: Sequence[int]) -> np.ndarray:
+        """Token ids allowed after ``token_ids`` (the target so far, without the decoder start token)."""
+        prefix = self.prefix_text(token_ids)
+        if prefix is None:
+            return np.empty(0, dtype=np.int64)
+        return self._code_to_id[self.index.next_codepoints(prefix)]

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kgqa.data.knowledge import SkipCounter, Triple, iter_triples, join_head, split_head
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        ("守望星光（韩玉玲、刘东考演唱歌曲）", ("守望星光", "韩玉玲、刘东考演唱歌曲")),
+        ("武汉交通职业学院计算机协会", ("武汉交通职业学院计算机协会", "")),
+        ("A（B（C））", ("A", "B（C）")),  # nested: the meaning keeps its inner parentheses
+        ("A（B）（C）", ("A（B）", "C")),  # two groups: only the last is the meaning
+        ("（上）", ("（上）", "")),  # the group is the whole head: no name to split off
+        ("A（）", ("A（）", "")),  # empty group is not a meaning
+        ("A）", ("A）", "")),  # merely ends in a parenthesis, unbalanced
+        ("A（B）C）", ("A（B）C）", "")),  # unbalanced at the end
+        ("A(B)", ("A(B)", "")),  # half-width parentheses are part of names
+        ("三国演义（上）", ("三国演义", "上")),
+    ],
+)
+def test_split_head(head: str, expected: tuple[str, str]) -> None:
+    assert split_head(head) == expected
+    assert join_head(*expected) == head
+
+
+@given(st.text(alphabet=st.sampled_from(list("ab（）(）x "))))
+def test_join_inverts_split_for_any_head(head: str) -> None:
+    name, meaning = split_head(head)
+    assert join_head(name, meaning) == head
+    assert name or not head
+
+
+@given(st.text(alphabet="abc", min_size=1), st.text(alphabet="ab（）", min_size=1))
+def test_split_inverts_join_for_balanced_meanings(name: str, meaning: str) -> None:
+    depth, balanced = 0, True
+    for ch in meaning:
+        depth += {"（": 1, "）": -1}.get(ch, 0)
+        balanced &= depth >= 0
+    if balanced and depth == 0:
+        assert split_head(join_head(name, meaning)) == (name, meaning)
+
+
+GOOD = ["守望星光（韩玉玲演唱歌曲）\t出品公司\t韩玉玲原创音乐", "龙晶（游戏）\t繁体\t龍晶"]
+
+
+def _write(path: Path, lines: list[bytes], gz: bool = False) -> Path:
+    data = b"".join(lines)
+    if gz:
+        path.write_bytes(gzip.compress(data))
+    else:
+        path.write_bytes(data)
+    return path
+
+
+def test_plain_and_gzip_read_the_same(tmp_path: Path) -> None:
+    lines = [(line + "\n").encode() for line in GOOD]
+    plain = list(iter_triples(_write(tmp_path / "kb.txt", lines)))
+    # gzip is recognised by its magic bytes, whatever the file is called
+    gzipped = list(iter_triples(_write(tmp_path / "kb.txt.renamed", lines, gz=True)))
+    assert plain == gzipped == [Triple("守望星光（韩玉玲演唱歌曲）", "出品公司", "韩玉玲原创音乐"), Triple("龙晶（游戏）", "繁体", "龍晶")]
+
+
+def test_malformed_lines_are_skipped_and_counted(tmp_path: Path) -> None:
+    lines = [
+        b"a\tb\tc\n",
+        b"only\ttwo\n",  # column count
+        b"a\tb\tc\td\n",  # column count
+        b"a\t \tc\n",  # empty field after stripping
+        b"\xff\xfe\tb\tc\n",  # bad UTF-8
+        b"a\x1fb\tr\tt\n",  # control character (the index's separator)
+        b"\n",  # blank
+        b"x \t r \t y\r\n",  # CRLF and padding are tolerated
+        b"last\tline\twithout newline",
+    ]
+    counter = SkipCounter()
+    triples = list(iter_triples(_write(tmp_path / "kb.tsv", lines), counter))
+    assert triples == [Triple("a", "b", "c"), Triple("x", "r", "y"), Triple("last", "line", "without newline")]
+    assert counter.lines == 9
+    assert counter.kept == 3
+    assert counter.skipped == {"column count": 2, "empty field": 1, "bad utf-8": 1, "control character": 1,
+                               "blank line": 1}
+    assert counter.examples[0] == "kb.tsv:2: column count"
+
+
+def test_truncated_gzip_raises_rather_than_passing_silently(tmp_path: Path) -> None:
+    path = _write(tmp_path / "kb.gz", [(line + "\n").encode() for line in GOOD * 1000], gz=True)
+    path.write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(EOFError):
+        list(iter_triples(path))
+
+
+def test_progress_reports_bytes_on_disk(tmp_path: Path) -> None:
+    path = _write(tmp_path / "kb.gz", [(line + "\n").encode() for line in GOOD], gz=True)
+    seen: list[int] = []
+    list(iter_triples(path, on_progress=seen.append))
+    assert seen[-1] == path.stat().st_size
+
+
+@pytest.mark.slow
+def test_kgclue_sim_kb_reads_cleanly(kgclue_kb: Path) -> None:
+    counter = SkipCounter()
+    heads_with_meaning = sum(1 for head, _, _ in iter_triples(kgclue_kb, counter) if split_head(head)[1])
+    assert counter.kept == counter.lines == 2_412_328
+    assert 0 < heads_with_meaning < counter.kept
