@@ -23,7 +23,10 @@ def _print_manifest(directory: Path, counts: dict, read: dict, seconds: float) -
     print(f"index {directory}: " + ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in counts.items()))
     skipped = read["skipped"]
     detail = ", ".join(f"{n:,} {reason}" for reason, n in read["skipped_by_reason"].items())
-    print(f"read {read['lines']:,} lines, kept {read['kept']:,}, skipped {skipped:,}" + (f" ({detail})" if skipped else ""))
+    print(
+        f"read {read['lines']:,} lines, kept {read['kept']:,}, skipped {skipped:,}"
+        + (f" ({detail})" if skipped else "")
+    )
     for example in read["examples"]:
         print(f"  skipped {example}")
     print(f"built in {seconds:.1f} s")
@@ -37,8 +40,10 @@ def _cmd_index_info(args: argparse.Namespace) -> int:
     _print_manifest(args.index, m.counts, m.read, m.build_seconds)
     for source in m.sources:
         print(f"source {source['path']} ({source['size']:,} bytes, sha256 {source['sha256'][:16]}…)")
-    print(f"format version {m.format_version}, created {m.created_at}, "
-          f"{sum(f['size'] for f in m.files.values()) / 1e6:.1f} MB on disk")
+    print(
+        f"format version {m.format_version}, created {m.created_at}, "
+        f"{sum(f['size'] for f in m.files.values()) / 1e6:.1f} MB on disk"
+    )
     return 0
 
 
@@ -83,8 +88,10 @@ def _cmd_data_locate(args: argparse.Namespace) -> int:
     directory = find_data_dir(download=args.download)
     print(directory)
     if knowledge_file(directory) is None:
-        print(f"note: {directory} has no knowledge file; `kgqa prepare` uses the question files' answer triples",
-              file=sys.stderr)
+        print(
+            f"note: {directory} has no knowledge file; `kgqa prepare` uses the question files' answer triples",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -108,7 +115,8 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     try:
         existing = KBIndex(args.out)
         same = [s["path"] for s in existing.manifest.sources] == [str(kb.resolve())] and [
-            s["size"] for s in existing.manifest.sources] == [kb.stat().st_size]
+            s["size"] for s in existing.manifest.sources
+        ] == [kb.stat().st_size]
     except IndexLoadError:
         same = False
     if same and not args.force:
@@ -149,8 +157,9 @@ def _cmd_bench_synth(args: argparse.Namespace) -> int:
 def _cmd_bench_index(args: argparse.Namespace) -> int:
     from kgqa.trie.bench import bench_index, format_table
 
-    result = bench_index(args.kb, args.work, args.queries, args.baseline_seconds, args.seed,
-                         args.heavy_threshold, reuse=args.reuse)
+    result = bench_index(
+        args.kb, args.work, args.queries, args.baseline_seconds, args.seed, args.heavy_threshold, reuse=args.reuse
+    )
     print(format_table(result))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -169,16 +178,23 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.set_defaults(run=_cmd_prepare)
 
     index = commands.add_parser("index", help="build and inspect knowledge-base indexes").add_subparsers(
-        dest="index_command", required=True)
+        dest="index_command", required=True
+    )
     build = index.add_parser("build", help="compile knowledge files (head<TAB>relation<TAB>tail, plain or gzip)")
     build.add_argument("--kb", type=Path, action="append", required=True, help="knowledge file; repeat for several")
     build.add_argument("--out", type=Path, required=True, help="index directory to write (replaced atomically)")
-    build.add_argument("--heavy-threshold", type=int, default=32,
-                       help="precompute next characters of prefixes with more keys below than this (%(default)s)")
+    build.add_argument(
+        "--heavy-threshold",
+        type=int,
+        default=32,
+        help="precompute next characters of prefixes with more keys below than this (%(default)s)",
+    )
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     build.set_defaults(run=_cmd_index_build)
-    for name, run, text in (("info", _cmd_index_info, "show an index's manifest"),
-                            ("verify", _cmd_index_verify, "check every index file against its checksum")):
+    for name, run, text in (
+        ("info", _cmd_index_info, "show an index's manifest"),
+        ("verify", _cmd_index_verify, "check every index file against its checksum"),
+    ):
         sub = index.add_parser(name, help=text)
         sub.add_argument("index", type=Path)
         sub.set_defaults(run=run)
@@ -193,8 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
     nxt.set_defaults(run=_cmd_index_next)
 
     data = commands.add_parser("data", help="KgCLUE data files").add_subparsers(dest="data_command", required=True)
-    locate = data.add_parser("locate", help="print the KgCLUE data directory ($KGQA_DATA_DIR, ./data/kgclue, "
-                                            "../shared/kgclue, else download the question files)")
+    locate = data.add_parser(
+        "locate",
+        help="print the KgCLUE data directory ($KGQA_DATA_DIR, ./data/kgclue, "
+        "../shared/kgclue, else download the question files)",
+    )
     locate.add_argument("--no-download", dest="download", action="store_false")
     locate.set_defaults(run=_cmd_data_locate)
 
@@ -215,8 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     bidx.add_argument("--work", type=Path, default=Path("bench/index"), help="where the index is built")
     bidx.add_argument("--json", type=Path, help="write the results as JSON")
     bidx.add_argument("--queries", type=int, default=2000, help="random real prefixes per depth (%(default)s)")
-    bidx.add_argument("--baseline-seconds", type=float, default=20.0,
-                      help="time budget of the baseline per depth (%(default)s)")
+    bidx.add_argument(
+        "--baseline-seconds", type=float, default=20.0, help="time budget of the baseline per depth (%(default)s)"
+    )
     bidx.add_argument("--seed", type=int, default=0)
     bidx.add_argument("--heavy-threshold", type=int)
     bidx.add_argument("--reuse", action="store_true", help="reuse an index already built in --work")

@@ -11,8 +11,7 @@ from tests.conftest import write_kb
 
 
 def kgqa(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "kgqa", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300)
+    return subprocess.run([sys.executable, "-m", "kgqa", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
 def test_help_lists_the_commands() -> None:
@@ -75,8 +74,9 @@ def test_prepare_builds_the_index_of_the_found_kb(tmp_path: Path) -> None:
     data = tmp_path / "data" / "kgclue"
     data.mkdir(parents=True)
     for name in ("train.json", "dev.json", "test.json"):
-        (data / name).write_text('{"id": 0, "question": "龙晶繁体怎么写", "answer": "龙晶（游戏） ||| 繁体 ||| 龍晶"}\n',
-                                 encoding="utf-8")
+        (data / name).write_text(
+            '{"id": 0, "question": "龙晶繁体怎么写", "answer": "龙晶（游戏） ||| 繁体 ||| 龍晶"}\n', encoding="utf-8"
+        )
     result = kgqa("prepare", "--out", str(tmp_path / "idx"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "answer triples" in result.stdout
@@ -89,8 +89,20 @@ def test_bench_synth_kb_and_index(tmp_path: Path) -> None:
     synth = kgqa("bench", "synth-kb", "--triples", "20000", "--seed", "3", "--out", str(kb))
     assert synth.returncode == 0, synth.stderr
     out = tmp_path / "bench.json"
-    bench = kgqa("bench", "index", "--kb", str(kb), "--work", str(tmp_path / "work"), "--queries", "50",
-                 "--baseline-seconds", "1", "--json", str(out))
+    bench = kgqa(
+        "bench",
+        "index",
+        "--kb",
+        str(kb),
+        "--work",
+        str(tmp_path / "work"),
+        "--queries",
+        "50",
+        "--baseline-seconds",
+        "1",
+        "--json",
+        str(out),
+    )
     assert bench.returncode == 0, bench.stderr
     result = json.loads(out.read_text())
     assert result["answers_differing_from_baseline"] == 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -41,8 +42,9 @@ class _Sampler:
         return np.minimum(np.searchsorted(cdf, self.rng.random(size)), n - 1)
 
     def strings(self, lengths: np.ndarray) -> list[str]:
-        codes = self.chars[np.minimum(np.searchsorted(self.char_cdf, self.rng.random(int(lengths.sum()))),
-                                      len(self.chars) - 1)]
+        codes = self.chars[
+            np.minimum(np.searchsorted(self.char_cdf, self.rng.random(int(lengths.sum()))), len(self.chars) - 1)
+        ]
         text = "".join(map(chr, codes))
         ends = np.cumsum(lengths)
         return [text[end - length : end] for end, length in zip(ends.tolist(), lengths.tolist(), strict=True)]
@@ -68,6 +70,12 @@ class _Sampler:
         return list(found)[:n]
 
 
+def _open_text(path: Path) -> TextIO:
+    if path.suffix == ".gz":
+        return gzip.open(path, "wt", encoding="utf-8", compresslevel=1)
+    return open(path, "w", encoding="utf-8")
+
+
 def write_synthetic_kb(
     out: str | Path, triples: int = KGCLUE_TRIPLES, seed: int = 0, progress: Callable[[int], None] | None = None
 ) -> dict[str, int]:
@@ -82,19 +90,19 @@ def write_synthetic_kb(
     # ambiguous names have 2 + Poisson(0.5) heads (2.5 on average); pick their share so 27% of heads carry a meaning
     ambiguous_share = AMBIGUOUS_HEAD_SHARE / (2.5 - 1.5 * AMBIGUOUS_HEAD_SHARE)
     name_count = max(1, round(head_count / (1 + 1.5 * ambiguous_share)))
-    names = sampler.distinct(lambda n: sampler.compose(words, n, [1, 2, 3, 4], [0.25, 0.45, 0.2, 0.1], 0.9),
-                             name_count)
-    relations = sampler.distinct(lambda n: sampler.compose(words, n, [1, 2, 3], [0.35, 0.5, 0.15], 1.0),
-                                 relation_count)
-    pool = sampler.distinct(lambda n: sampler.compose(words, n, [1, 2, 3, 4, 6], [0.2, 0.35, 0.25, 0.12, 0.08], 1.0),
-                            max(100, round(2_000_000 * scale)))
-    meanings = sampler.distinct(lambda n: sampler.compose(words, n, [2, 3, 4, 5, 6], [0.15, 0.3, 0.3, 0.15, 0.1], 1.0),
-                                max(100, round(500_000 * scale)))
+    names = sampler.distinct(lambda n: sampler.compose(words, n, [1, 2, 3, 4], [0.25, 0.45, 0.2, 0.1], 0.9), name_count)
+    relations = sampler.distinct(lambda n: sampler.compose(words, n, [1, 2, 3], [0.35, 0.5, 0.15], 1.0), relation_count)
+    pool = sampler.distinct(
+        lambda n: sampler.compose(words, n, [1, 2, 3, 4, 6], [0.2, 0.35, 0.25, 0.12, 0.08], 1.0),
+        max(100, round(2_000_000 * scale)),
+    )
+    meanings = sampler.distinct(
+        lambda n: sampler.compose(words, n, [2, 3, 4, 5, 6], [0.15, 0.3, 0.3, 0.15, 0.1], 1.0),
+        max(100, round(500_000 * scale)),
+    )
 
     written = heads_written = ambiguous_heads = 0
-    gzipped = str(out).endswith(".gz")
-    f = gzip.open(out, "wt", encoding="utf-8", compresslevel=1) if gzipped else open(out, "w", encoding="utf-8")
-    with f:
+    with _open_text(Path(out)) as f:
         for start in range(0, len(names), 50_000):
             batch = names[start : start + 50_000]
             ambiguous = rng.random(len(batch)) < ambiguous_share
@@ -111,8 +119,9 @@ def write_synthetic_kb(
             relation_ids = sampler.zipf_indices(len(relations), total, 1.0).tolist()
             fresh = rng.random(total) < 0.5
             pool_ids = sampler.zipf_indices(len(pool), total, 0.8).tolist()
-            fresh_objects = iter(sampler.strings(np.clip(rng.lognormal(3.0, 1.1, int(fresh.sum())), 1, 1000)
-                                                 .astype(np.int64)))
+            fresh_objects = iter(
+                sampler.strings(np.clip(rng.lognormal(3.0, 1.1, int(fresh.sum())), 1, 1000).astype(np.int64))
+            )
             lines, position = [], 0
             for head, count in zip(heads, per_head.tolist(), strict=True):
                 for k in range(position, position + count):
@@ -124,5 +133,10 @@ def write_synthetic_kb(
             heads_written += len(heads)
             if progress is not None:
                 progress(total)
-    return {"triples": written, "heads": heads_written, "ambiguous_heads": ambiguous_heads,
-            "names": len(names), "relations": len(relations)}
+    return {
+        "triples": written,
+        "heads": heads_written,
+        "ambiguous_heads": ambiguous_heads,
+        "names": len(names),
+        "relations": len(relations),
+    }

@@ -89,8 +89,12 @@ def measure_queries(index_dir: Path, queries_per_depth: int, baseline_seconds: f
             mismatches += set(index.next_codepoints(prefix).tolist()) != expected
             if time.perf_counter() > budget_end:
                 break
-        row = {"depth": depth, "ours": _percentiles(ours), "ours_token_ids": _percentiles(as_ids),
-               "genre_style": _percentiles(base)}
+        row = {
+            "depth": depth,
+            "ours": _percentiles(ours),
+            "ours_token_ids": _percentiles(as_ids),
+            "genre_style": _percentiles(base),
+        }
         row["speedup_p50"] = row["genre_style"]["p50_us"] / row["ours"]["p50_us"]
         row["speedup_p99"] = row["genre_style"]["p99_us"] / row["ours"]["p99_us"]
         depths.append(row)
@@ -135,9 +139,18 @@ def bench_index(
     result["index_bytes"] = sum(p.stat().st_size for p in index_dir.iterdir())
     result["page_cache_dropped"] = _drop_page_cache()
     worker = subprocess.run(
-        [sys.executable, "-m", "kgqa.trie.bench", str(index_dir), str(queries_per_depth), str(baseline_seconds),
-         str(seed)],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "kgqa.trie.bench",
+            str(index_dir),
+            str(queries_per_depth),
+            str(baseline_seconds),
+            str(seed),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     result.update(json.loads(worker.stdout.strip().splitlines()[-1]))
     return result
@@ -154,8 +167,10 @@ def format_table(result: dict[str, Any]) -> str:
         "| --- | --- |",
     ]
     if "build_seconds" in result:
-        lines += [f"| build wall time | {result['build_seconds']:.1f} s |",
-                  f"| build peak RSS | {result['build_peak_rss_mb'] / 1024:.2f} GB |"]
+        lines += [
+            f"| build wall time | {result['build_seconds']:.1f} s |",
+            f"| build peak RSS | {result['build_peak_rss_mb'] / 1024:.2f} GB |",
+        ]
     lines += [
         f"| index size on disk | {result['index_bytes'] / 1e9:.3f} GB |",
         f"| load time ({'cold: page cache dropped' if result['page_cache_dropped'] else 'page cache not dropped'}) "

@@ -11,8 +11,10 @@ Files written (all memory-mappable):
 - ``alphabet.txt``: every character that occurs in a path key (what a tokenizer must be able to spell).
 - ``manifest.json``: sources with sizes and checksums, counts, skipped lines, build time; written last.
 
-Two streaming passes over the knowledge files: the first collects path keys and objects, the second maps each
-triple to (path id, object id). Path keys are held once, as a sorted list of str, to find the heavy prefixes.
+One streaming pass over the knowledge files numbers each distinct path key and object in a dict as it is first
+seen and records (path number, object number) per triple. Each trie is then built once, iterated once to map those
+numbers to marisa's key ids, and the dict is freed; no triple is looked up in a trie. The sorted path keys (held
+once, as str) give the heavy prefixes.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ import os
 import shutil
 import time
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import marisa_trie
@@ -59,34 +62,39 @@ def build_index(
     try:
         counter = SkipCounter()
         with _step(steps, "read knowledge files"):
-            keys, objects, relations = _collect(kb_files, counter, progress)
+            read = _read(kb_files, counter, progress)
+        with _step(steps, "write objects"):
+            object_ids = _save_numbered(read.objects, work / "objects.marisa")
+            object_count = len(read.objects)
+            read.objects = {}
         with _step(steps, "sort path keys"):
+            keys = list(read.paths)
             keys.sort()
-            _dedupe_sorted(keys)
             name_count = _count_names(keys)
             alphabet = _alphabet(keys)
-        with _step(steps, "find heavy prefixes"):
-            heavy_prefixes, heavy_children = _heavy_prefixes(keys, heavy_threshold, progress)
-        with _step(steps, "write tries"):
-            paths = _save_trie(keys, work / "paths.marisa")
-            del keys
-            object_trie = _save_trie(objects, work / "objects.marisa")
-            object_count = len(objects)
-            del objects
-            _save_heavy(heavy_prefixes, heavy_children, work)
-            del heavy_prefixes, heavy_children
             (work / "alphabet.txt").write_text("".join(sorted(alphabet)), encoding="utf-8")
-        with _step(steps, "map triples to objects"):
-            pair_count = _save_path_objects(kb_files, paths, object_trie, work, progress)
+        with _step(steps, "find heavy prefixes"):
+            _save_heavy(*_heavy_prefixes(keys, heavy_threshold, progress), work)
+        with _step(steps, "write paths"):
+            path_ids = _save_numbered(read.paths, work / "paths.marisa", sorted_keys=keys)
+            path_count, relation_count = len(keys), read.relation_count
+            del keys
+            read.paths = {}
+            pair_count = _save_path_objects(
+                path_ids[read.triple_paths], object_ids[read.triple_objects], path_count, work
+            )
+            del path_ids, object_ids, read
         with _step(steps, "checksums"):
             manifest = Manifest(
                 heavy_threshold=heavy_threshold,
-                sources=[{"path": str(f.resolve()), "size": f.stat().st_size, "sha256": sha256_file(f)} for f in kb_files],
+                sources=[
+                    {"path": str(f.resolve()), "size": f.stat().st_size, "sha256": sha256_file(f)} for f in kb_files
+                ],
                 counts={
                     "triples": pair_count,
-                    "paths": len(paths),
+                    "paths": path_count,
                     "names": name_count,
-                    "relations": len(relations),
+                    "relations": relation_count,
                     "objects": object_count,
                     "heavy_prefixes": int(np.load(work / "heavy_children.offsets.npy", mmap_mode="r").shape[0] - 1),
                     "alphabet": len(alphabet),
@@ -122,9 +130,7 @@ def _byte_bar(kb_files: Sequence[Path], description: str, progress: bool) -> tqd
     return tqdm(total=total, desc=description, unit="B", unit_scale=True, disable=not progress, leave=False)
 
 
-def _iter_all(
-    kb_files: Sequence[Path], counter: SkipCounter, description: str, progress: bool
-) -> Iterator[Triple]:
+def _iter_all(kb_files: Sequence[Path], counter: SkipCounter, description: str, progress: bool) -> Iterator[Triple]:
     with _byte_bar(kb_files, description, progress) as bar:
         done = 0
         for f in kb_files:
@@ -137,31 +143,41 @@ def _iter_all(
             done += f.stat().st_size
 
 
-def _collect(kb_files: Sequence[Path], counter: SkipCounter, progress: bool) -> tuple[list[str], set[str], set[str]]:
-    keys: list[str] = []
-    objects: set[str] = set()
+@dataclass
+class _Read:
+    """What one pass over the knowledge files leaves: distinct strings numbered by first sight, and per triple
+    (path number, object number)."""
+
+    paths: dict[str, int]
+    objects: dict[str, int]
+    triple_paths: np.ndarray
+    triple_objects: np.ndarray
+    relation_count: int
+
+
+def _read(kb_files: Sequence[Path], counter: SkipCounter, progress: bool) -> _Read:
+    paths: dict[str, int] = {}
+    objects: dict[str, int] = {}
     relations: set[str] = set()
-    append, add_object, add_relation = keys.append, objects.add, relations.add
-    for head, relation, tail in _iter_all(kb_files, counter, "read (1/2)", progress):
+    triple_paths, triple_objects = array.array("I"), array.array("I")
+    number_path, number_object = paths.setdefault, objects.setdefault
+    add_path, add_object, add_relation = triple_paths.append, triple_objects.append, relations.add
+    for head, relation, tail in _iter_all(kb_files, counter, "read", progress):
         name, meaning = split_head(head)
-        append(path_key(name, relation, meaning))
-        add_object(tail)
+        add_path(number_path(path_key(name, relation, meaning), len(paths)))
+        add_object(number_object(tail, len(objects)))
         add_relation(relation)
-    if not keys:
+    if not paths:
         raise ValueError(
             "no valid triple in " + ", ".join(map(str, kb_files)) + f" ({counter.lines} lines, all skipped)"
         )
-    return keys, objects, relations
-
-
-def _dedupe_sorted(keys: list[str]) -> None:
-    """Drop adjacent duplicates of a sorted list in place (no second list of 20M strings)."""
-    write = 1
-    for read in range(1, len(keys)):
-        if keys[read] != keys[write - 1]:
-            keys[write] = keys[read]
-            write += 1
-    del keys[write:]
+    return _Read(
+        paths,
+        objects,
+        np.frombuffer(triple_paths, dtype=np.uint32),
+        np.frombuffer(triple_objects, dtype=np.uint32),
+        len(relations),
+    )
 
 
 def _count_names(sorted_keys: list[str]) -> int:
@@ -181,9 +197,7 @@ def _alphabet(keys: list[str], chunk: int = 200_000) -> set[str]:
     return alphabet
 
 
-def _heavy_prefixes(
-    keys: list[str], threshold: int, progress: bool
-) -> tuple[list[str], list[array.array]]:
+def _heavy_prefixes(keys: list[str], threshold: int, progress: bool) -> tuple[list[str], list[array.array]]:
     """Every prefix with more than ``threshold`` keys below it, with its sorted next-character code points.
 
     Walks the sorted keys depth-first; a node's children are found by binary search for the end of each run of
@@ -192,8 +206,9 @@ def _heavy_prefixes(
     prefixes: list[str] = []
     children: list[array.array] = []
     stack = [("", 0, len(keys))] if len(keys) > threshold else []
-    with tqdm(total=len(keys), desc="heavy prefixes", unit="key", unit_scale=True, disable=not progress,
-              leave=False) as bar:
+    with tqdm(
+        total=len(keys), desc="heavy prefixes", unit="key", unit_scale=True, disable=not progress, leave=False
+    ) as bar:
         if not stack:
             bar.update(len(keys))
         while stack:
@@ -219,10 +234,19 @@ def _heavy_prefixes(
     return prefixes, children
 
 
-def _save_trie(keys: list[str] | set[str], path: Path) -> marisa_trie.Trie:
+def _save_trie(keys: Iterable[str], path: Path) -> marisa_trie.Trie:
     trie = marisa_trie.Trie(keys)
     trie.save(str(path))
     return trie
+
+
+def _save_numbered(numbers: dict[str, int], path: Path, sorted_keys: list[str] | None = None) -> np.ndarray:
+    """Save a trie of the dict's keys; return the array that maps each key's number to its marisa key id."""
+    trie = _save_trie(numbers if sorted_keys is None else sorted_keys, path)
+    key_ids = np.empty(len(numbers), dtype=np.uint32)
+    for key, key_id in trie.iteritems():
+        key_ids[numbers[key]] = key_id
+    return key_ids
 
 
 def _save_heavy(prefixes: list[str], children: list[array.array], work: Path) -> None:
@@ -242,24 +266,11 @@ def _save_heavy(prefixes: list[str], children: list[array.array], work: Path) ->
     np.save(work / "heavy_children.codes.npy", codes)
 
 
-def _save_path_objects(
-    kb_files: Sequence[Path], paths: marisa_trie.Trie, objects: marisa_trie.Trie, work: Path, progress: bool
-) -> int:
-    """Second pass: (path id, object id) for every triple, deduplicated, as CSR arrays. Returns the triple count."""
-    path_ids, object_ids = array.array("I"), array.array("I")
-    add_path, add_object = path_ids.append, object_ids.append
-    for head, relation, tail in _iter_all(kb_files, SkipCounter(), "read (2/2)", progress):
-        name, meaning = split_head(head)
-        add_path(paths[path_key(name, relation, meaning)])
-        add_object(objects[tail])
-    pairs = np.unique(
-        np.frombuffer(path_ids, dtype=np.uint32).astype(np.uint64) << np.uint64(32)
-        | np.frombuffer(object_ids, dtype=np.uint32).astype(np.uint64)
-    )
-    del path_ids, object_ids
-    pair_paths = (pairs >> np.uint64(32)).astype(np.int64)
-    offsets = np.zeros(len(paths) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(pair_paths, minlength=len(paths)), out=offsets[1:])
+def _save_path_objects(triple_paths: np.ndarray, triple_objects: np.ndarray, path_count: int, work: Path) -> int:
+    """(path id, object id) of every triple, deduplicated, as CSR arrays. Returns the number of distinct triples."""
+    pairs = np.unique(triple_paths.astype(np.uint64) << np.uint64(32) | triple_objects.astype(np.uint64))
+    offsets = np.zeros(path_count + 1, dtype=np.int64)
+    np.cumsum(np.bincount((pairs >> np.uint64(32)).astype(np.int64), minlength=path_count), out=offsets[1:])
     np.save(work / "path_objects.offsets.npy", offsets)
     np.save(work / "path_objects.ids.npy", (pairs & np.uint64(0xFFFFFFFF)).astype(np.uint32))
     return len(pairs)
@@ -272,4 +283,3 @@ def _version() -> str:
         return version("kgqa")
     except PackageNotFoundError:
         return "unknown"
-

@@ -47,8 +47,9 @@ class KBIndex:
             self._heavy_codes = np.load(self.directory / "heavy_children.codes.npy", mmap_mode="r")
             self.alphabet = (self.directory / "alphabet.txt").read_text(encoding="utf-8")
         except (OSError, ValueError, RuntimeError) as exc:
-            raise IndexLoadError(f"index at {self.directory} cannot be read ({exc}); "
-                                 + rebuild_hint(self.directory)) from exc
+            raise IndexLoadError(
+                f"index at {self.directory} cannot be read ({exc}); " + rebuild_hint(self.directory)
+            ) from exc
         self._check_counts()
 
     def _check_counts(self) -> None:

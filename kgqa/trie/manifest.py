@@ -47,12 +47,15 @@ class Manifest:
     def read(cls, directory: Path) -> Manifest:
         """Read and check the manifest and the presence and sizes of the files it lists (cheap: no hashing)."""
         if not directory.is_dir():
-            raise IndexLoadError(f"no index directory at {directory}: build one with "
-                                 f"kgqa index build --kb KNOWLEDGE_FILE --out {directory}")
+            raise IndexLoadError(
+                f"no index directory at {directory}: build one with "
+                f"kgqa index build --kb KNOWLEDGE_FILE --out {directory}"
+            )
         path = directory / MANIFEST_NAME
         if not path.is_file():
-            raise IndexLoadError(f"{directory} has no {MANIFEST_NAME}, so it is not a finished kgqa index; "
-                                 + rebuild_hint(directory))
+            raise IndexLoadError(
+                f"{directory} has no {MANIFEST_NAME}, so it is not a finished kgqa index; " + rebuild_hint(directory)
+            )
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -71,7 +74,9 @@ class Manifest:
         for name, info in manifest.files.items():
             file = directory / name
             if not file.is_file():
-                raise IndexLoadError(f"index file {file} is missing; the index is incomplete; " + rebuild_hint(directory))
+                raise IndexLoadError(
+                    f"index file {file} is missing; the index is incomplete; " + rebuild_hint(directory)
+                )
             if file.stat().st_size != info["size"]:
                 raise IndexLoadError(
                     f"index file {file} has {file.stat().st_size} bytes, its manifest says {info['size']}: the index "

@@ -64,7 +64,11 @@ def test_plain_and_gzip_read_the_same(tmp_path: Path) -> None:
     plain = list(iter_triples(_write(tmp_path / "kb.txt", lines)))
     # gzip is recognised by its magic bytes, whatever the file is called
     gzipped = list(iter_triples(_write(tmp_path / "kb.txt.renamed", lines, gz=True)))
-    assert plain == gzipped == [Triple("守望星光（韩玉玲演唱歌曲）", "出品公司", "韩玉玲原创音乐"), Triple("龙晶（游戏）", "繁体", "龍晶")]
+    assert (
+        plain
+        == gzipped
+        == [Triple("守望星光（韩玉玲演唱歌曲）", "出品公司", "韩玉玲原创音乐"), Triple("龙晶（游戏）", "繁体", "龍晶")]
+    )
 
 
 def test_malformed_lines_are_skipped_and_counted(tmp_path: Path) -> None:
@@ -84,8 +88,13 @@ def test_malformed_lines_are_skipped_and_counted(tmp_path: Path) -> None:
     assert triples == [Triple("a", "b", "c"), Triple("x", "r", "y"), Triple("last", "line", "without newline")]
     assert counter.lines == 9
     assert counter.kept == 3
-    assert counter.skipped == {"column count": 2, "empty field": 1, "bad utf-8": 1, "control character": 1,
-                               "blank line": 1}
+    assert counter.skipped == {
+        "column count": 2,
+        "empty field": 1,
+        "bad utf-8": 1,
+        "control character": 1,
+        "blank line": 1,
+    }
     assert counter.examples[0] == "kb.tsv:2: column count"
 
 

@@ -19,7 +19,11 @@ def test_real_question_files(kgclue_dir: Path) -> None:
     train = read_questions(kgclue_dir / "train.json")
     dev = read_questions(kgclue_dir / "dev.json")
     test = read_questions(kgclue_dir / "test.json")
-    assert (len(train), len(dev), len(test)) == (18_000, 2_000, 3_000)  # the README says 2,999 lines: the last has no newline
+    assert (len(train), len(dev), len(test)) == (
+        18_000,
+        2_000,
+        3_000,
+    )  # the README says 2,999 lines: the last has no newline
     assert all(q.answer is not None for q in train + dev)
     assert all(q.answer is None for q in test)
     assert dev[0].question == "刘晓华主要讲什么课啊？"

@@ -87,14 +87,16 @@ def test_objects_and_triples(index: KBIndex) -> None:
 
 # Random small KBs: short names over a tiny alphabet make names share prefixes, homonyms and multi-object paths.
 _text = st.text(alphabet="ab（）c", min_size=1, max_size=4)
-_triple = st.tuples(_text, st.text(alphabet="xyz", min_size=1, max_size=3), st.text(alphabet="op", min_size=1,
-                                                                                      max_size=2))
+_triple = st.tuples(
+    _text, st.text(alphabet="xyz", min_size=1, max_size=3), st.text(alphabet="op", min_size=1, max_size=2)
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(triples=st.lists(_triple, min_size=1, max_size=40), threshold=st.integers(0, 6))
-def test_property_walk_equals_kb_and_objects_round_trip(tmp_path_factory: pytest.TempPathFactory,
-                                                        triples: list[tuple[str, str, str]], threshold: int) -> None:
+def test_property_walk_equals_kb_and_objects_round_trip(
+    tmp_path_factory: pytest.TempPathFactory, triples: list[tuple[str, str, str]], threshold: int
+) -> None:
     directory = tmp_path_factory.mktemp("kb")
     lines = ["\t".join(t) for t in triples]
     kb = write_kb(directory / "kb.tsv", lines)
@@ -107,7 +109,8 @@ def test_property_walk_equals_kb_and_objects_round_trip(tmp_path_factory: pytest
     for (name, meaning, relation), tails in expected.items():
         assert set(index.objects(name, relation, meaning)) == tails
         assert {(t.head, t.relation, t.object) for t in index.triples(name)} >= {
-            (join_head(name, meaning), relation, tail) for tail in tails}
+            (join_head(name, meaning), relation, tail) for tail in tails
+        }
 
 
 def test_index_is_memory_mapped(index: KBIndex) -> None:
@@ -152,8 +155,9 @@ def test_several_kb_files_make_one_index(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_every_kgclue_answer_is_a_path_of_the_sim_kb_index(tmp_path_factory: pytest.TempPathFactory,
-                                                          kgclue_kb: Path, kgclue_dir: Path) -> None:
+def test_every_kgclue_answer_is_a_path_of_the_sim_kb_index(
+    tmp_path_factory: pytest.TempPathFactory, kgclue_kb: Path, kgclue_dir: Path
+) -> None:
     from kgqa.data.questions import read_questions
 
     directory = tmp_path_factory.mktemp("sim")

@@ -39,7 +39,7 @@ def test_missing_directory(tmp_path: Path) -> None:
 
 def test_missing_manifest_means_unfinished(built: Path) -> None:
     (built / "manifest.json").unlink()
-    with pytest.raises(IndexLoadError, match="not a finished kgqa index.*rebuild"):
+    with pytest.raises(IndexLoadError, match=r"not a finished kgqa index.*rebuild"):
         KBIndex(built)
 
 
@@ -65,7 +65,7 @@ def test_not_a_kgqa_index(built: Path) -> None:
 
 def test_missing_file(built: Path) -> None:
     (built / "objects.marisa").unlink()
-    with pytest.raises(IndexLoadError, match="objects.marisa is missing"):
+    with pytest.raises(IndexLoadError, match=r"objects\.marisa is missing"):
         KBIndex(built)
 
 
@@ -100,7 +100,7 @@ def test_flipped_byte_is_found_by_verify(built: Path) -> None:
 def test_garbage_trie_file_fails_with_a_message(built: Path) -> None:
     path = built / "heavy.marisa"
     path.write_bytes(b"\0" * path.stat().st_size)
-    with pytest.raises(IndexLoadError, match="cannot be read|does not match"):
+    with pytest.raises(IndexLoadError, match=r"cannot be read|does not match"):
         KBIndex(built)
 
 
