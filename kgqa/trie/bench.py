@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from kgqa.trie.genre import EnumeratingTrie
 from kgqa.trie.index import KBIndex, mmap_trie
@@ -67,7 +68,7 @@ def measure_queries(index_dir: Path, queries_per_depth: int, baseline_seconds: f
     sample = [index.path_key_by_id(rng.randrange(len(index))) for _ in range(queries_per_depth)]
     depths: list[dict[str, Any]] = []
     mismatches = 0
-    for depth in DEPTHS:
+    for depth in tqdm(DEPTHS, desc="query latency by depth", unit="depth", file=sys.stderr):
         prefixes = [key[:depth] for key in sample if len(key) >= depth]
         if not prefixes:
             continue
@@ -149,7 +150,7 @@ def bench_index(
             str(seed),
         ],
         check=True,
-        capture_output=True,
+        stdout=subprocess.PIPE,  # the JSON result; its progress bar goes to our stderr
         text=True,
     )
     result.update(json.loads(worker.stdout.strip().splitlines()[-1]))

@@ -55,8 +55,8 @@ def build_index(
         if not f.is_file():
             raise FileNotFoundError(f"knowledge file not found: {f}")
     out_dir = Path(out_dir)
+    _remove_abandoned_builds(out_dir)
     work = out_dir.with_name(f".{out_dir.name}.building-{os.getpid()}")
-    shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     steps = tqdm(total=7, desc="index build", unit="step", disable=not progress, position=0, leave=True)
     try:
@@ -116,6 +116,14 @@ def build_index(
     finally:
         steps.close()
     return manifest
+
+
+def _remove_abandoned_builds(out_dir: Path) -> None:
+    """Remove work directories left by builds that were killed (their process is gone)."""
+    for stale in out_dir.parent.glob(f".{out_dir.name}.building-*"):
+        pid = stale.name.rsplit("-", 1)[1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 @contextmanager
@@ -269,7 +277,7 @@ def _save_heavy(prefixes: list[str], children: list[array.array], work: Path) ->
 def _save_path_objects(triple_paths: np.ndarray, triple_objects: np.ndarray, path_count: int, work: Path) -> int:
     """(path id, object id) of every triple, deduplicated, as CSR arrays. Returns the number of distinct triples."""
     pairs = np.unique(triple_paths.astype(np.uint64) << np.uint64(32) | triple_objects.astype(np.uint64))
-    offsets = np.zeros(path_count + 1, dtype=np.int64)
+    offsets = np.zeros(path_count + 1, dtype=np.uint32 if len(pairs) < 2**32 else np.uint64)
     np.cumsum(np.bincount((pairs >> np.uint64(32)).astype(np.int64), minlength=path_count), out=offsets[1:])
     np.save(work / "path_objects.offsets.npy", offsets)
     np.save(work / "path_objects.ids.npy", (pairs & np.uint64(0xFFFFFFFF)).astype(np.uint32))

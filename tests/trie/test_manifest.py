@@ -109,3 +109,12 @@ def test_rebuild_replaces_an_existing_index(built: Path) -> None:
     build_index([kb], built, progress=False)
     assert KBIndex(built).triples("新")[0].object == "值"
     assert not KBIndex(built).has_name("甲")
+
+
+def test_a_killed_build_leaves_nothing_that_outlives_the_next_build(tmp_path: Path) -> None:
+    abandoned = tmp_path / ".index.building-999999999"  # no such process
+    abandoned.mkdir()
+    (abandoned / "paths.marisa").write_bytes(b"partial")
+    kb = write_kb(tmp_path / "kb.tsv", ["甲\t关系\t乙"])
+    build_index([kb], tmp_path / "index", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index", "kb.tsv"]
