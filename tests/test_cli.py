@@ -42,9 +42,9 @@ def test_build_info_query_verify(tmp_path: Path) -> None:
     assert nxt.stdout.strip() == "2 allowed: 歌 类"
 
     assert kgqa("index", "verify", str(index)).returncode == 0
-    (index / "objects.marisa").write_bytes(b"x" * (index / "objects.marisa").stat().st_size)
+    (index / "objects.bin").write_bytes(b"x" * (index / "objects.bin").stat().st_size)
     verify = kgqa("index", "verify", str(index))
-    assert verify.returncode == 1 and "objects.marisa" in verify.stderr
+    assert verify.returncode == 1 and "objects.bin" in verify.stderr
 
 
 def test_errors_are_messages_not_tracebacks(tmp_path: Path) -> None:

@@ -3,7 +3,9 @@
 Files written (all memory-mappable):
 
 - ``paths.marisa``: marisa Trie of every distinct path key ``name SEP relation SEP meaning``.
-- ``objects.marisa``: marisa Trie of every distinct object string; an object's id is its marisa key id.
+- ``objects.bin`` / ``objects.offsets.npy``: every distinct object string, UTF-8, in order of first sight; an object
+  is only ever fetched by id, so a plain memory-mapped blob serves (a trie of 12M object strings cost 3 GB to build
+  and compressed them by nothing).
 - ``path_objects.offsets.npy`` / ``path_objects.ids.npy``: CSR from path key id to object ids.
 - ``heavy.marisa`` + ``heavy_children.offsets.npy`` / ``heavy_children.codes.npy``: the sorted next-character code
   points of every *heavy* prefix, one with more than ``heavy_threshold`` keys below it. Any other prefix has few keys
@@ -11,10 +13,10 @@ Files written (all memory-mappable):
 - ``alphabet.txt``: every character that occurs in a path key (what a tokenizer must be able to spell).
 - ``manifest.json``: sources with sizes and checksums, counts, skipped lines, build time; written last.
 
-One streaming pass over the knowledge files numbers each distinct path key and object in a dict as it is first
-seen and records (path number, object number) per triple. Each trie is then built once, iterated once to map those
-numbers to marisa's key ids, and the dict is freed; no triple is looked up in a trie. The sorted path keys (held
-once, as str) give the heavy prefixes.
+One streaming pass over the knowledge files numbers each distinct path key and object as it is first seen (objects
+are written to the blob at once) and records (path number, object number) per triple. The sorted path keys, held
+once as str, give the heavy prefixes; the paths trie is built from them and iterated once to map path numbers to
+marisa's key ids. No triple is looked up in a trie.
 """
 
 from __future__ import annotations
@@ -62,28 +64,25 @@ def build_index(
     try:
         counter = SkipCounter()
         with _step(steps, "read knowledge files"):
-            read = _read(kb_files, counter, progress)
-        with _step(steps, "write objects"):
-            object_ids = _save_numbered(read.objects, work / "objects.marisa")
-            object_count = len(read.objects)
-            read.objects = {}
+            read = _read(kb_files, counter, work, progress)
         with _step(steps, "sort path keys"):
             keys = list(read.paths)
             keys.sort()
+            rank_of_number = _ranks(read.paths, keys)
+            read.paths = {}  # the dict's table is as big as the keys' list: free it before the trie build
             name_count = _count_names(keys)
             alphabet = _alphabet(keys)
             (work / "alphabet.txt").write_text("".join(sorted(alphabet)), encoding="utf-8")
         with _step(steps, "find heavy prefixes"):
             _save_heavy(*_heavy_prefixes(keys, heavy_threshold, progress), work)
         with _step(steps, "write paths"):
-            path_ids = _save_numbered(read.paths, work / "paths.marisa", sorted_keys=keys)
-            path_count, relation_count = len(keys), read.relation_count
+            key_id_of_rank = _save_sorted_trie(keys, work / "paths.marisa")
+            path_count, relation_count, object_count = len(keys), read.relation_count, read.object_count
             del keys
-            read.paths = {}
-            pair_count = _save_path_objects(
-                path_ids[read.triple_paths], object_ids[read.triple_objects], path_count, work
-            )
-            del path_ids, object_ids, read
+            path_ids = key_id_of_rank[rank_of_number[read.triple_paths]]
+            del key_id_of_rank, rank_of_number
+            pair_count = _save_path_objects(path_ids, read.triple_objects, path_count, work)
+            del path_ids, read
         with _step(steps, "checksums"):
             manifest = Manifest(
                 heavy_threshold=heavy_threshold,
@@ -153,39 +152,58 @@ def _iter_all(kb_files: Sequence[Path], counter: SkipCounter, description: str, 
 
 @dataclass
 class _Read:
-    """What one pass over the knowledge files leaves: distinct strings numbered by first sight, and per triple
-    (path number, object number)."""
+    """What the pass over the knowledge files leaves: distinct path keys numbered by first sight, and per triple
+    (path number, object id)."""
 
     paths: dict[str, int]
-    objects: dict[str, int]
     triple_paths: np.ndarray
     triple_objects: np.ndarray
+    object_count: int
     relation_count: int
 
 
-def _read(kb_files: Sequence[Path], counter: SkipCounter, progress: bool) -> _Read:
+def _read(kb_files: Sequence[Path], counter: SkipCounter, work: Path, progress: bool) -> _Read:
     paths: dict[str, int] = {}
     objects: dict[str, int] = {}
     relations: set[str] = set()
+    object_ends = array.array("Q")
     triple_paths, triple_objects = array.array("I"), array.array("I")
-    number_path, number_object = paths.setdefault, objects.setdefault
+    number_path, object_id = paths.setdefault, objects.get
     add_path, add_object, add_relation = triple_paths.append, triple_objects.append, relations.add
-    for head, relation, tail in _iter_all(kb_files, counter, "read", progress):
-        name, meaning = split_head(head)
-        add_path(number_path(path_key(name, relation, meaning), len(paths)))
-        add_object(number_object(tail, len(objects)))
-        add_relation(relation)
+    with open(work / "objects.bin", "wb") as blob:
+        for head, relation, tail in _iter_all(kb_files, counter, "read", progress):
+            name, meaning = split_head(head)
+            add_path(number_path(path_key(name, relation, meaning), len(paths)))
+            found = object_id(tail)
+            if found is None:
+                found = objects[tail] = len(objects)
+                blob.write(tail.encode("utf-8"))
+                object_ends.append(blob.tell())
+            add_object(found)
+            add_relation(relation)
     if not paths:
         raise ValueError(
             "no valid triple in " + ", ".join(map(str, kb_files)) + f" ({counter.lines} lines, all skipped)"
         )
+    ends = np.frombuffer(object_ends, dtype=np.uint64)
+    offsets = np.zeros(len(ends) + 1, dtype=np.uint32 if ends[-1] < 2**32 else np.uint64)
+    offsets[1:] = ends
+    np.save(work / "objects.offsets.npy", offsets)
     return _Read(
         paths,
-        objects,
         np.frombuffer(triple_paths, dtype=np.uint32),
         np.frombuffer(triple_objects, dtype=np.uint32),
+        len(objects),
         len(relations),
     )
+
+
+def _ranks(numbers: dict[str, int], sorted_keys: list[str]) -> np.ndarray:
+    """Map each key's number (order of first sight) to its rank in ``sorted_keys``."""
+    rank_of_number = np.empty(len(sorted_keys), dtype=np.uint32)
+    for rank, key in enumerate(sorted_keys):
+        rank_of_number[numbers[key]] = rank
+    return rank_of_number
 
 
 def _count_names(sorted_keys: list[str]) -> int:
@@ -248,13 +266,13 @@ def _save_trie(keys: Iterable[str], path: Path) -> marisa_trie.Trie:
     return trie
 
 
-def _save_numbered(numbers: dict[str, int], path: Path, sorted_keys: list[str] | None = None) -> np.ndarray:
-    """Save a trie of the dict's keys; return the array that maps each key's number to its marisa key id."""
-    trie = _save_trie(numbers if sorted_keys is None else sorted_keys, path)
-    key_ids = np.empty(len(numbers), dtype=np.uint32)
+def _save_sorted_trie(sorted_keys: list[str], path: Path) -> np.ndarray:
+    """Save a trie of the sorted keys; return the array that maps each key's rank to its marisa key id."""
+    trie = _save_trie(sorted_keys, path)
+    key_id_of_rank = np.empty(len(sorted_keys), dtype=np.uint32)
     for key, key_id in trie.iteritems():
-        key_ids[numbers[key]] = key_id
-    return key_ids
+        key_id_of_rank[bisect_left(sorted_keys, key)] = key_id
+    return key_id_of_rank
 
 
 def _save_heavy(prefixes: list[str], children: list[array.array], work: Path) -> None:

@@ -6,6 +6,7 @@ index share one copy in the page cache and loading does not read the index.
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -39,7 +40,8 @@ class KBIndex:
         self.manifest = Manifest.read(self.directory)
         try:
             self._paths = mmap_trie(self.directory / "paths.marisa")
-            self._objects = mmap_trie(self.directory / "objects.marisa")
+            self._objects = _mmap_bytes(self.directory / "objects.bin")
+            self._object_offsets_blob = np.load(self.directory / "objects.offsets.npy", mmap_mode="r")
             self._heavy = mmap_trie(self.directory / "heavy.marisa")
             self._object_offsets = np.load(self.directory / "path_objects.offsets.npy", mmap_mode="r")
             self._object_ids = np.load(self.directory / "path_objects.ids.npy", mmap_mode="r")
@@ -56,12 +58,15 @@ class KBIndex:
         counts = self.manifest.counts
         found = {
             "paths": len(self._paths),
-            "objects": len(self._objects),
+            "objects": len(self._object_offsets_blob) - 1,
             "heavy_prefixes": len(self._heavy),
             "triples": len(self._object_ids),
         }
         expected = {name: counts.get(name) for name in found}
-        if found != expected or len(self._object_offsets) != len(self._paths) + 1:
+        consistent = len(self._object_offsets) == len(self._paths) + 1 and int(self._object_offsets_blob[-1]) == len(
+            self._objects
+        )
+        if found != expected or not consistent:
             raise IndexLoadError(
                 f"index at {self.directory} does not match its manifest (found {found}, manifest says {expected}); "
                 + rebuild_hint(self.directory)
@@ -103,7 +108,8 @@ class KBIndex:
 
     def _objects_of(self, path_id: int) -> list[str]:
         start, stop = self._object_offsets[path_id], self._object_offsets[path_id + 1]
-        return [self._objects.restore_key(int(i)) for i in self._object_ids[start:stop]]
+        ends = self._object_offsets_blob
+        return [self._objects[ends[i] : ends[i + 1]].decode("utf-8") for i in self._object_ids[start:stop].tolist()]
 
     def triples(self, name: str) -> list[IndexedTriple]:
         """Every triple whose head has this name, all meanings, sorted by meaning then relation."""
@@ -128,6 +134,11 @@ def mmap_trie(path: Path) -> marisa_trie.Trie:
     trie = marisa_trie.Trie()
     trie.mmap(str(path))
     return trie
+
+
+def _mmap_bytes(path: Path) -> mmap.mmap:
+    with open(path, "rb") as f:
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
 
 def load_index(directory: str | Path) -> KBIndex:

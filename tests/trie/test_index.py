@@ -115,7 +115,7 @@ def test_property_walk_equals_kb_and_objects_round_trip(
 
 def test_index_is_memory_mapped(index: KBIndex) -> None:
     maps = Path("/proc/self/maps").read_text()
-    for name in ("paths.marisa", "objects.marisa", "heavy.marisa", "path_objects.ids.npy"):
+    for name in ("paths.marisa", "objects.bin", "heavy.marisa", "path_objects.ids.npy", "objects.offsets.npy"):
         assert str(index.directory / name) in maps
 
 

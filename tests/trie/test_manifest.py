@@ -64,8 +64,8 @@ def test_not_a_kgqa_index(built: Path) -> None:
 
 
 def test_missing_file(built: Path) -> None:
-    (built / "objects.marisa").unlink()
-    with pytest.raises(IndexLoadError, match=r"objects\.marisa is missing"):
+    (built / "objects.bin").unlink()
+    with pytest.raises(IndexLoadError, match=r"objects\.bin is missing"):
         KBIndex(built)
 
 
@@ -90,11 +90,11 @@ def test_file_from_another_index_is_refused(built: Path, tmp_path: Path) -> None
 
 
 def test_flipped_byte_is_found_by_verify(built: Path) -> None:
-    path = built / "objects.marisa"
+    path = built / "objects.bin"
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
-    assert Manifest.read(built).verify_checksums(built) == ["objects.marisa"]
+    assert Manifest.read(built).verify_checksums(built) == ["objects.bin"]
 
 
 def test_garbage_trie_file_fails_with_a_message(built: Path) -> None:
