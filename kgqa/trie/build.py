@@ -4,8 +4,8 @@ Files written (all memory-mappable):
 
 - ``paths.marisa``: marisa Trie of every distinct path key ``name SEP relation SEP meaning``.
 - ``objects.bin`` / ``objects.offsets.npy``: every distinct object string, UTF-8, in order of first sight; an object
-  is only ever fetched by id, so a plain memory-mapped blob serves (a trie of 12M object strings cost 3 GB to build
-  and compressed them by nothing).
+  is only ever fetched by id, so a plain memory-mapped blob serves (on the 20M-triple synthetic KB, a marisa trie of
+  its 11.7M objects was 1.07 GB, no smaller than the strings, and took two minutes to build and map).
 - ``path_objects.offsets.npy`` / ``path_objects.ids.npy``: CSR from path key id to object ids.
 - ``heavy.marisa`` + ``heavy_children.offsets.npy`` / ``heavy_children.codes.npy``: the sorted next-character code
   points of every *heavy* prefix, one with more than ``heavy_threshold`` keys below it. Any other prefix has few keys
