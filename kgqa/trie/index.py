@@ -40,11 +40,11 @@ class KBIndex:
         self.manifest = Manifest.read(self.directory)
         try:
             self._paths = mmap_trie(self.directory / "paths.marisa")
-            self._objects = _mmap_bytes(self.directory / "objects.bin")
-            self._object_offsets_blob = np.load(self.directory / "objects.offsets.npy", mmap_mode="r")
+            self._object_text = _mmap_bytes(self.directory / "objects.bin")
+            self._object_text_offsets = np.load(self.directory / "objects.offsets.npy", mmap_mode="r")
             self._heavy = mmap_trie(self.directory / "heavy.marisa")
-            self._object_offsets = np.load(self.directory / "path_objects.offsets.npy", mmap_mode="r")
-            self._object_ids = np.load(self.directory / "path_objects.ids.npy", mmap_mode="r")
+            self._path_object_offsets = np.load(self.directory / "path_objects.offsets.npy", mmap_mode="r")
+            self._path_object_ids = np.load(self.directory / "path_objects.ids.npy", mmap_mode="r")
             self._heavy_offsets = np.load(self.directory / "heavy_children.offsets.npy", mmap_mode="r")
             self._heavy_codes = np.load(self.directory / "heavy_children.codes.npy", mmap_mode="r")
             self.alphabet = (self.directory / "alphabet.txt").read_text(encoding="utf-8")
@@ -58,14 +58,14 @@ class KBIndex:
         counts = self.manifest.counts
         found = {
             "paths": len(self._paths),
-            "objects": len(self._object_offsets_blob) - 1,
+            "objects": len(self._object_text_offsets) - 1,
             "heavy_prefixes": len(self._heavy),
-            "triples": len(self._object_ids),
+            "triples": len(self._path_object_ids),
         }
         expected = {name: counts.get(name) for name in found}
-        consistent = len(self._object_offsets) == len(self._paths) + 1 and int(self._object_offsets_blob[-1]) == len(
-            self._objects
-        )
+        consistent = len(self._path_object_offsets) == len(self._paths) + 1 and int(
+            self._object_text_offsets[-1]
+        ) == len(self._object_text)
         if found != expected or not consistent:
             raise IndexLoadError(
                 f"index at {self.directory} does not match its manifest (found {found}, manifest says {expected}); "
@@ -107,9 +107,9 @@ class KBIndex:
         return [] if path_id is None else self._objects_of(path_id)
 
     def _objects_of(self, path_id: int) -> list[str]:
-        start, stop = self._object_offsets[path_id], self._object_offsets[path_id + 1]
-        ends = self._object_offsets_blob
-        return [self._objects[ends[i] : ends[i + 1]].decode("utf-8") for i in self._object_ids[start:stop].tolist()]
+        start, stop = self._path_object_offsets[path_id], self._path_object_offsets[path_id + 1]
+        ends, text = self._object_text_offsets, self._object_text
+        return [text[ends[i] : ends[i + 1]].decode("utf-8") for i in self._path_object_ids[start:stop].tolist()]
 
     def triples(self, name: str) -> list[IndexedTriple]:
         """Every triple whose head has this name, all meanings, sorted by meaning then relation."""
