@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from kgqa.trie.build import DEFAULT_HEAVY_THRESHOLD
+
 DEFAULT_INDEX_DIR = Path("indexes/kgclue-sim")
 
 
@@ -186,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--heavy-threshold",
         type=int,
-        default=32,
+        default=DEFAULT_HEAVY_THRESHOLD,
         help="precompute next characters of prefixes with more keys below than this (%(default)s)",
     )
     build.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -74,7 +74,7 @@ def build_index(
             alphabet = _alphabet(keys)
             (work / "alphabet.txt").write_text("".join(sorted(alphabet)), encoding="utf-8")
         with _step(steps, "find heavy prefixes"):
-            _save_heavy(*_heavy_prefixes(keys, heavy_threshold, progress), work)
+            heavy_count = _save_heavy(*_heavy_prefixes(keys, heavy_threshold, progress), work)
         with _step(steps, "write paths"):
             key_id_of_rank = _save_sorted_trie(keys, work / "paths.marisa")
             path_count, relation_count, object_count = len(keys), read.relation_count, read.object_count
@@ -95,7 +95,7 @@ def build_index(
                     "names": name_count,
                     "relations": relation_count,
                     "objects": object_count,
-                    "heavy_prefixes": int(np.load(work / "heavy_children.offsets.npy", mmap_mode="r").shape[0] - 1),
+                    "heavy_prefixes": heavy_count,
                     "alphabet": len(alphabet),
                 },
                 read=counter.as_dict(),
@@ -275,7 +275,7 @@ def _save_sorted_trie(sorted_keys: list[str], path: Path) -> np.ndarray:
     return key_id_of_rank
 
 
-def _save_heavy(prefixes: list[str], children: list[array.array], work: Path) -> None:
+def _save_heavy(prefixes: list[str], children: list[array.array], work: Path) -> int:
     trie = _save_trie(prefixes, work / "heavy.marisa")
     # marisa assigns its own key ids: lay the children out in id order so that id -> offsets[id]:offsets[id + 1].
     lengths = np.zeros(len(prefixes) + 1, dtype=np.int64)
@@ -290,6 +290,7 @@ def _save_heavy(prefixes: list[str], children: list[array.array], work: Path) ->
         codes[offsets[key_id] : offsets[key_id + 1]] = children[position]
     np.save(work / "heavy_children.offsets.npy", offsets)
     np.save(work / "heavy_children.codes.npy", codes)
+    return len(prefixes)
 
 
 def _save_path_objects(triple_paths: np.ndarray, triple_objects: np.ndarray, path_count: int, work: Path) -> int:
