@@ -5,13 +5,23 @@ BIN := $(VENV)/bin
 INDEX ?= indexes/kgclue-sim
 BENCH ?= bench
 SYNTH_TRIPLES ?= 20559652
+MODEL ?= models/kgqa-default
+EVAL := $(BENCH)/eval
+# Retrained ablations get a shorter budget than the default model's 45 min; compare them with the default
+# model's dev curve at the same minute (its train_log.jsonl), as the README does.
+ABLATION_FLAGS ?= --max-minutes 20
+DEV = "$$($(BIN)/kgqa data locate --no-download)/dev.json"
 
-.PHONY: run setup test lint format bench-index bench-index-20m clean
+.PHONY: run setup index test lint format train train-no-augment train-order-nmr evaluate eval-table bench-decode \
+	bench-index bench-index-20m clean
 
-# The main job on a fresh clone: create .venv, install, find the KgCLUE data, build the KB index.
-run: setup
+# The main job on a fresh clone: create .venv, install, find the KgCLUE data, build the KB index, answer a question.
+run: index
+	$(BIN)/kgqa ask --model $(MODEL) --index $(INDEX) "你知道守望星光是哪家公司出品的吗？" --top-k 3
+	@echo "ask your own: $(BIN)/kgqa ask --model $(MODEL) --index $(INDEX) \"…？\""
+
+index: setup
 	$(BIN)/kgqa prepare --out $(INDEX)
-	@echo "index ready at $(INDEX); try: $(BIN)/kgqa index triples $(INDEX) 守望星光"
 
 setup: $(VENV)/.installed
 
@@ -32,6 +42,46 @@ lint: setup
 format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The default model: trained from scratch on train.json (+ KB-synthesised questions), early stopping on dev.json.
+# An interrupted run resumes from $(MODEL)/last/.
+train: index
+	$(BIN)/kgqa train --index $(INDEX) --out $(MODEL)
+
+# Ablation: the same training without KB-driven augmentation.
+train-no-augment: index
+	$(BIN)/kgqa train --index $(INDEX) --out models/ablation-no-augment --augment-ratio 0 $(ABLATION_FLAGS)
+
+# Ablation: target order name, meaning, relation (an index keyed in that order, and a model trained on it).
+train-order-nmr: index
+	test -f indexes/kgclue-sim-nmr/manifest.json || $(BIN)/kgqa index build --key-order name,meaning,relation \
+		--kb "$$($(BIN)/kgqa data locate --no-download)/knowledge_sim_dev.tsv.gz" --out indexes/kgclue-sim-nmr
+	$(BIN)/kgqa train --index indexes/kgclue-sim-nmr --out models/ablation-order-nmr $(ABLATION_FLAGS)
+
+evaluate: index
+	$(BIN)/kgqa evaluate --model $(MODEL) --index $(INDEX) --qa $(DEV) --json $(EVAL)/default.json --label "kgqa (default)"
+
+# The README's evaluation table: default model, no-learning peer, decoding ablations (+ retrained ablations if trained).
+eval-table: evaluate
+	$(BIN)/kgqa baseline --index $(INDEX) --qa $(DEV) --json $(EVAL)/peer.json --label "no-learning peer"
+	$(BIN)/kgqa evaluate --model $(MODEL) --index $(INDEX) --qa $(DEV) --no-lookahead \
+		--json $(EVAL)/no-lookahead.json --label "no look-ahead"
+	$(BIN)/kgqa evaluate --model $(MODEL) --index $(INDEX) --qa $(DEV) --unconstrained \
+		--json $(EVAL)/unconstrained.json --label "unconstrained decoding"
+	$(BIN)/kgqa evaluate --model $(MODEL) --index $(INDEX) --qa $(DEV) --beams 1 \
+		--json $(EVAL)/greedy.json --label "greedy (beam 1)"
+	test ! -f models/ablation-no-augment/config.json || $(BIN)/kgqa evaluate --model models/ablation-no-augment \
+		--index $(INDEX) --qa $(DEV) --json $(EVAL)/no-augment.json --label "no augmentation (retrained)"
+	test ! -f models/ablation-order-nmr/config.json || $(BIN)/kgqa evaluate --model models/ablation-order-nmr \
+		--index indexes/kgclue-sim-nmr --qa $(DEV) --json $(EVAL)/order-nmr.json \
+		--label "order name, meaning, relation (retrained)"
+	$(BIN)/kgqa bench table $$(ls $(EVAL)/default.json $(EVAL)/peer.json $(EVAL)/no-lookahead.json \
+		$(EVAL)/unconstrained.json $(EVAL)/greedy.json $(EVAL)/no-augment.json $(EVAL)/order-nmr.json 2>/dev/null) \
+		| tee $(EVAL)/table.md
+
+# Constrained vs unconstrained decoding time at the same beam and batch, side by side.
+bench-decode: index
+	$(BIN)/kgqa bench decode --model $(MODEL) --index $(INDEX) --qa $(DEV) --json $(BENCH)/decode.json
 
 # Index benchmark on the KgCLUE-sim KB (2.4M triples), table on stdout, JSON in $(BENCH)/.
 bench-index: setup

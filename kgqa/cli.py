@@ -16,7 +16,9 @@ DEFAULT_INDEX_DIR = Path("indexes/kgclue-sim")
 def _cmd_index_build(args: argparse.Namespace) -> int:
     from kgqa.trie.build import build_index
 
-    manifest = build_index(args.kb, args.out, heavy_threshold=args.heavy_threshold, progress=not args.quiet)
+    manifest = build_index(
+        args.kb, args.out, heavy_threshold=args.heavy_threshold, progress=not args.quiet, key_order=args.key_order
+    )
     _print_manifest(args.out, manifest.counts, manifest.read, manifest.build_seconds)
     return 0
 
@@ -131,10 +133,10 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 def _cmd_metrics(args: argparse.Namespace) -> int:
     from kgqa.data.metrics import METRIC_KEYS, evaluate_answers
-    from kgqa.data.questions import read_questions
+    from kgqa.data.questions import read_predictions, read_questions
 
     gold = read_questions(args.gold)
-    predicted = {q.id: q.answer for q in read_questions(args.pred)}
+    predicted = read_predictions(args.pred)
     missing = [q.id for q in gold if q.id not in predicted]
     if missing:
         print(f"note: {len(missing)} gold questions have no prediction and count as wrong", file=sys.stderr)
@@ -170,6 +172,190 @@ def _cmd_bench_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from kgqa.model.train import TrainConfig, train
+
+    data_dir = _data_dir()
+    config = TrainConfig(
+        train_file=str(args.train or data_dir / "train.json"),
+        dev_file=None if args.no_dev else str(args.dev or data_dir / "dev.json"),
+        index_dir=str(args.index),
+        out_dir=str(args.out),
+        init=str(args.init) if args.init else None,
+        size=args.size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        augment_ratio=args.augment_ratio,
+        seed=args.seed,
+        patience=args.patience,
+        max_minutes=args.max_minutes,
+        max_steps=args.max_steps,
+        dev_limit=args.dev_limit,
+    )
+    train(config, progress=not args.quiet)
+    return 0
+
+
+def _data_dir() -> Path:
+    from kgqa.data.locate import find_data_dir
+
+    return find_data_dir()
+
+
+def _decode_options(args: argparse.Namespace) -> object:
+    from kgqa.model.answerer import DecodeOptions
+
+    return DecodeOptions(
+        num_beams=args.beams,
+        constrained=not args.unconstrained,
+        lookahead=not args.no_lookahead,
+        batch_size=args.batch_size,
+    )
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from kgqa.model.answerer import QuestionAnswerer
+    from kgqa.model.evaluate import evaluate_file, format_metrics
+
+    answerer = QuestionAnswerer.load(args.model, args.index, _decode_options(args))
+    result = {"label": args.label} | evaluate_file(answerer, args.qa, limit=args.limit, predictions_out=args.out)
+    print(format_metrics(result))
+    print(f"{result['questions']:,} questions in {result['seconds']:.1f} s ({result['questions_per_second']:.1f}/s)")
+    _write_json(args.json, result)
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from kgqa.model.answerer import QuestionAnswerer
+    from kgqa.model.evaluate import predict_file
+
+    answerer = QuestionAnswerer.load(args.model, args.index, _decode_options(args))
+    count, unanswered = predict_file(answerer, args.qa, args.out)
+    print(f"wrote {count:,} answers to {args.out}" + (f" ({unanswered} with no KB path)" if unanswered else ""))
+    return 0
+
+
+def _cmd_baseline(args: argparse.Namespace) -> int:
+    from kgqa.model.evaluate import evaluate_peer, format_metrics
+    from kgqa.trie.index import KBIndex
+
+    result = {"label": args.label} | evaluate_peer(
+        KBIndex(args.index), args.qa, limit=args.limit, predictions_out=args.out
+    )
+    print(format_metrics(result))
+    print(f"{result['questions']:,} questions in {result['seconds']:.1f} s")
+    _write_json(args.json, result)
+    return 0
+
+
+def _cmd_ask(args: argparse.Namespace) -> int:
+    from kgqa.model.answerer import QuestionAnswerer
+
+    answerer = QuestionAnswerer.load(args.model, args.index, _decode_options(args))
+    for question, candidates in zip(args.questions, answerer.answer(args.questions, top_k=args.top_k), strict=True):
+        print(question)
+        if not candidates:
+            print("  (no KB path fits this question)")
+        for c in candidates:
+            print(f"  {c.score:.3f}  {c.subject} ||| {c.relation} ||| {c.object}")
+    return 0
+
+
+def _cmd_bench_decode(args: argparse.Namespace) -> int:
+    from kgqa.data.questions import read_questions
+    from kgqa.model.answerer import QuestionAnswerer
+    from kgqa.model.bench import bench_decode, format_decode_table
+
+    answerer = QuestionAnswerer.load(args.model, args.index, _decode_options(args))
+    questions = [q.question for q in read_questions(args.qa)][: args.limit]
+    result = bench_decode(answerer, questions, rounds=args.rounds)
+    print(format_decode_table(result))
+    _write_json(args.json, result)
+    return 0
+
+
+def _cmd_bench_table(args: argparse.Namespace) -> int:
+    """A markdown table of evaluation JSON files (``kgqa evaluate/baseline --json``), one row each."""
+    from kgqa.data.metrics import METRIC_KEYS
+
+    print("| system | " + " | ".join(METRIC_KEYS) + " | seconds |")
+    print("| --- |" + " ---: |" * (len(METRIC_KEYS) + 1))
+    for path in args.files:
+        result = json.loads(path.read_text(encoding="utf-8"))
+        label = result.get("label") or path.stem
+        cells = " | ".join(f"{result[k]:.2f}" for k in METRIC_KEYS)
+        print(f"| {label} | {cells} | {result['seconds']:.1f} |")
+    return 0
+
+
+def _write_json(path: Path | None, data: dict) -> None:
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        print(f"written {path}")
+
+
+def _add_model_commands(commands: argparse._SubParsersAction) -> None:
+    tr = commands.add_parser("train", help="train a model (from scratch, or --init a local seq2seq checkpoint)")
+    tr.add_argument("--index", type=Path, default=DEFAULT_INDEX_DIR, help="KB index (%(default)s)")
+    tr.add_argument("--out", type=Path, required=True, help="model directory; an interrupted run here resumes")
+    tr.add_argument("--train", type=Path, help="training questions (default: train.json of the KgCLUE data)")
+    tr.add_argument("--dev", type=Path, help="dev questions for early stopping (default: dev.json)")
+    tr.add_argument("--no-dev", action="store_true", help="no dev evaluation (keeps the last epoch)")
+    tr.add_argument("--init", type=Path, help="local transformers seq2seq checkpoint to fine-tune")
+    tr.add_argument("--size", default="small", choices=["tiny", "small", "base"])
+    tr.add_argument("--epochs", type=int, default=8)
+    tr.add_argument("--batch-size", type=int, default=64)
+    tr.add_argument("--lr", type=float, default=1e-3)
+    tr.add_argument("--augment-ratio", type=float, default=1.0, help="synthetic questions per real one (0: none)")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--patience", type=int, default=2, help="epochs without a better dev EM_O before stopping")
+    tr.add_argument("--max-minutes", type=float, default=45.0, help="no epoch starts that would overrun this")
+    tr.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
+    tr.add_argument("--dev-limit", type=int, help="evaluate on the first N dev questions only")
+    tr.add_argument("--quiet", action="store_true", help="no progress bars")
+    tr.set_defaults(run=_cmd_train)
+
+    for name, run, text in (
+        ("evaluate", _cmd_evaluate, "KgCLUE's official metrics of a model on a question file"),
+        ("predict", _cmd_predict, "answers in KgCLUE's submission format"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("--model", type=Path, required=True)
+        sub.add_argument("--index", type=Path, default=DEFAULT_INDEX_DIR)
+        sub.add_argument("--qa", type=Path, required=True, help="KgCLUE question file")
+        sub.add_argument("--beams", type=int, default=5)
+        sub.add_argument("--batch-size", type=int, default=64)
+        sub.add_argument("--no-lookahead", action="store_true", help="no relation look-ahead re-weighting")
+        sub.add_argument("--unconstrained", action="store_true", help="no trie constraint (ablation)")
+        if name == "evaluate":
+            sub.add_argument("--json", type=Path, help="write the metrics and timing as JSON")
+            sub.add_argument("--label", help="name of this system in the JSON (for `kgqa bench table`)")
+            sub.add_argument("--out", type=Path, help="also write the predictions (submission format)")
+            sub.add_argument("--limit", type=int, help="the first N questions only")
+        else:
+            sub.add_argument("--out", type=Path, required=True, help='JSON lines {"id", "answer": "S ||| P ||| O"}')
+        sub.set_defaults(run=run)
+
+    ask = commands.add_parser("ask", help="answer questions given on the command line")
+    ask.add_argument("questions", nargs="+")
+    ask.add_argument("--model", type=Path, default=Path("models/kgqa-default"))
+    ask.add_argument("--index", type=Path, default=DEFAULT_INDEX_DIR)
+    ask.add_argument("--top-k", type=int, default=1)
+    ask.add_argument("--beams", type=int, default=5)
+    ask.set_defaults(run=_cmd_ask, unconstrained=False, no_lookahead=False, batch_size=64)
+
+    base = commands.add_parser("baseline", help="the no-learning peer: longest KB name, then closest relation")
+    base.add_argument("--index", type=Path, default=DEFAULT_INDEX_DIR)
+    base.add_argument("--qa", type=Path, required=True)
+    base.add_argument("--json", type=Path)
+    base.add_argument("--out", type=Path, help="also write the predictions (submission format)")
+    base.add_argument("--limit", type=int)
+    base.add_argument("--label", help="name of this system in the JSON (for `kgqa bench table`)")
+    base.set_defaults(run=_cmd_baseline)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kgqa", description="Question answering over a knowledge graph (KgCLUE).")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -190,6 +376,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_HEAVY_THRESHOLD,
         help="precompute next characters of prefixes with more keys below than this (%(default)s)",
+    )
+    build.add_argument(
+        "--key-order",
+        default="name,relation,meaning",
+        choices=["name,relation,meaning", "name,meaning,relation"],
+        help="order of the parts of a key, i.e. of the decoder's target (%(default)s; the other is an ablation)",
     )
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     build.set_defaults(run=_cmd_index_build)
@@ -243,6 +435,20 @@ def build_parser() -> argparse.ArgumentParser:
     bidx.add_argument("--heavy-threshold", type=int)
     bidx.add_argument("--reuse", action="store_true", help="reuse an index already built in --work")
     bidx.set_defaults(run=_cmd_bench_index)
+    bdec = bench.add_parser("decode", help="constrained vs unconstrained decoding time, side by side")
+    bdec.add_argument("--model", type=Path, required=True)
+    bdec.add_argument("--index", type=Path, default=DEFAULT_INDEX_DIR)
+    bdec.add_argument("--qa", type=Path, required=True)
+    bdec.add_argument("--limit", type=int, default=1000, help="questions to decode per variant (%(default)s)")
+    bdec.add_argument("--beams", type=int, default=5)
+    bdec.add_argument("--batch-size", type=int, default=64)
+    bdec.add_argument("--rounds", type=int, default=3)
+    bdec.add_argument("--json", type=Path)
+    bdec.set_defaults(run=_cmd_bench_decode, unconstrained=False, no_lookahead=False)
+    btab = bench.add_parser("table", help="markdown table of `kgqa evaluate/baseline --json` files")
+    btab.add_argument("files", type=Path, nargs="+")
+    btab.set_defaults(run=_cmd_bench_table)
+    _add_model_commands(commands)
     return parser
 
 

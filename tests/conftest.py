@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from kgqa.data.locate import DataNotFoundError, find_data_dir, knowledge_file
+from kgqa.trie import KBIndex
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +28,13 @@ def kgclue_kb(kgclue_dir: Path) -> Path:
 def write_kb(path: Path, lines: list[str]) -> Path:
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def kgclue_sim_index(kgclue_kb: Path, tmp_path_factory: pytest.TempPathFactory) -> KBIndex:
+    """The index of the KgCLUE-sim KB, built once per test session (about 30 s)."""
+    from kgqa.trie import build_index
+
+    directory = tmp_path_factory.mktemp("sim") / "index"
+    build_index([kgclue_kb], directory, progress=False)
+    return KBIndex(directory)

@@ -64,6 +64,22 @@ def read_questions(path: str | Path) -> list[Question]:
     return questions
 
 
+def read_predictions(path: str | Path) -> dict[int | str, Answer | None]:
+    """A submission file (``{"id", "answer": "S ||| P ||| O"}`` a line) by id; an empty answer is None."""
+    predictions: dict[int | str, Answer | None] = {}
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                answer = record["answer"]
+                predictions[record["id"]] = parse_answer(answer) if answer else None
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise QuestionFileError(f"{path}:{line_no}: not a KgCLUE prediction line ({exc})") from exc
+    return predictions
+
+
 def answer_triples(questions: Iterable[Question]) -> Iterator[tuple[str, str, str]]:
     """The answer triples of questions, as ``(head, relation, tail)``: the 'easy' KB derived from question files."""
     for q in questions:

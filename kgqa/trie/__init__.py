@@ -2,7 +2,7 @@
 
 from kgqa.trie.build import build_index
 from kgqa.trie.index import IndexedTriple, KBIndex, load_index
-from kgqa.trie.keys import END, END_CODE, SEP, SEP_CODE, path_key, split_path_key
+from kgqa.trie.keys import END, END_CODE, SEP, SEP_CODE, PathKey, path_key, split_path_key
 from kgqa.trie.manifest import IndexLoadError
 from kgqa.trie.tokens import TokenConstraint, VocabularyMismatchError
 
@@ -14,6 +14,7 @@ __all__ = [
     "IndexLoadError",
     "IndexedTriple",
     "KBIndex",
+    "PathKey",
     "TokenConstraint",
     "VocabularyMismatchError",
     "build_index",

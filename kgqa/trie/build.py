@@ -2,7 +2,8 @@
 
 Files written (all memory-mappable):
 
-- ``paths.marisa``: marisa Trie of every distinct path key ``name SEP relation SEP meaning``.
+- ``paths.marisa``: marisa Trie of every distinct path key ``name SEP relation SEP meaning`` (or, built with
+  ``key_order=NAME_MEANING_RELATION`` for the target-order ablation, ``name SEP meaning SEP relation``).
 - ``objects.bin`` / ``objects.offsets.npy``: every distinct object string, UTF-8, in order of first sight; an object
   is only ever fetched by id, so a plain memory-mapped blob serves (on the 20M-triple synthetic KB, a marisa trie of
   its 11.7M objects was 1.07 GB, no smaller than the strings, and took two minutes to build and map).
@@ -37,7 +38,7 @@ import numpy as np
 from tqdm import tqdm
 
 from kgqa.data.knowledge import SkipCounter, Triple, iter_triples, split_head
-from kgqa.trie.keys import END_CODE, SEP, path_key
+from kgqa.trie.keys import END_CODE, KEY_ORDERS, NAME_RELATION_MEANING, SEP, path_key
 from kgqa.trie.manifest import Manifest, sha256_file
 
 DEFAULT_HEAVY_THRESHOLD = 32
@@ -49,8 +50,15 @@ def build_index(
     out_dir: str | Path,
     heavy_threshold: int = DEFAULT_HEAVY_THRESHOLD,
     progress: bool = True,
+    key_order: str = NAME_RELATION_MEANING,
 ) -> Manifest:
-    """Build the index of ``kb_files`` into ``out_dir`` (replaced atomically: a failed build leaves no index)."""
+    """Build the index of ``kb_files`` into ``out_dir`` (replaced atomically: a failed build leaves no index).
+
+    ``key_order`` is the order of the parts after the name in each key, so the decoder's target order
+    (relation then meaning by default).
+    """
+    if key_order not in KEY_ORDERS:
+        raise ValueError(f"key order must be one of {KEY_ORDERS}, not {key_order!r}")
     started = time.perf_counter()
     kb_files = [Path(f) for f in kb_files]
     for f in kb_files:
@@ -64,7 +72,7 @@ def build_index(
     try:
         counter = SkipCounter()
         with _step(steps, "read knowledge files"):
-            read = _read(kb_files, counter, work, progress)
+            read = _read(kb_files, counter, work, progress, key_order)
         with _step(steps, "sort path keys"):
             keys = list(read.paths)
             keys.sort()
@@ -100,6 +108,7 @@ def build_index(
                 },
                 read=counter.as_dict(),
                 kgqa_version=_version(),
+                key_order=key_order,
             )
             manifest.record_files(work)
         with _step(steps, "finish"):
@@ -162,7 +171,7 @@ class _Read:
     relation_count: int
 
 
-def _read(kb_files: Sequence[Path], counter: SkipCounter, work: Path, progress: bool) -> _Read:
+def _read(kb_files: Sequence[Path], counter: SkipCounter, work: Path, progress: bool, key_order: str) -> _Read:
     paths: dict[str, int] = {}
     objects: dict[str, int] = {}
     relations: set[str] = set()
@@ -173,7 +182,7 @@ def _read(kb_files: Sequence[Path], counter: SkipCounter, work: Path, progress: 
     with open(work / "objects.bin", "wb") as blob:
         for head, relation, tail in _iter_all(kb_files, counter, "read", progress):
             name, meaning = split_head(head)
-            add_path(number_path(path_key(name, relation, meaning), len(paths)))
+            add_path(number_path(path_key(name, relation, meaning, key_order), len(paths)))
             found = object_id(tail)
             if found is None:
                 found = objects[tail] = len(objects)

@@ -15,7 +15,7 @@ import marisa_trie
 import numpy as np
 
 from kgqa.data.knowledge import join_head
-from kgqa.trie.keys import END_CODE, SEP, path_key, split_path_key
+from kgqa.trie.keys import END_CODE, SEP, PathKey, path_key, split_path_key
 from kgqa.trie.manifest import IndexLoadError, Manifest, rebuild_hint
 
 _NO_CODES = np.empty(0, dtype=np.uint32)
@@ -99,11 +99,11 @@ class KBIndex:
         return [chr(c) for c in self.next_codepoints(prefix)]
 
     def is_path(self, name: str, relation: str, meaning: str = "") -> bool:
-        return path_key(name, relation, meaning) in self._paths
+        return path_key(name, relation, meaning, self.key_order) in self._paths
 
     def objects(self, name: str, relation: str, meaning: str = "") -> list[str]:
         """The object(s) of (name, relation, meaning); empty when that path is not in the KB."""
-        path_id = self._paths.get(path_key(name, relation, meaning))
+        path_id = self._paths.get(path_key(name, relation, meaning, self.key_order))
         return [] if path_id is None else self._objects_of(path_id)
 
     def _objects_of(self, path_id: int) -> list[str]:
@@ -115,12 +115,29 @@ class KBIndex:
         """Every triple whose head has this name, all meanings, sorted by meaning then relation."""
         found = []
         for key, path_id in self._paths.iteritems(name + SEP):
-            _, relation, meaning = split_path_key(key)
+            _, relation, meaning = split_path_key(key, self.key_order)
             found += [IndexedTriple(name, meaning, relation, obj) for obj in self._objects_of(path_id)]
         return sorted(found, key=lambda t: (t.meaning, t.relation, t.object))
 
     def has_name(self, name: str) -> bool:
-        return next(self._paths.iterkeys(name + SEP), None) is not None
+        return _has_keys_with_prefix(self._paths, name + SEP)
+
+    def relations(self, name: str, meaning: str | None = None) -> list[str]:
+        """The distinct relations of a name, over all its meanings or of one meaning, sorted."""
+        paths = (split_path_key(key, self.key_order) for key in self._paths.iterkeys(name + SEP))
+        return sorted({p.relation for p in paths if meaning is None or p.meaning == meaning})
+
+    def names_in(self, text: str) -> list[str]:
+        """Every KB name occurring in ``text`` as a substring, distinct, longest first (then by position)."""
+        found: dict[str, None] = {}
+        for start in range(len(text)):
+            for stop in range(start + 1, len(text) + 1):
+                candidate = text[start:stop]
+                if not _has_keys_with_prefix(self._paths, candidate):
+                    break  # no key starts with it, so none starts with a longer one either
+                if _has_keys_with_prefix(self._paths, candidate + SEP):
+                    found[candidate] = None
+        return sorted(found, key=lambda name: (-len(name), text.find(name)))
 
     def iter_paths(self) -> Iterator[str]:
         """Every path key (unordered); for tests and samplers."""
@@ -128,6 +145,18 @@ class KBIndex:
 
     def path_key_by_id(self, path_id: int) -> str:
         return self._paths.restore_key(path_id)
+
+    def path_by_id(self, path_id: int) -> PathKey:
+        return split_path_key(self._paths.restore_key(path_id), self.key_order)
+
+    @property
+    def key_order(self) -> str:
+        """The order of the parts in a key: the decoder's target order."""
+        return self.manifest.key_order
+
+
+def _has_keys_with_prefix(trie: marisa_trie.Trie, prefix: str) -> bool:
+    return next(trie.iterkeys(prefix), None) is not None
 
 
 def mmap_trie(path: Path) -> marisa_trie.Trie:

@@ -23,10 +23,21 @@ class PathKey(NamedTuple):
     meaning: str
 
 
-def path_key(name: str, relation: str, meaning: str = "") -> str:
+# The order of the parts in a key (and so in the decoder's target). Name first always; relation before meaning is the
+# default ("predict the easy parts first"); the other order exists for the ablation.
+NAME_RELATION_MEANING = "name,relation,meaning"
+NAME_MEANING_RELATION = "name,meaning,relation"
+KEY_ORDERS = (NAME_RELATION_MEANING, NAME_MEANING_RELATION)
+
+
+def path_key(name: str, relation: str, meaning: str = "", order: str = NAME_RELATION_MEANING) -> str:
+    if order == NAME_MEANING_RELATION:
+        return f"{name}{SEP}{meaning}{SEP}{relation}"
     return f"{name}{SEP}{relation}{SEP}{meaning}"
 
 
-def split_path_key(key: str) -> PathKey:
-    name, relation, meaning = key.split(SEP)
-    return PathKey(name, relation, meaning)
+def split_path_key(key: str, order: str = NAME_RELATION_MEANING) -> PathKey:
+    name, second, third = key.split(SEP)
+    if order == NAME_MEANING_RELATION:
+        return PathKey(name, third, second)
+    return PathKey(name, second, third)

@@ -36,6 +36,7 @@ class Manifest:
     build_seconds: float = 0.0
     created_at: str = ""
     kgqa_version: str = ""
+    key_order: str = "name,relation,meaning"
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
 

@@ -36,10 +36,12 @@ class TokenConstraint:
         self.eos_token_id = eos_token_id
         self._code_to_id = np.full(_CODE_POINTS, -1, dtype=np.int64)
         self._id_to_char: dict[int, str] = {}
+        self.char_to_id: dict[str, int] = {}
         for token, token_id in vocab.items():
             if len(token) == 1:
                 self._code_to_id[ord(token)] = token_id
                 self._id_to_char[token_id] = token
+                self.char_to_id[token] = token_id
         self._code_to_id[SEP_CODE] = sep_token_id
         self._code_to_id[END_CODE] = eos_token_id
         self._id_to_char[sep_token_id] = SEP

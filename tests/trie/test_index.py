@@ -8,7 +8,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kgqa.data.knowledge import iter_triples, join_head, split_head
-from kgqa.trie import END, END_CODE, SEP, KBIndex, TokenConstraint, VocabularyMismatchError, build_index, path_key
+from kgqa.trie import (
+    END,
+    END_CODE,
+    SEP,
+    KBIndex,
+    TokenConstraint,
+    VocabularyMismatchError,
+    build_index,
+    path_key,
+    split_path_key,
+)
 from tests.conftest import write_kb
 
 KB = [
@@ -155,14 +165,10 @@ def test_several_kb_files_make_one_index(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_every_kgclue_answer_is_a_path_of_the_sim_kb_index(
-    tmp_path_factory: pytest.TempPathFactory, kgclue_kb: Path, kgclue_dir: Path
-) -> None:
+def test_every_kgclue_answer_is_a_path_of_the_sim_kb_index(kgclue_sim_index: KBIndex, kgclue_dir: Path) -> None:
     from kgqa.data.questions import read_questions
 
-    directory = tmp_path_factory.mktemp("sim")
-    build_index([kgclue_kb], directory / "index", progress=False)
-    index = KBIndex(directory / "index")
+    index = kgclue_sim_index
     assert index.manifest.counts["triples"] == 2_412_328
     questions = read_questions(kgclue_dir / "train.json") + read_questions(kgclue_dir / "dev.json")
     for q in questions:
@@ -173,3 +179,26 @@ def test_every_kgclue_answer_is_a_path_of_the_sim_kb_index(
         for depth in range(len(key)):
             assert ord(key[depth]) in index.next_codepoints(key[:depth])
         assert END_CODE in index.next_codepoints(key)
+
+
+def test_meaning_first_key_order_answers_the_same_questions(tmp_path: Path) -> None:
+    """The ablation order keys name SEP meaning SEP relation; lookups still take and return canonical parts."""
+    from kgqa.trie.keys import NAME_MEANING_RELATION
+
+    kb = write_kb(tmp_path / "kb.tsv", KB)
+    build_index([kb], tmp_path / "nmr", progress=False, key_order=NAME_MEANING_RELATION)
+    build_index([kb], tmp_path / "nrm", progress=False)
+    nmr, nrm = KBIndex(tmp_path / "nmr"), KBIndex(tmp_path / "nrm")
+    assert nmr.key_order == NAME_MEANING_RELATION
+    assert walk(nmr) == {path_key(*split_path_key(k), NAME_MEANING_RELATION) for k in kb_paths(KB)}
+    assert nmr.next_chars("守望星光" + SEP) == [SEP, "2", "韩"] and nrm.next_chars("守望星光" + SEP) == [
+        "出",
+        "歌",
+        "类",
+    ]
+    for name in ("守望星光", "龙晶", "守望"):
+        assert nmr.triples(name) == nrm.triples(name)
+        assert nmr.relations(name) == nrm.relations(name)
+    assert nmr.relations("守望星光", "2002年电视剧人物") == ["出品公司"]
+    assert nmr.objects("龙晶", "别名", "游戏") == nrm.objects("龙晶", "别名", "游戏")
+    assert {nmr.path_by_id(i) for i in range(len(nmr))} == {nrm.path_by_id(i) for i in range(len(nrm))}

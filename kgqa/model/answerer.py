@@ -1,0 +1,150 @@
+"""Answer questions: encode, generate KB paths under the trie constraint, look up their objects.
+
+Questions are batched (sorted by length, so padding is small) and decoded with transformers' ``generate``; the
+constraint is one LogitsProcessor. Each question gets up to ``top_k`` distinct KB paths, best first.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+from transformers import GenerationConfig, LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase
+
+from kgqa.model.candidate import Candidate
+from kgqa.model.constrained import KBConstraintLogitsProcessor
+from kgqa.model.lookahead import RelationLookahead
+from kgqa.model.modeling import default_device, load_checkpoint, target_order
+from kgqa.model.targets import TargetCodec
+from kgqa.trie import KBIndex
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    num_beams: int = 5
+    constrained: bool = True  # off only for the ablation: then the output may be no KB path at all
+    lookahead: bool = True
+    batch_size: int = 64
+    max_new_tokens: int = 128
+    max_question_chars: int = 200  # longer questions are cut (KgCLUE's longest is 54)
+
+
+class QuestionAnswerer:
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        index: KBIndex,
+        options: DecodeOptions | None = None,
+    ) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.index = index
+        self.options = options or DecodeOptions()
+        self.codec = TargetCodec(tokenizer, target_order(model))
+        self.constraint = self.codec.constraint(index)  # VocabularyMismatchError when the model cannot spell the KB
+        self.lookahead = RelationLookahead(index)
+
+    @classmethod
+    def load(
+        cls,
+        model_dir: str | Path,
+        index: KBIndex | str | Path,
+        options: DecodeOptions | None = None,
+        device: torch.device | str | None = None,
+    ) -> QuestionAnswerer:
+        model, tokenizer = load_checkpoint(model_dir)
+        model.to(device or default_device())
+        return cls(model, tokenizer, index if isinstance(index, KBIndex) else KBIndex(index), options)
+
+    def with_options(self, **changes: object) -> QuestionAnswerer:
+        return QuestionAnswerer(self.model, self.tokenizer, self.index, replace(self.options, **changes))
+
+    def answer(self, questions: Sequence[str], top_k: int = 1, progress: bool = False) -> list[list[Candidate]]:
+        """Up to ``top_k`` candidates per question, best first; an empty list when no KB path fits."""
+        results: list[list[Candidate]] = [[] for _ in questions]
+        cleaned = [q.strip()[: self.options.max_question_chars] for q in questions]
+        order = sorted((i for i, q in enumerate(cleaned) if q), key=lambda i: len(cleaned[i]), reverse=True)
+        size = self.options.batch_size
+        batches = [order[start : start + size] for start in range(0, len(order), size)]
+        with tqdm(total=len(order), desc="answering", unit="q", disable=not progress) as bar:
+            for batch in batches:
+                for i, candidates in zip(batch, self._answer_batch([cleaned[i] for i in batch], top_k), strict=True):
+                    results[i] = candidates
+                bar.update(len(batch))
+        return results
+
+    @torch.inference_mode()
+    def _answer_batch(self, questions: list[str], top_k: int) -> list[list[Candidate]]:
+        options = self.options
+        num_beams = max(options.num_beams, top_k)
+        encoded = self.tokenizer(questions, padding=True, return_tensors="pt", add_special_tokens=True)
+        device = self.model.device
+        processors = LogitsProcessorList()
+        if options.constrained:
+            processors.append(
+                KBConstraintLogitsProcessor(
+                    self.constraint,
+                    num_beams=num_beams,
+                    questions=questions,
+                    lookahead=self.lookahead if options.lookahead else None,
+                )
+            )
+        # A fresh generation config: a pretrained checkpoint's (forced BOS, no-repeat n-grams...) would fight the trie.
+        beam_settings = {"early_stopping": True, "length_penalty": 0.0} if num_beams > 1 else {}
+        config = GenerationConfig(
+            max_new_tokens=options.max_new_tokens,
+            num_beams=num_beams,
+            num_return_sequences=num_beams,
+            do_sample=False,
+            **beam_settings,  # length_penalty 0: score = sum of log-probs, a path's probability whatever its length
+            decoder_start_token_id=self.model.config.decoder_start_token_id,
+            eos_token_id=self.codec.eos_token_id,
+            pad_token_id=self.codec.pad_token_id,
+            return_dict_in_generate=True,
+            output_scores=True,
+        )
+        out = self.model.generate(
+            input_ids=encoded["input_ids"].to(device),
+            attention_mask=encoded["attention_mask"].to(device),
+            generation_config=config,
+            logits_processor=processors,
+        )
+        sequences = out.sequences[:, 1:].tolist()
+        scores = out.sequences_scores.tolist() if num_beams > 1 else self._greedy_scores(out)
+        results = []
+        for q in range(len(questions)):
+            rows = range(q * num_beams, (q + 1) * num_beams)
+            results.append(self._candidates([(sequences[r], scores[r]) for r in rows], top_k))
+        return results
+
+    @staticmethod
+    def _greedy_scores(out: object) -> list[float]:
+        """Sum of log-probs of each greedy sequence (``scores`` are per-step logits or log-probs)."""
+        steps = torch.stack([torch.log_softmax(s.float(), dim=-1) for s in out.scores], dim=1)  # type: ignore[attr-defined]
+        chosen = out.sequences[:, 1 : 1 + steps.shape[1]]  # type: ignore[attr-defined]
+        picked = steps.gather(-1, chosen.unsqueeze(-1)).squeeze(-1)
+        return torch.where(torch.isfinite(picked), picked, torch.zeros_like(picked)).sum(-1).tolist()
+
+    def _candidates(self, hypotheses: list[tuple[list[int], float]], top_k: int) -> list[Candidate]:
+        found: list[Candidate] = []
+        seen: set[tuple[str, str, str]] = set()
+        for token_ids, score in sorted(hypotheses, key=lambda h: h[1], reverse=True):
+            if not math.isfinite(score):
+                continue
+            path = self.codec.decode(token_ids)
+            if path is None or path in seen:
+                continue
+            objects = self.index.objects(path.name, path.relation, path.meaning)
+            if not objects and self.options.constrained:
+                continue  # cut off before its end (max_new_tokens): not a KB path
+            seen.add(path)
+            obj = objects[0] if objects else ""
+            found.append(Candidate(path.name, path.relation, path.meaning, obj, math.exp(score)))
+            if len(found) == top_k:
+                break
+        return found

@@ -1,0 +1,94 @@
+"""Batch evaluation and prediction files: KgCLUE's official metrics and its submission format."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from kgqa.data import METRIC_KEYS, Answer, Question, evaluate_answers, read_questions
+from kgqa.model.answerer import QuestionAnswerer
+from kgqa.model.candidate import Candidate
+from kgqa.model.peer import LongestNamePeer
+from kgqa.trie import KBIndex
+
+
+def write_predictions(questions: Sequence[Question], answers: Sequence[Answer | None], out: str | Path) -> None:
+    """One JSON object a line, ``{"id", "answer": "S ||| P ||| O"}``; no KB path -> ``"answer": ""``."""
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", encoding="utf-8") as f:
+        for q, a in zip(questions, answers, strict=True):
+            f.write(json.dumps({"id": q.id, "answer": a.format() if a else ""}, ensure_ascii=False) + "\n")
+
+
+def _answers(candidates: Sequence[Sequence[Candidate]]) -> list[Answer | None]:
+    return [c[0].as_answer() if c else None for c in candidates]
+
+
+def _report(questions: Sequence[Question], answers: Sequence[Answer | None], seconds: float) -> dict[str, Any]:
+    gold = [q for q in questions if q.answer is not None]
+    if len(gold) != len(questions):
+        raise ValueError(f"{len(questions) - len(gold)} questions have no answer to evaluate against")
+    metrics = evaluate_answers(answers, [q.answer for q in gold])  # type: ignore[misc]
+    return {
+        **metrics,
+        "questions": len(questions),
+        "unanswered": sum(a is None for a in answers),
+        "seconds": round(seconds, 2),
+        "questions_per_second": round(len(questions) / seconds, 2) if seconds else None,
+    }
+
+
+def evaluate_file(
+    answerer: QuestionAnswerer,
+    qa_file: str | Path,
+    limit: int | None = None,
+    predictions_out: str | Path | None = None,
+) -> dict[str, Any]:
+    """Answer every question of a file with answers; metrics, counts and timing (model loading excluded)."""
+    questions = read_questions(qa_file)[:limit]
+    start = time.perf_counter()
+    answers = _answers(answerer.answer([q.question for q in questions], top_k=1, progress=True))
+    result = _report(questions, answers, time.perf_counter() - start)
+    result["decoding"] = {
+        "num_beams": answerer.options.num_beams,
+        "constrained": answerer.options.constrained,
+        "lookahead": answerer.options.lookahead,
+        "batch_size": answerer.options.batch_size,
+        "device": str(answerer.model.device),
+    }
+    if predictions_out:
+        write_predictions(questions, answers, predictions_out)
+    return result
+
+
+def predict_file(answerer: QuestionAnswerer, qa_file: str | Path, out: str | Path) -> tuple[int, int]:
+    """Write the submission file; returns (questions, questions with no KB path)."""
+    questions = read_questions(qa_file)
+    answers = _answers(answerer.answer([q.question for q in questions], top_k=1, progress=True))
+    write_predictions(questions, answers, out)
+    return len(questions), sum(a is None for a in answers)
+
+
+def evaluate_peer(
+    index: KBIndex, qa_file: str | Path, limit: int | None = None, predictions_out: str | Path | None = None
+) -> dict[str, Any]:
+    questions = read_questions(qa_file)[:limit]
+    peer = LongestNamePeer(index)
+    start = time.perf_counter()
+    found = [peer.answer(q.question) for q in tqdm(questions, desc="peer", unit="q")]
+    answers = [c.as_answer() if c else None for c in found]
+    result = _report(questions, answers, time.perf_counter() - start)
+    if predictions_out:
+        write_predictions(questions, answers, predictions_out)
+    return result
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    header = " | ".join(METRIC_KEYS)
+    values = " | ".join(f"{metrics[k]:.2f}" for k in METRIC_KEYS)
+    return f"| {header} |\n|{' --- |' * len(METRIC_KEYS)}\n| {values} |"

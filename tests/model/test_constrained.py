@@ -1,0 +1,153 @@
+"""Constrained decoding never leaves the KB; the look-ahead never admits a token the trie forbids."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kgqa.data import join_head
+from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
+from kgqa.model.constrained import KBConstraintLogitsProcessor
+from kgqa.model.lookahead import RelationLookahead
+from kgqa.model.modeling import build_model
+from kgqa.model.targets import TargetCodec
+from kgqa.model.tokenizer import build_char_tokenizer
+from kgqa.trie import SEP, KBIndex, build_index
+from tests.conftest import write_kb
+
+NAME_CHARS = "ab龙星光x"
+WORD = st.text(alphabet=NAME_CHARS, min_size=1, max_size=4)
+TRIPLE = st.tuples(WORD, st.one_of(st.just(""), WORD), WORD, WORD)  # name, meaning, relation, object
+KBS = st.lists(TRIPLE, min_size=1, max_size=12)
+
+
+def _index(triples: list[tuple[str, str, str, str]], root: Path) -> KBIndex:
+    lines = [f"{join_head(name, meaning)}\t{relation}\t{obj}" for name, meaning, relation, obj in triples]
+    build_index([write_kb(root / "kb.tsv", lines)], root / "index", progress=False)
+    return KBIndex(root / "index")
+
+
+def _kb_set(triples: list[tuple[str, str, str, str]]) -> set[tuple[str, str, str, str]]:
+    return {(n, r, m, o) for n, m, r, o in triples}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    triples=KBS,
+    seed=st.integers(0, 2**16),
+    beams=st.integers(1, 4),
+    top_k=st.integers(1, 4),
+    lookahead=st.booleans(),
+    questions=st.lists(st.text(alphabet=NAME_CHARS + "的是什么?", min_size=1, max_size=12), min_size=1, max_size=3),
+)
+def test_random_model_on_random_kb_outputs_only_kb_triples(
+    triples: list, seed: int, beams: int, top_k: int, lookahead: bool, questions: list[str]
+) -> None:
+    """A randomly initialised model gives random logits; whatever they are, every answer is a triple of the KB."""
+    with tempfile.TemporaryDirectory() as root:
+        index = _index(triples, Path(root))
+        tokenizer = build_char_tokenizer([index.alphabet, "的是什么?"])
+        torch.manual_seed(seed)
+        model = build_model(tokenizer, "tiny")
+        answerer = QuestionAnswerer(model, tokenizer, index, DecodeOptions(num_beams=beams, lookahead=lookahead))
+        kb = _kb_set(triples)
+        results = answerer.answer(questions, top_k=top_k)
+        assert len(results) == len(questions)
+        for candidates in results:
+            assert 1 <= len(candidates) <= top_k  # the KB is not empty, so some path always fits
+            assert len({(c.name, c.relation, c.meaning) for c in candidates}) == len(candidates)  # distinct
+            assert [c.score for c in candidates] == sorted((c.score for c in candidates), reverse=True)
+            for c in candidates:
+                assert (c.name, c.relation, c.meaning, c.object) in kb
+
+
+def test_trained_tiny_model_answers_from_the_kb(tiny_model: Path, tiny_index: KBIndex) -> None:
+    answerer = QuestionAnswerer.load(tiny_model, tiny_index, DecodeOptions(num_beams=3), device="cpu")
+    questions = ["守望星光的歌手是谁？", "龙编站在哪个国家", "zzz", "？？？", "Harry Potter"]
+    for candidates in answerer.answer(questions, top_k=3):
+        assert candidates
+        for c in candidates:
+            assert c.object in tiny_index.objects(c.name, c.relation, c.meaning)
+
+
+def test_no_answer_when_no_path_fits(tiny_model: Path, tiny_index: KBIndex) -> None:
+    """Empty questions and hypotheses cut off before any path ends give no answer, not an exception."""
+    answerer = QuestionAnswerer.load(tiny_model, tiny_index, device="cpu")
+    assert answerer.answer(["", "   "]) == [[], []]
+    cut_short = answerer.with_options(max_new_tokens=2)
+    assert cut_short.answer(["守望星光的歌手是谁？"], top_k=3) == [[]]
+
+
+def test_unconstrained_decoding_may_leave_the_kb_but_never_invents_objects(
+    tiny_model: Path, tiny_index: KBIndex
+) -> None:
+    answerer = QuestionAnswerer.load(tiny_model, tiny_index, DecodeOptions(constrained=False), device="cpu")
+    for candidates in answerer.answer(["守望星光的歌手是谁？", "完全无关的问题"], top_k=2):
+        for c in candidates:
+            assert c.object == "" or c.object in tiny_index.objects(c.name, c.relation, c.meaning)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(triples=KBS, question=st.text(alphabet=NAME_CHARS + "的", max_size=10), data=st.data())
+def test_lookahead_never_admits_a_forbidden_token(triples: list, question: str, data: st.DataObject) -> None:
+    with tempfile.TemporaryDirectory() as root:
+        index = _index(triples, Path(root))
+        tokenizer = build_char_tokenizer([index.alphabet])
+        codec = TargetCodec(tokenizer)
+        constraint = codec.constraint(index)
+        name, _, relation, _ = data.draw(st.sampled_from(triples))
+        # a prefix anywhere in the name, the relation or the meaning
+        full = codec.encode(name, relation, "")[:-1]
+        cut = data.draw(st.integers(0, len(full)))
+        target = full[:cut]
+        processor = KBConstraintLogitsProcessor(
+            constraint, num_beams=1, questions=[question], lookahead=RelationLookahead(index)
+        )
+        generator = torch.Generator().manual_seed(data.draw(st.integers(0, 2**16)))
+        scores = torch.randn((1, len(tokenizer)), generator=generator) * 5
+        input_ids = torch.tensor([[tokenizer.bos_token_id, *target]])
+        out = processor(input_ids, scores.clone())
+        allowed = set(constraint.allowed_token_ids(target).tolist())
+        finite = set(torch.nonzero(torch.isfinite(out[0])).flatten().tolist())
+        assert finite == allowed
+        # still a distribution over the allowed tokens before re-weighting; re-weighting only raises them
+        plain = KBConstraintLogitsProcessor(constraint, num_beams=1)(input_ids, scores.clone())
+        assert torch.logsumexp(plain[0], dim=-1).item() == pytest.approx(0.0, abs=1e-4)
+        assert bool((out[0][list(allowed)] >= plain[0][list(allowed)] - 1e-6).all())
+
+
+def test_lookahead_gains_follow_the_lcs_with_the_question(tiny_index: KBIndex) -> None:
+    lookahead = RelationLookahead(tiny_index)
+    # 守望星光's relations over all meanings: 出品公司, 歌手, 类型. The question holds 出品公司, nothing of the others.
+    question = "守望星光的出品公司是哪家"
+    gains = lookahead.gains(question, "守望星光", "")
+    assert gains == {"出": 4, "歌": 0, "类": 0}
+    # after "出" (LCS 1 already), the best relation through "品" gains 3 more
+    assert lookahead.gains(question, "守望星光", "出") == {"品": 3}
+    # a reordered mention: LCS(出品公司, ...公司出品...) is 2
+    assert lookahead.gains("守望星光是哪家公司出品的？", "守望星光", "")["出"] == 2
+
+
+def test_processor_reweights_by_one_over_gain_plus_one(tiny_index: KBIndex) -> None:
+    tokenizer = build_char_tokenizer([tiny_index.alphabet])
+    codec = TargetCodec(tokenizer)
+    constraint = codec.constraint(tiny_index)
+    question = "守望星光的出品公司"
+    target = codec.encode("守望星光", "出品公司", "")[: len("守望星光") + 1]  # name and the first SEP
+    input_ids = torch.tensor([[tokenizer.bos_token_id, *target]])
+    scores = torch.zeros((1, len(tokenizer)))
+    plain = KBConstraintLogitsProcessor(constraint, num_beams=1)(input_ids, scores.clone())[0]
+    weighted = KBConstraintLogitsProcessor(
+        constraint, num_beams=1, questions=[question], lookahead=RelationLookahead(tiny_index)
+    )(input_ids, scores.clone())[0]
+    tid = codec.char_to_id
+    assert weighted[tid["出"]].item() == pytest.approx(plain[tid["出"]].item() / (4 + 1))
+    assert weighted[tid["歌"]].item() == pytest.approx(plain[tid["歌"]].item())
+    assert np.isneginf(weighted[tid["龙"]].item())
+    assert SEP not in question
