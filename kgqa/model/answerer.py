@@ -95,13 +95,16 @@ class QuestionAnswerer:
                 )
             )
         # A fresh generation config: a pretrained checkpoint's (forced BOS, no-repeat n-grams...) would fight the trie.
-        beam_settings = {"early_stopping": True, "length_penalty": 0.0} if num_beams > 1 else {}
+        # length_penalty 0: a hypothesis' score is the sum of its log-probs, its probability whatever its length, and
+        # never rises as it grows; so early_stopping=False (stop once no running beam can beat the finished ones) is
+        # exact. early_stopping=True would stop at the first num_beams finished, dropping better paths still running.
+        beam_settings = {"early_stopping": False, "length_penalty": 0.0} if num_beams > 1 else {}
         config = GenerationConfig(
             max_new_tokens=options.max_new_tokens,
             num_beams=num_beams,
             num_return_sequences=num_beams,
             do_sample=False,
-            **beam_settings,  # length_penalty 0: score = sum of log-probs, a path's probability whatever its length
+            **beam_settings,
             decoder_start_token_id=self.model.config.decoder_start_token_id,
             eos_token_id=self.codec.eos_token_id,
             pad_token_id=self.codec.pad_token_id,

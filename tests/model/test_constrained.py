@@ -151,3 +151,28 @@ def test_processor_reweights_by_one_over_gain_plus_one(tiny_index: KBIndex) -> N
     assert weighted[tid["歌"]].item() == pytest.approx(plain[tid["歌"]].item())
     assert np.isneginf(weighted[tid["龙"]].item())
     assert SEP not in question
+
+
+def test_beam_search_keeps_searching_while_a_running_path_can_still_win(tmp_path: Path) -> None:
+    """Short, unlikely paths finish first; the likely path needs more steps. Beam search must return it first
+    (stopping at the first num_beams finished hypotheses would drop it)."""
+    # "a" has five meanings: its beam branches into five hypotheses that finish one or two steps later
+    short = [("a", meaning, "r", "x") for meaning in ["", "w", "x", "y", "z"]]
+    triples = [*short, ("bbbbbbbbbb", "", "r", "4")]
+    index = _index(triples, tmp_path)
+    tokenizer = build_char_tokenizer([index.alphabet])
+    model = build_model(tokenizer, "tiny")
+    with torch.no_grad():  # a model whose logits are a fixed bias at every step: p(b) high, p(a, c, d) low
+        for parameter in model.parameters():
+            parameter.zero_()
+        bias = torch.zeros(len(tokenizer))
+        vocab = tokenizer.get_vocab()
+        bias[vocab["b"]] = 5.0
+        bias[tokenizer.eos_token_id] = 1.0  # ending "a|r|" ranks above its meanings
+        model.final_logits_bias.copy_(bias[None, :])
+    answerer = QuestionAnswerer(model, tokenizer, index, DecodeOptions(num_beams=3, lookahead=False))
+    candidates = answerer.answer(["q"], top_k=3)[0]
+    assert candidates[0].name == "bbbbbbbbbb"
+    assert candidates[0].score > candidates[1].score
+    greedy = answerer.with_options(num_beams=1).answer(["q"])[0]
+    assert greedy[0].name == "bbbbbbbbbb" and greedy[0].score == pytest.approx(candidates[0].score, rel=1e-5)
