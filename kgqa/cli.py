@@ -203,14 +203,26 @@ def _data_dir() -> Path:
     return find_data_dir()
 
 
-def _decode_options(args: argparse.Namespace) -> object:
-    from kgqa.model.answerer import DecodeOptions
+_TUNED_OPTIONS = ("lookahead_strength", "rerank_relation_weight", "rerank_name_weight")
 
+
+def _decode_options(args: argparse.Namespace) -> object:
+    """Decoding options from the command line; what it leaves out comes from the model's ``kgqa.json``."""
+    from kgqa.model.answerer import DecodeOptions
+    from kgqa.model.modeling import read_training_info
+
+    source = Path(getattr(args, "decoding_from", None) or args.model)
+    chosen = read_training_info(source).get("decoding", {}) if source.is_dir() else {}
+    if getattr(args, "no_rerank", False):
+        chosen |= {"rerank_relation_weight": 0.0, "rerank_name_weight": 0.0}
+    if args.lookahead_strength is not None:
+        chosen["lookahead_strength"] = args.lookahead_strength
     return DecodeOptions(
         num_beams=args.beams,
         constrained=not args.unconstrained,
         lookahead=not args.no_lookahead,
         batch_size=args.batch_size,
+        **{k: v for k, v in chosen.items() if k in _TUNED_OPTIONS},
     )
 
 
@@ -219,7 +231,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from kgqa.model.evaluate import evaluate_file, format_metrics
 
     answerer = QuestionAnswerer.load(args.model, args.index, _decode_options(args))
-    result = {"label": args.label} | evaluate_file(answerer, args.qa, limit=args.limit, predictions_out=args.out)
+    result = {"label": args.label} | evaluate_file(
+        answerer, args.qa, skip=args.skip, limit=args.limit, predictions_out=args.out
+    )
     print(format_metrics(result))
     print(f"{result['questions']:,} questions in {result['seconds']:.1f} s ({result['questions_per_second']:.1f}/s)")
     _write_json(args.json, result)
@@ -241,11 +255,57 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
     from kgqa.trie.index import KBIndex
 
     result = {"label": args.label} | evaluate_peer(
-        KBIndex(args.index), args.qa, limit=args.limit, predictions_out=args.out
+        KBIndex(args.index), args.qa, skip=args.skip, limit=args.limit, predictions_out=args.out
     )
     print(format_metrics(result))
     print(f"{result['questions']:,} questions in {result['seconds']:.1f} s")
     _write_json(args.json, result)
+    return 0
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    """Choose the look-ahead strength and the re-ranking weights on a slice of questions; record them in kgqa.json."""
+    from kgqa.data.metrics import evaluate_answers
+    from kgqa.data.questions import read_questions
+    from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
+    from kgqa.model.modeling import TRAINING_INFO_FILE, read_training_info
+    from kgqa.model.rerank import RerankWeights, rerank
+
+    questions = read_questions(args.qa)[args.start : args.stop]
+    golds = [q.answer for q in questions]
+    answerer = QuestionAnswerer.load(args.model, args.index, DecodeOptions(num_beams=args.beams))
+    table = []
+    for strength in args.strengths:
+        decoded = answerer.with_options(lookahead_strength=strength).answer(
+            [q.question for q in questions], top_k=args.beams, progress=True
+        )
+        for relation in args.relation_weights:
+            for name in args.name_weights:
+                weights = RerankWeights(relation, name)
+                pairs = zip(questions, decoded, strict=True)
+                best = [rerank(q.question, c, answerer.index, weights)[:1] for q, c in pairs]
+                em_o = evaluate_answers([b[0].as_answer() if b else None for b in best], golds)["EM_O"]
+                table.append(
+                    {
+                        "lookahead_strength": strength,
+                        "rerank_relation_weight": relation,
+                        "rerank_name_weight": name,
+                        "EM_O": round(em_o, 2),
+                    }
+                )
+                print(f"α {strength:g}, relation weight {relation:g}, name weight {name:g}: EM_O {em_o:.2f}")
+    # ties go to the simplest setting: weaker look-ahead, smaller weights
+    chosen = max(
+        table,
+        key=lambda r: (r["EM_O"], -r["lookahead_strength"], -r["rerank_relation_weight"], -r["rerank_name_weight"]),
+    )
+    info = read_training_info(args.model)
+    info["decoding"] = {k: chosen[k] for k in _TUNED_OPTIONS} | {
+        "chosen_on": f"{args.qa} questions [{args.start}:{args.stop}], beam {args.beams}, by EM_O",
+        "grid": table,
+    }
+    (Path(args.model) / TRAINING_INFO_FILE).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+    print(f"chose {chosen}; written to {Path(args.model) / TRAINING_INFO_FILE}")
     return 0
 
 
@@ -328,15 +388,35 @@ def _add_model_commands(commands: argparse._SubParsersAction) -> None:
         sub.add_argument("--beams", type=int, default=5)
         sub.add_argument("--batch-size", type=int, default=64)
         sub.add_argument("--no-lookahead", action="store_true", help="no relation look-ahead re-weighting")
+        sub.add_argument("--lookahead-strength", type=float, help="α in p ** (1 / (α·Δ + 1)) (default: the model's)")
+        sub.add_argument("--no-rerank", action="store_true", help="rank by the model's log-probability alone")
+        sub.add_argument(
+            "--decoding-from", type=Path, help="take the tuned decoding settings from this model's kgqa.json"
+        )
         sub.add_argument("--unconstrained", action="store_true", help="no trie constraint (ablation)")
         if name == "evaluate":
             sub.add_argument("--json", type=Path, help="write the metrics and timing as JSON")
             sub.add_argument("--label", help="name of this system in the JSON (for `kgqa bench table`)")
             sub.add_argument("--out", type=Path, help="also write the predictions (submission format)")
-            sub.add_argument("--limit", type=int, help="the first N questions only")
+            sub.add_argument("--skip", type=int, default=0, help="leave out the first N questions")
+            sub.add_argument("--limit", type=int, help="at most N questions (after --skip)")
         else:
             sub.add_argument("--out", type=Path, required=True, help='JSON lines {"id", "answer": "S ||| P ||| O"}')
         sub.set_defaults(run=run)
+
+    tune = commands.add_parser(
+        "tune", help="choose the look-ahead strength and re-ranking weights on a slice of questions"
+    )
+    tune.add_argument("--model", type=Path, required=True)
+    tune.add_argument("--index", type=Path, default=DEFAULT_INDEX_DIR)
+    tune.add_argument("--qa", type=Path, required=True)
+    tune.add_argument("--start", type=int, default=0)
+    tune.add_argument("--stop", type=int, default=1000)
+    tune.add_argument("--beams", type=int, default=5)
+    tune.add_argument("--strengths", type=float, nargs="+", default=[1.0, 2.0, 4.0, 8.0])
+    tune.add_argument("--relation-weights", type=float, nargs="+", default=[0.0, 1.0, 2.0, 4.0, 8.0])
+    tune.add_argument("--name-weights", type=float, nargs="+", default=[0.0, 1.0, 2.0])
+    tune.set_defaults(run=_cmd_tune)
 
     ask = commands.add_parser("ask", help="answer questions given on the command line")
     ask.add_argument("questions", nargs="+")
@@ -344,13 +424,14 @@ def _add_model_commands(commands: argparse._SubParsersAction) -> None:
     ask.add_argument("--index", type=Path, default=DEFAULT_INDEX_DIR)
     ask.add_argument("--top-k", type=int, default=1)
     ask.add_argument("--beams", type=int, default=5)
-    ask.set_defaults(run=_cmd_ask, unconstrained=False, no_lookahead=False, batch_size=64)
+    ask.set_defaults(run=_cmd_ask, unconstrained=False, no_lookahead=False, batch_size=64, lookahead_strength=None)
 
     base = commands.add_parser("baseline", help="the no-learning peer: longest KB name, then closest relation")
     base.add_argument("--index", type=Path, default=DEFAULT_INDEX_DIR)
     base.add_argument("--qa", type=Path, required=True)
     base.add_argument("--json", type=Path)
     base.add_argument("--out", type=Path, help="also write the predictions (submission format)")
+    base.add_argument("--skip", type=int, default=0)
     base.add_argument("--limit", type=int)
     base.add_argument("--label", help="name of this system in the JSON (for `kgqa bench table`)")
     base.set_defaults(run=_cmd_baseline)
@@ -444,7 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     bdec.add_argument("--batch-size", type=int, default=64)
     bdec.add_argument("--rounds", type=int, default=3)
     bdec.add_argument("--json", type=Path)
-    bdec.set_defaults(run=_cmd_bench_decode, unconstrained=False, no_lookahead=False)
+    bdec.set_defaults(run=_cmd_bench_decode, unconstrained=False, no_lookahead=False, lookahead_strength=None)
     btab = bench.add_parser("table", help="markdown table of `kgqa evaluate/baseline --json` files")
     btab.add_argument("files", type=Path, nargs="+")
     btab.set_defaults(run=_cmd_bench_table)

@@ -19,6 +19,7 @@ from kgqa.model.candidate import Candidate
 from kgqa.model.constrained import KBConstraintLogitsProcessor
 from kgqa.model.lookahead import RelationLookahead
 from kgqa.model.modeling import default_device, load_checkpoint, target_order
+from kgqa.model.rerank import RerankWeights, rerank
 from kgqa.model.targets import TargetCodec
 from kgqa.trie import KBIndex
 
@@ -28,6 +29,9 @@ class DecodeOptions:
     num_beams: int = 5
     constrained: bool = True  # off only for the ablation: then the output may be no KB path at all
     lookahead: bool = True
+    lookahead_strength: float = 1.0  # α in p ** (1 / (α·Δ + 1)); 1 is the published formula
+    rerank_relation_weight: float = 0.0  # see kgqa.model.rerank; chosen by `kgqa tune`
+    rerank_name_weight: float = 0.0
     batch_size: int = 64
     max_new_tokens: int = 128
     max_question_chars: int = 200  # longer questions are cut (KgCLUE's longest is 54)
@@ -92,6 +96,7 @@ class QuestionAnswerer:
                     num_beams=num_beams,
                     questions=questions,
                     lookahead=self.lookahead if options.lookahead else None,
+                    lookahead_strength=options.lookahead_strength,
                 )
             )
         # A fresh generation config: a pretrained checkpoint's (forced BOS, no-repeat n-grams...) would fight the trie.
@@ -119,10 +124,12 @@ class QuestionAnswerer:
         )
         sequences = out.sequences[:, 1:].tolist()
         scores = out.sequences_scores.tolist() if num_beams > 1 else self._greedy_scores(out)
+        weights = RerankWeights(options.rerank_relation_weight, options.rerank_name_weight)
         results = []
-        for q in range(len(questions)):
+        for q, question in enumerate(questions):
             rows = range(q * num_beams, (q + 1) * num_beams)
-            results.append(self._candidates([(sequences[r], scores[r]) for r in rows], top_k))
+            candidates = self._candidates([(sequences[r], scores[r]) for r in rows])
+            results.append(rerank(question, candidates, self.index, weights)[:top_k])
         return results
 
     @staticmethod
@@ -133,7 +140,8 @@ class QuestionAnswerer:
         picked = steps.gather(-1, chosen.unsqueeze(-1)).squeeze(-1)
         return torch.where(torch.isfinite(picked), picked, torch.zeros_like(picked)).sum(-1).tolist()
 
-    def _candidates(self, hypotheses: list[tuple[list[int], float]], top_k: int) -> list[Candidate]:
+    def _candidates(self, hypotheses: list[tuple[list[int], float]]) -> list[Candidate]:
+        """Distinct paths of the finished hypotheses, best first (those cut off before their end dropped)."""
         found: list[Candidate] = []
         seen: set[tuple[str, str, str]] = set()
         for token_ids, score in sorted(hypotheses, key=lambda h: h[1], reverse=True):
@@ -147,7 +155,5 @@ class QuestionAnswerer:
                 continue  # cut off before its end (max_new_tokens): not a KB path
             seen.add(path)
             obj = objects[0] if objects else ""
-            found.append(Candidate(path.name, path.relation, path.meaning, obj, math.exp(score)))
-            if len(found) == top_k:
-                break
+            found.append(Candidate(path.name, path.relation, path.meaning, obj, score, log_probability=score))
         return found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from kgqa.data import Answer, join_head
@@ -13,7 +14,12 @@ class Candidate:
     relation: str
     meaning: str
     object: str
-    score: float
+    score: float  # what candidates are ranked by: the log-probability, plus re-ranking bonuses if any
+    log_probability: float = 0.0  # of the path under the model (with the look-ahead re-weighting when it is on)
+
+    @property
+    def probability(self) -> float:
+        return math.exp(self.log_probability)
 
     @property
     def subject(self) -> str:

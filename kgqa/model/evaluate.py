@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -48,19 +49,14 @@ def evaluate_file(
     qa_file: str | Path,
     limit: int | None = None,
     predictions_out: str | Path | None = None,
+    skip: int = 0,
 ) -> dict[str, Any]:
     """Answer every question of a file with answers; metrics, counts and timing (model loading excluded)."""
-    questions = read_questions(qa_file)[:limit]
+    questions = _slice(read_questions(qa_file), skip, limit)
     start = time.perf_counter()
     answers = _answers(answerer.answer([q.question for q in questions], top_k=1, progress=True))
     result = _report(questions, answers, time.perf_counter() - start)
-    result["decoding"] = {
-        "num_beams": answerer.options.num_beams,
-        "constrained": answerer.options.constrained,
-        "lookahead": answerer.options.lookahead,
-        "batch_size": answerer.options.batch_size,
-        "device": str(answerer.model.device),
-    }
+    result["decoding"] = asdict(answerer.options) | {"device": str(answerer.model.device)}
     if predictions_out:
         write_predictions(questions, answers, predictions_out)
     return result
@@ -75,9 +71,13 @@ def predict_file(answerer: QuestionAnswerer, qa_file: str | Path, out: str | Pat
 
 
 def evaluate_peer(
-    index: KBIndex, qa_file: str | Path, limit: int | None = None, predictions_out: str | Path | None = None
+    index: KBIndex,
+    qa_file: str | Path,
+    limit: int | None = None,
+    predictions_out: str | Path | None = None,
+    skip: int = 0,
 ) -> dict[str, Any]:
-    questions = read_questions(qa_file)[:limit]
+    questions = _slice(read_questions(qa_file), skip, limit)
     peer = LongestNamePeer(index)
     start = time.perf_counter()
     found = [peer.answer(q.question) for q in tqdm(questions, desc="peer", unit="q")]
@@ -86,6 +86,10 @@ def evaluate_peer(
     if predictions_out:
         write_predictions(questions, answers, predictions_out)
     return result
+
+
+def _slice(questions: list[Question], skip: int, limit: int | None) -> list[Question]:
+    return questions[skip : None if limit is None else skip + limit]
 
 
 def format_metrics(metrics: dict[str, float]) -> str:
