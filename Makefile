@@ -7,9 +7,9 @@ BENCH ?= bench
 SYNTH_TRIPLES ?= 20559652
 MODEL ?= models/kgqa-default
 EVAL := $(BENCH)/eval
-# Retrained ablations get a shorter budget than the default model's 45 min; compare them with the default
+# Retrained ablations get a shorter budget than the default model's; compare them with the default
 # model's dev curve at the same minute (its train_log.jsonl), as the README does.
-ABLATION_FLAGS ?= --max-minutes 20
+ABLATION_FLAGS ?= --max-minutes 14
 DEV = "$$($(BIN)/kgqa data locate --no-download)/dev.json"
 
 .PHONY: run setup index test lint format train train-no-augment train-order-nmr evaluate eval-table bench-decode \
@@ -79,10 +79,10 @@ eval-table: evaluate
 		--json $(EVAL)/greedy.json --label "greedy (beam 1)"
 	test ! -f models/ablation-no-augment/config.json || $(BIN)/kgqa evaluate --model models/ablation-no-augment \
 		--index $(INDEX) --qa $(DEV) --decoding-from $(MODEL) --json $(EVAL)/no-augment.json \
-		--label "no augmentation (retrained, 20 min)"
+		--label "no augmentation (retrained, 14 min)"
 	test ! -f models/ablation-order-nmr/config.json || $(BIN)/kgqa evaluate --model models/ablation-order-nmr \
 		--index indexes/kgclue-sim-nmr --qa $(DEV) --decoding-from $(MODEL) --json $(EVAL)/order-nmr.json \
-		--label "order name, meaning, relation (retrained, 20 min)"
+		--label "order name, meaning, relation (retrained, 14 min)"
 	$(BIN)/kgqa bench table $$(ls $(EVAL)/default.json $(EVAL)/peer.json $(EVAL)/no-rerank.json \
 		$(EVAL)/no-lookahead.json $(EVAL)/published.json $(EVAL)/unconstrained.json $(EVAL)/greedy.json \
 		$(EVAL)/no-augment.json $(EVAL)/order-nmr.json 2>/dev/null) | tee $(EVAL)/table.md

@@ -27,14 +27,25 @@ def bench_decode(answerer: QuestionAnswerer, questions: Sequence[str], rounds: i
     answerers[next(iter(answerers))].answer(questions[: answerer.options.batch_size])  # warm-up
     seconds: dict[str, list[float]] = {name: [] for name in answerers}
     tokens: dict[str, int] = {}
+    steps: dict[str, int] = {}
+    step_count = [0]
+    # Decoder calls = decoding steps summed over batches: constrained outputs are real KB paths, often longer
+    # (meanings) than what the unconstrained model writes, so time per step is compared too.
+    hook = answerer.model.get_decoder().register_forward_hook(lambda *_: step_count.__setitem__(0, step_count[0] + 1))
     names = list(answerers)
-    for r in range(rounds):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            start = time.perf_counter()
-            results = answerers[name].answer(questions)
-            seconds[name].append(time.perf_counter() - start)
-            tokens[name] = sum(len(c[0].name) + len(c[0].relation) + len(c[0].meaning) + 3 for c in results if c)
+    try:
+        for r in range(rounds):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                step_count[0] = 0
+                start = time.perf_counter()
+                results = answerers[name].answer(questions)
+                seconds[name].append(time.perf_counter() - start)
+                steps[name] = step_count[0]
+                tokens[name] = sum(len(c[0].name) + len(c[0].relation) + len(c[0].meaning) + 3 for c in results if c)
+    finally:
+        hook.remove()
     base = statistics.median(seconds["unconstrained"])
+    base_per_step = base / max(1, steps["unconstrained"])
     rows = [
         {
             "variant": name,
@@ -42,6 +53,9 @@ def bench_decode(answerer: QuestionAnswerer, questions: Sequence[str], rounds: i
             "all_seconds": [round(t, 3) for t in times],
             "questions_per_second": round(len(questions) / statistics.median(times), 1),
             "ratio_to_unconstrained": round(statistics.median(times) / base, 3),
+            "decoding_steps": steps[name],
+            "ms_per_step": round(1000 * statistics.median(times) / max(1, steps[name]), 2),
+            "per_step_ratio_to_unconstrained": round(statistics.median(times) / max(1, steps[name]) / base_per_step, 3),
             "target_tokens_of_top_answers": tokens[name],
         }
         for name, times in seconds.items()
@@ -62,12 +76,13 @@ def format_decode_table(result: dict[str, Any]) -> str:
         f"{result['questions']} questions, beam {result['num_beams']}, batch {result['batch_size']}, "
         f"{result['rounds']} rounds on {result['device']} ({result['torch_threads']} threads)",
         "",
-        "| decoding | median s | questions/s | × unconstrained |",
-        "| --- | ---: | ---: | ---: |",
+        "| decoding | median s | questions/s | × unconstrained | decoding steps | ms/step | × unconstrained per step |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in result["rows"]:
         lines.append(
             f"| {row['variant']} | {row['median_seconds']:.2f} | {row['questions_per_second']:.1f} "
-            f"| {row['ratio_to_unconstrained']:.3f} |"
+            f"| {row['ratio_to_unconstrained']:.3f} | {row['decoding_steps']} | {row['ms_per_step']:.1f} "
+            f"| {row['per_step_ratio_to_unconstrained']:.3f} |"
         )
     return "\n".join(lines)
