@@ -318,7 +318,7 @@ def _cmd_ask(args: argparse.Namespace) -> int:
         if not candidates:
             print("  (no KB path fits this question)")
         for c in candidates:
-            print(f"  {c.score:.3f}  {c.subject} ||| {c.relation} ||| {c.object}")
+            print(f"  p={c.probability:.3f} score={c.score:+.2f}  {c.subject} ||| {c.relation} ||| {c.object}")
     return 0
 
 
