@@ -68,15 +68,15 @@ evaluate: index
 eval-table: evaluate
 	$(BIN)/kgqa baseline --index $(INDEX) --qa $(DEV) --json $(EVAL)/peer.json --label "no-learning peer"
 	$(BIN)/kgqa evaluate --model $(MODEL) --index $(INDEX) --qa $(DEV) --no-rerank \
-		--json $(EVAL)/no-rerank.json --label "no re-ranking"
+		--json $(EVAL)/no-rerank.json --label "no re-ranking (tuned look-ahead)"
 	$(BIN)/kgqa evaluate --model $(MODEL) --index $(INDEX) --qa $(DEV) --no-lookahead \
-		--json $(EVAL)/no-lookahead.json --label "no look-ahead"
+		--json $(EVAL)/no-lookahead.json --label "no look-ahead (re-ranking on)"
 	$(BIN)/kgqa evaluate --model $(MODEL) --index $(INDEX) --qa $(DEV) --no-rerank --lookahead-strength 1 \
 		--json $(EVAL)/published.json --label "published decoding (look-ahead α=1, no re-ranking)"
 	$(BIN)/kgqa evaluate --model $(MODEL) --index $(INDEX) --qa $(DEV) --unconstrained \
 		--json $(EVAL)/unconstrained.json --label "unconstrained decoding"
 	$(BIN)/kgqa evaluate --model $(MODEL) --index $(INDEX) --qa $(DEV) --beams 1 \
-		--json $(EVAL)/greedy.json --label "greedy (beam 1)"
+		--json $(EVAL)/greedy.json --label "greedy (beam 1, tuned look-ahead)"
 	test ! -f models/ablation-no-augment/config.json || $(BIN)/kgqa evaluate --model models/ablation-no-augment \
 		--index $(INDEX) --qa $(DEV) --decoding-from $(MODEL) --json $(EVAL)/no-augment.json \
 		--label "no augmentation (retrained, 14 min)"
