@@ -203,27 +203,23 @@ def _data_dir() -> Path:
     return find_data_dir()
 
 
-_TUNED_OPTIONS = ("lookahead_strength", "rerank_relation_weight", "rerank_name_weight")
-
-
 def _decode_options(args: argparse.Namespace) -> object:
     """Decoding options from the command line; what it leaves out comes from the model's ``kgqa.json``."""
     from kgqa.model.answerer import DecodeOptions
     from kgqa.model.modeling import read_training_info
 
     source = Path(getattr(args, "decoding_from", None) or args.model)
-    chosen = read_training_info(source).get("decoding", {}) if source.is_dir() else {}
+    changes: dict = {
+        "num_beams": args.beams,
+        "constrained": not args.unconstrained,
+        "lookahead": not args.no_lookahead,
+        "batch_size": args.batch_size,
+    }
     if getattr(args, "no_rerank", False):
-        chosen |= {"rerank_relation_weight": 0.0, "rerank_name_weight": 0.0}
+        changes |= {"rerank_relation_weight": 0.0, "rerank_name_weight": 0.0}
     if args.lookahead_strength is not None:
-        chosen["lookahead_strength"] = args.lookahead_strength
-    return DecodeOptions(
-        num_beams=args.beams,
-        constrained=not args.unconstrained,
-        lookahead=not args.no_lookahead,
-        batch_size=args.batch_size,
-        **{k: v for k, v in chosen.items() if k in _TUNED_OPTIONS},
-    )
+        changes["lookahead_strength"] = args.lookahead_strength
+    return DecodeOptions.from_training_info(read_training_info(source) if source.is_dir() else {}, **changes)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -268,7 +264,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     from kgqa.data.metrics import evaluate_answers
     from kgqa.data.questions import read_questions
     from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
-    from kgqa.model.modeling import TRAINING_INFO_FILE, read_training_info
+    from kgqa.model.candidate import top_answers
+    from kgqa.model.modeling import TRAINING_INFO_FILE, read_training_info, write_training_info
     from kgqa.model.rerank import RerankWeights, rerank
 
     questions = read_questions(args.qa)[args.start : args.stop]
@@ -284,7 +281,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
                 weights = RerankWeights(relation, name)
                 pairs = zip(questions, decoded, strict=True)
                 best = [rerank(q.question, c, answerer.index, weights)[:1] for q, c in pairs]
-                em_o = evaluate_answers([b[0].as_answer() if b else None for b in best], golds)["EM_O"]
+                em_o = evaluate_answers(top_answers(best), golds)["EM_O"]
                 table.append(
                     {
                         "lookahead_strength": strength,
@@ -300,11 +297,11 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         key=lambda r: (r["EM_O"], -r["lookahead_strength"], -r["rerank_relation_weight"], -r["rerank_name_weight"]),
     )
     info = read_training_info(args.model)
-    info["decoding"] = {k: chosen[k] for k in _TUNED_OPTIONS} | {
+    info["decoding"] = {k: chosen[k] for k in DecodeOptions.TUNED} | {
         "chosen_on": f"{args.qa} questions [{args.start}:{args.stop}], beam {args.beams}, by EM_O",
         "grid": table,
     }
-    (Path(args.model) / TRAINING_INFO_FILE).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+    write_training_info(args.model, info)
     print(f"chose {chosen}; written to {Path(args.model) / TRAINING_INFO_FILE}")
     return 0
 

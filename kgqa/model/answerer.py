@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 from tqdm.auto import tqdm
@@ -35,6 +36,15 @@ class DecodeOptions:
     batch_size: int = 64
     max_new_tokens: int = 128
     max_question_chars: int = 200  # longer questions are cut (KgCLUE's longest is 54)
+
+    # what `kgqa tune` chooses and stores under "decoding" in a model's kgqa.json
+    TUNED: ClassVar[tuple[str, ...]] = ("lookahead_strength", "rerank_relation_weight", "rerank_name_weight")
+
+    @classmethod
+    def from_training_info(cls, info: dict[str, Any], **changes: Any) -> DecodeOptions:
+        """The options a model was tuned with (its ``kgqa.json``), with ``changes`` on top."""
+        tuned = {k: v for k, v in info.get("decoding", {}).items() if k in cls.TUNED}
+        return cls(**(tuned | changes))
 
 
 class QuestionAnswerer:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kgqa.data import Answer, join_head
@@ -28,3 +29,8 @@ class Candidate:
 
     def as_answer(self) -> Answer:
         return Answer(self.subject, self.relation, self.object)
+
+
+def top_answers(results: Sequence[Sequence[Candidate]]) -> list[Answer | None]:
+    """Each question's best candidate as a KgCLUE answer; None where no KB path fitted."""
+    return [candidates[0].as_answer() if candidates else None for candidates in results]

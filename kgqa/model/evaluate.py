@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from kgqa.data import METRIC_KEYS, Answer, Question, evaluate_answers, read_questions
 from kgqa.model.answerer import QuestionAnswerer
-from kgqa.model.candidate import Candidate
+from kgqa.model.candidate import top_answers
 from kgqa.model.peer import LongestNamePeer
 from kgqa.trie import KBIndex
 
@@ -24,10 +24,6 @@ def write_predictions(questions: Sequence[Question], answers: Sequence[Answer | 
     with open(out, "w", encoding="utf-8") as f:
         for q, a in zip(questions, answers, strict=True):
             f.write(json.dumps({"id": q.id, "answer": a.format() if a else ""}, ensure_ascii=False) + "\n")
-
-
-def _answers(candidates: Sequence[Sequence[Candidate]]) -> list[Answer | None]:
-    return [c[0].as_answer() if c else None for c in candidates]
 
 
 def _report(questions: Sequence[Question], answers: Sequence[Answer | None], seconds: float) -> dict[str, Any]:
@@ -54,7 +50,7 @@ def evaluate_file(
     """Answer every question of a file with answers; metrics, counts and timing (model loading excluded)."""
     questions = _slice(read_questions(qa_file), skip, limit)
     start = time.perf_counter()
-    answers = _answers(answerer.answer([q.question for q in questions], top_k=1, progress=True))
+    answers = top_answers(answerer.answer([q.question for q in questions], top_k=1, progress=True))
     result = _report(questions, answers, time.perf_counter() - start)
     result["decoding"] = asdict(answerer.options) | {"device": str(answerer.model.device)}
     if predictions_out:
@@ -65,7 +61,7 @@ def evaluate_file(
 def predict_file(answerer: QuestionAnswerer, qa_file: str | Path, out: str | Path) -> tuple[int, int]:
     """Write the submission file; returns (questions, questions with no KB path)."""
     questions = read_questions(qa_file)
-    answers = _answers(answerer.answer([q.question for q in questions], top_k=1, progress=True))
+    answers = top_answers(answerer.answer([q.question for q in questions], top_k=1, progress=True))
     write_predictions(questions, answers, out)
     return len(questions), sum(a is None for a in answers)
 

@@ -92,7 +92,13 @@ def save_checkpoint(
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(directory), safe_serialization=True)
     tokenizer.save_pretrained(str(directory))
-    (directory / TRAINING_INFO_FILE).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_training_info(directory, info)
+
+
+def write_training_info(directory: str | Path, info: dict[str, Any]) -> None:
+    """``kgqa.json``: how the model was trained and, once tuned, its decoding settings."""
+    text = json.dumps(info, indent=2, ensure_ascii=False) + "\n"
+    (Path(directory) / TRAINING_INFO_FILE).write_text(text, encoding="utf-8")
 
 
 def read_training_info(directory: str | Path) -> dict[str, Any]:

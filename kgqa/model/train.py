@@ -24,7 +24,15 @@ from tqdm.auto import tqdm
 from kgqa.data import Question, evaluate_answers, read_questions, split_head
 from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
 from kgqa.model.augment import PathSampler, TemplateBank, synthesize
-from kgqa.model.modeling import build_model, default_device, load_checkpoint, save_checkpoint, target_order
+from kgqa.model.candidate import top_answers
+from kgqa.model.modeling import (
+    build_model,
+    default_device,
+    load_checkpoint,
+    save_checkpoint,
+    target_order,
+    write_training_info,
+)
 from kgqa.model.targets import TargetCodec
 from kgqa.model.tokenizer import build_char_tokenizer
 from kgqa.trie import KBIndex
@@ -112,7 +120,7 @@ def evaluate_model(
     answerer: QuestionAnswerer, questions: Sequence[Question], progress: bool = False
 ) -> dict[str, float]:
     predictions = answerer.answer([q.question for q in questions], top_k=1, progress=progress)
-    return evaluate_answers([c[0].as_answer() if c else None for c in predictions], [q.answer for q in questions])
+    return evaluate_answers(top_answers(predictions), [q.answer for q in questions])
 
 
 def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
@@ -267,7 +275,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
             break
     summary = {"config": asdict(config), "log": log, "best_dev_EM_O": best if dev_questions else None}
     summary["stop_reason"] = stop_reason
-    _write_info(out_dir, summary)
+    write_training_info(out_dir, summary)
     print(f"stopped: {stop_reason}; best dev EM_O {best:.2f}; {elapsed / 60:.1f} min; model in {out_dir}")
     return summary
 
@@ -276,9 +284,3 @@ def _save_half(model: Any, tokenizer: Any, out_dir: Path, info: dict[str, Any]) 
     """The best model in float16: half the bytes; it is loaded back as float32."""
     half = copy.deepcopy(model).to("cpu").half()
     save_checkpoint(half, tokenizer, out_dir, info)
-
-
-def _write_info(out_dir: Path, info: dict[str, Any]) -> None:
-    from kgqa.model.modeling import TRAINING_INFO_FILE
-
-    (out_dir / TRAINING_INFO_FILE).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
