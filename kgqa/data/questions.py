@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 ANSWER_SEPARATOR = " ||| "
+T = TypeVar("T")
 
 
 class Answer(NamedTuple):
@@ -44,40 +45,38 @@ def parse_answer(text: str) -> Answer:
 
 def read_questions(path: str | Path) -> list[Question]:
     """Read a KgCLUE question file. Blank lines are ignored; anything else malformed raises QuestionFileError."""
-    questions = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                answer = record.get("answer")
-                questions.append(
-                    Question(
-                        id=record["id"],
-                        question=str(record["question"]),
-                        answer=parse_answer(answer) if answer is not None else None,
-                    )
-                )
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                raise QuestionFileError(f"{path}:{line_no}: not a KgCLUE question line ({exc})") from exc
-    return questions
+    return list(_json_lines(path, "question", _question))
 
 
 def read_predictions(path: str | Path) -> dict[int | str, Answer | None]:
     """A submission file (``{"id", "answer": "S ||| P ||| O"}`` a line) by id; an empty answer is None."""
-    predictions: dict[int | str, Answer | None] = {}
+    return dict(_json_lines(path, "prediction", _prediction))
+
+
+def _question(record: dict) -> Question:
+    answer = record.get("answer")
+    return Question(
+        id=record["id"],
+        question=str(record["question"]),
+        answer=parse_answer(answer) if answer is not None else None,
+    )
+
+
+def _prediction(record: dict) -> tuple[int | str, Answer | None]:
+    answer = record["answer"]
+    return record["id"], parse_answer(answer) if answer else None
+
+
+def _json_lines(path: str | Path, kind: str, parse: Callable[[dict], T]) -> Iterator[T]:
+    """``parse`` of each non-blank JSON line; a line it cannot parse raises QuestionFileError naming file and line."""
     with open(path, encoding="utf-8") as f:
         for line_no, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
-                answer = record["answer"]
-                predictions[record["id"]] = parse_answer(answer) if answer else None
+                yield parse(json.loads(line))
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                raise QuestionFileError(f"{path}:{line_no}: not a KgCLUE prediction line ({exc})") from exc
-    return predictions
+                raise QuestionFileError(f"{path}:{line_no}: not a KgCLUE {kind} line ({exc})") from exc
 
 
 def answer_triples(questions: Iterable[Question]) -> Iterator[tuple[str, str, str]]:

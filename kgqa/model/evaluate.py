@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -48,13 +48,12 @@ def evaluate_file(
     skip: int = 0,
 ) -> dict[str, Any]:
     """Answer every question of a file with answers; metrics, counts and timing (model loading excluded)."""
-    questions = _slice(read_questions(qa_file), skip, limit)
-    start = time.perf_counter()
-    answers = top_answers(answerer.answer([q.question for q in questions], top_k=1, progress=True))
-    result = _report(questions, answers, time.perf_counter() - start)
+
+    def answer_all(questions: list[Question]) -> list[Answer | None]:
+        return top_answers(answerer.answer([q.question for q in questions], top_k=1, progress=True))
+
+    result = _evaluate(qa_file, skip, limit, predictions_out, answer_all)
     result["decoding"] = asdict(answerer.options) | {"device": str(answerer.model.device)}
-    if predictions_out:
-        write_predictions(questions, answers, predictions_out)
     return result
 
 
@@ -73,11 +72,25 @@ def evaluate_peer(
     predictions_out: str | Path | None = None,
     skip: int = 0,
 ) -> dict[str, Any]:
-    questions = _slice(read_questions(qa_file), skip, limit)
     peer = LongestNamePeer(index)
+
+    def answer_all(questions: list[Question]) -> list[Answer | None]:
+        found = (peer.answer(q.question) for q in tqdm(questions, desc="peer", unit="q"))
+        return [c.as_answer() if c else None for c in found]
+
+    return _evaluate(qa_file, skip, limit, predictions_out, answer_all)
+
+
+def _evaluate(
+    qa_file: str | Path,
+    skip: int,
+    limit: int | None,
+    predictions_out: str | Path | None,
+    answer_all: Callable[[list[Question]], list[Answer | None]],
+) -> dict[str, Any]:
+    questions = _slice(read_questions(qa_file), skip, limit)
     start = time.perf_counter()
-    found = [peer.answer(q.question) for q in tqdm(questions, desc="peer", unit="q")]
-    answers = [c.as_answer() if c else None for c in found]
+    answers = answer_all(questions)
     result = _report(questions, answers, time.perf_counter() - start)
     if predictions_out:
         write_predictions(questions, answers, predictions_out)
