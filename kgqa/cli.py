@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kgqa.trie.build import DEFAULT_HEAVY_THRESHOLD
+from kgqa.trie.keys import KEY_ORDERS, NAME_RELATION_MEANING
 
 DEFAULT_INDEX_DIR = Path("indexes/kgclue-sim")
 
@@ -457,8 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument(
         "--key-order",
-        default="name,relation,meaning",
-        choices=["name,relation,meaning", "name,meaning,relation"],
+        default=NAME_RELATION_MEANING,
+        choices=KEY_ORDERS,
         help="order of the parts of a key, i.e. of the decoder's target (%(default)s; the other is an ablation)",
     )
     build.add_argument("--quiet", action="store_true", help="no progress bars")

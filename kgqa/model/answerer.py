@@ -6,6 +6,7 @@ constraint is one LogitsProcessor. Each question gets up to ``top_k`` distinct K
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -76,7 +77,10 @@ class QuestionAnswerer:
         return cls(model, tokenizer, index if isinstance(index, KBIndex) else KBIndex(index), options)
 
     def with_options(self, **changes: object) -> QuestionAnswerer:
-        return QuestionAnswerer(self.model, self.tokenizer, self.index, replace(self.options, **changes))
+        """The same model, index and constraint tables, other decoding options (nothing is rebuilt)."""
+        other = copy.copy(self)
+        other.options = replace(self.options, **changes)
+        return other
 
     def answer(self, questions: Sequence[str], top_k: int = 1, progress: bool = False) -> list[list[Candidate]]:
         """Up to ``top_k`` candidates per question, best first; an empty list when no KB path fits."""
