@@ -227,7 +227,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from kgqa.model.answerer import QuestionAnswerer
     from kgqa.model.evaluate import evaluate_file, format_metrics
 
-    answerer = QuestionAnswerer.load(args.model, args.index, _decode_options(args))
+    answerer = QuestionAnswerer.load(args.model, args.index, _decode_options(args), quantize=args.quantize)
     result = {"label": args.label} | evaluate_file(
         answerer, args.qa, skip=args.skip, limit=args.limit, predictions_out=args.out
     )
@@ -241,7 +241,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from kgqa.model.answerer import QuestionAnswerer
     from kgqa.model.evaluate import predict_file
 
-    answerer = QuestionAnswerer.load(args.model, args.index, _decode_options(args))
+    answerer = QuestionAnswerer.load(args.model, args.index, _decode_options(args), quantize=args.quantize)
     count, unanswered = predict_file(answerer, args.qa, args.out)
     print(f"wrote {count:,} answers to {args.out}" + (f" ({unanswered} with no KB path)" if unanswered else ""))
     return 0
@@ -310,7 +310,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 def _cmd_ask(args: argparse.Namespace) -> int:
     from kgqa.model.answerer import QuestionAnswerer
 
-    answerer = QuestionAnswerer.load(args.model, args.index, _decode_options(args))
+    answerer = QuestionAnswerer.load(args.model, args.index, _decode_options(args), quantize=args.quantize)
     for question, candidates in zip(args.questions, answerer.answer(args.questions, top_k=args.top_k), strict=True):
         print(question)
         if not candidates:
@@ -325,7 +325,7 @@ def _cmd_bench_decode(args: argparse.Namespace) -> int:
     from kgqa.model.answerer import QuestionAnswerer
     from kgqa.model.bench import bench_decode, format_decode_table
 
-    answerer = QuestionAnswerer.load(args.model, args.index, _decode_options(args))
+    answerer = QuestionAnswerer.load(args.model, args.index, _decode_options(args), quantize=args.quantize)
     questions = [q.question for q in read_questions(args.qa)][: args.limit]
     result = bench_decode(answerer, questions, rounds=args.rounds)
     print(format_decode_table(result))
@@ -392,6 +392,7 @@ def _add_model_commands(commands: argparse._SubParsersAction) -> None:
             "--decoding-from", type=Path, help="take the tuned decoding settings from this model's kgqa.json"
         )
         sub.add_argument("--unconstrained", action="store_true", help="no trie constraint (ablation)")
+        sub.add_argument("--quantize", action="store_true", help="int8 Linear layers (CPU): faster decoding")
         if name == "evaluate":
             sub.add_argument("--json", type=Path, help="write the metrics and timing as JSON")
             sub.add_argument("--label", help="name of this system in the JSON (for `kgqa bench table`)")
@@ -422,6 +423,7 @@ def _add_model_commands(commands: argparse._SubParsersAction) -> None:
     ask.add_argument("--index", type=Path, default=DEFAULT_INDEX_DIR)
     ask.add_argument("--top-k", type=int, default=1)
     ask.add_argument("--beams", type=int, default=5)
+    ask.add_argument("--quantize", action="store_true", help="int8 Linear layers (CPU): faster decoding")
     ask.set_defaults(run=_cmd_ask, unconstrained=False, no_lookahead=False, batch_size=64, lookahead_strength=None)
 
     base = commands.add_parser("baseline", help="the no-learning peer: longest KB name, then closest relation")
@@ -520,15 +522,60 @@ def build_parser() -> argparse.ArgumentParser:
     bdec.add_argument("--qa", type=Path, required=True)
     bdec.add_argument("--limit", type=int, default=1000, help="questions to decode per variant (%(default)s)")
     bdec.add_argument("--beams", type=int, default=5)
+    bdec.add_argument("--quantize", action="store_true", help="int8 Linear layers (CPU): faster decoding")
     bdec.add_argument("--batch-size", type=int, default=64)
     bdec.add_argument("--rounds", type=int, default=3)
     bdec.add_argument("--json", type=Path)
     bdec.set_defaults(run=_cmd_bench_decode, unconstrained=False, no_lookahead=False, lookahead_strength=None)
+
+    srv = commands.add_parser(
+        "serve", help="the HTTP API (FastAPI under uvicorn); every flag can also be a KGQA_* environment variable"
+    )
+    srv.add_argument("--model", type=Path, help="model directory (KGQA_MODEL; default models/kgqa-default)")
+    srv.add_argument("--index", type=Path, help="index directory (KGQA_INDEX; default indexes/kgclue-sim)")
+    srv.add_argument("--host", help="KGQA_HOST (default 127.0.0.1; 0.0.0.0 to listen on every interface)")
+    srv.add_argument("--port", type=int, help="KGQA_PORT (default 8000; 0 picks a free port)")
+    srv.add_argument("--workers", type=int, help="worker processes, forked after loading (KGQA_WORKERS; default 1)")
+    srv.add_argument("--threads", type=int, help="torch threads per worker (KGQA_TORCH_THREADS; default CPUs/workers)")
+    srv.add_argument("--no-quantize", action="store_true", help="float32 Linear layers instead of int8 (slower)")
+    srv.add_argument("--max-batch-size", type=int, help="questions decoded together (KGQA_MAX_BATCH_SIZE; 32)")
+    srv.add_argument("--batch-wait-ms", type=float, help="how long a batch waits to fill (KGQA_BATCH_WAIT_MS; 5)")
+    srv.add_argument("--log-level", help="KGQA_LOG_LEVEL (default info)")
+    srv.add_argument("--no-access-log", action="store_true", help="no line per request")
+    srv.set_defaults(run=_cmd_serve)
     btab = bench.add_parser("table", help="markdown table of `kgqa evaluate/baseline --json` files")
     btab.add_argument("files", type=Path, nargs="+")
     btab.set_defaults(run=_cmd_bench_table)
     _add_model_commands(commands)
     return parser
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from kgqa.service.server import serve
+    from kgqa.service.settings import ServiceSettings
+
+    # flags given on the command line win; the rest come from KGQA_* variables, then the defaults
+    given = {
+        "model": args.model,
+        "index": args.index,
+        "host": args.host,
+        "port": args.port,
+        "workers": args.workers,
+        "torch_threads": args.threads,
+        "quantize": False if args.no_quantize else None,
+        "max_batch_size": args.max_batch_size,
+        "batch_wait_ms": args.batch_wait_ms,
+        "log_level": args.log_level,
+        "access_log": False if args.no_access_log else None,
+    }
+    try:
+        settings = ServiceSettings(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ValueError(f"invalid service settings (flags or KGQA_* variables): {problems}") from exc
+    return serve(settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

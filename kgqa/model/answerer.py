@@ -20,8 +20,9 @@ from transformers import GenerationConfig, LogitsProcessorList, PreTrainedModel,
 from kgqa.model.candidate import Candidate
 from kgqa.model.constrained import KBConstraintLogitsProcessor
 from kgqa.model.lookahead import RelationLookahead
-from kgqa.model.modeling import default_device, load_checkpoint, target_order
+from kgqa.model.modeling import default_device, load_checkpoint, quantize_for_cpu, target_order
 from kgqa.model.rerank import RerankWeights, rerank
+from kgqa.model.scores import PathScoreRecorder
 from kgqa.model.targets import TargetCodec
 from kgqa.trie import KBIndex
 
@@ -71,9 +72,11 @@ class QuestionAnswerer:
         index: KBIndex | str | Path,
         options: DecodeOptions | None = None,
         device: torch.device | str | None = None,
+        quantize: bool = False,
     ) -> QuestionAnswerer:
+        """``quantize``: int8 Linear layers on the CPU (see ``quantize_for_cpu``)."""
         model, tokenizer = load_checkpoint(model_dir)
-        model.to(device or default_device())
+        model = quantize_for_cpu(model) if quantize else model.to(device or default_device())
         return cls(model, tokenizer, index if isinstance(index, KBIndex) else KBIndex(index), options)
 
     def with_options(self, **changes: object) -> QuestionAnswerer:
@@ -113,6 +116,9 @@ class QuestionAnswerer:
                     lookahead_strength=options.lookahead_strength,
                 )
             )
+        # last: it sees the scores the search ranks by (transformers keeps them only with output_scores, at a cost)
+        recorder = PathScoreRecorder(num_beams, self.codec.eos_token_id, normalize=num_beams == 1 and not processors)
+        processors.append(recorder)
         # A fresh generation config: a pretrained checkpoint's (forced BOS, no-repeat n-grams...) would fight the trie.
         # length_penalty 0: a hypothesis' score is the sum of its log-probs, its probability whatever its length, and
         # never rises as it grows; so early_stopping=False (stop once no running beam can beat the finished ones) is
@@ -127,8 +133,6 @@ class QuestionAnswerer:
             decoder_start_token_id=self.model.config.decoder_start_token_id,
             eos_token_id=self.codec.eos_token_id,
             pad_token_id=self.codec.pad_token_id,
-            return_dict_in_generate=True,
-            output_scores=True,
         )
         out = self.model.generate(
             input_ids=encoded["input_ids"].to(device),
@@ -136,23 +140,14 @@ class QuestionAnswerer:
             generation_config=config,
             logits_processor=processors,
         )
-        sequences = out.sequences[:, 1:].tolist()
-        scores = out.sequences_scores.tolist() if num_beams > 1 else self._greedy_scores(out)
+        sequences = out[:, 1:].tolist()
         weights = RerankWeights(options.rerank_relation_weight, options.rerank_name_weight)
         results = []
         for q, question in enumerate(questions):
             rows = range(q * num_beams, (q + 1) * num_beams)
-            candidates = self._candidates([(sequences[r], scores[r]) for r in rows])
+            candidates = self._candidates([(sequences[r], recorder.score(q, sequences[r])) for r in rows])
             results.append(rerank(question, candidates, self.index, weights)[:top_k])
         return results
-
-    @staticmethod
-    def _greedy_scores(out: object) -> list[float]:
-        """Sum of log-probs of each greedy sequence (``scores`` are per-step logits or log-probs)."""
-        steps = torch.stack([torch.log_softmax(s.float(), dim=-1) for s in out.scores], dim=1)  # type: ignore[attr-defined]
-        chosen = out.sequences[:, 1 : 1 + steps.shape[1]]  # type: ignore[attr-defined]
-        picked = steps.gather(-1, chosen.unsqueeze(-1)).squeeze(-1)
-        return torch.where(torch.isfinite(picked), picked, torch.zeros_like(picked)).sum(-1).tolist()
 
     def _candidates(self, hypotheses: list[tuple[list[int], float]]) -> list[Candidate]:
         """Distinct paths of the finished hypotheses, best first (those cut off before their end dropped)."""

@@ -113,3 +113,17 @@ def target_order(model: PreTrainedModel) -> str:
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def quantize_for_cpu(model: PreTrainedModel) -> PreTrainedModel:
+    """int8 weights for every Linear layer (dynamic quantization): on a 2-core CPU decoding runs ~1.4-2× faster.
+
+    For inference on the CPU only; dev accuracy with and without is in the README. torch marks this eager-mode API
+    deprecated in favour of torchao (not a dependency here); it works in the pinned torch.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.ao.quantization.quantize_dynamic(model.cpu(), {torch.nn.Linear}, dtype=torch.qint8)

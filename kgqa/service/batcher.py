@@ -1,0 +1,138 @@
+"""Micro-batching: questions from concurrent requests are decoded together, off the event loop.
+
+A batch starts when it is full or when its first question has waited ``max_wait_s``; while one batch decodes, the
+next fills, so under load batches grow and throughput with them. Decoding runs in one worker thread (one model per
+process; torch parallelises inside the batch), never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from kgqa.model.candidate import Candidate
+
+AnswerFn = Callable[[Sequence[str], int], list[list[Candidate]]]
+
+
+class QueueFullError(RuntimeError):
+    """More questions are waiting than the service accepts; the client should retry later."""
+
+
+@dataclass
+class _Job:
+    question: str
+    top_k: int
+    future: asyncio.Future[list[Candidate]] = field(repr=False)
+
+
+class MicroBatcher:
+    def __init__(
+        self,
+        answer: AnswerFn,
+        max_batch_size: int,
+        max_wait_s: float,
+        max_queue: int,
+        min_top_k: int = 1,
+        on_batch: Callable[[int, float], None] | None = None,
+        on_queue_depth: Callable[[int], None] | None = None,
+        thread_setup: Callable[[], None] | None = None,
+    ) -> None:
+        self._answer = answer
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_s
+        self.max_queue = max_queue
+        self.min_top_k = min_top_k  # top_k up to this (the beam width) costs the same: such questions batch together
+        self._on_batch = on_batch or (lambda size, seconds: None)
+        self._on_queue_depth = on_queue_depth or (lambda depth: None)
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="kgqa-decode", initializer=thread_setup or (lambda: None)
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._busy = 0  # questions being decoded
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="kgqa-batcher")
+
+    async def stop(self) -> None:
+        """Finish what was submitted, then stop."""
+        while self._queue.qsize() or self._busy:
+            await asyncio.sleep(0.01)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._executor.shutdown(wait=True)
+
+    async def submit(self, questions: Sequence[str], top_k: int) -> list[list[Candidate]]:
+        """Each question's candidates, in order; QueueFullError when too many are waiting already."""
+        if self._task is None or self._task.done():
+            raise RuntimeError("the batcher is not running")
+        if self._queue.qsize() + len(questions) > self.max_queue:
+            raise QueueFullError(f"{self._queue.qsize()} questions are waiting (at most {self.max_queue})")
+        loop = asyncio.get_running_loop()
+        jobs = [_Job(q, top_k, loop.create_future()) for q in questions]
+        for job in jobs:
+            self._queue.put_nowait(job)
+        self._on_queue_depth(self._queue.qsize())
+        return list(await asyncio.gather(*(job.future for job in jobs)))
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            deadline = loop.time() + self.max_wait_s
+            while len(batch) < self.max_batch_size:
+                if self._queue.empty():
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                    except TimeoutError:
+                        break
+                else:
+                    batch.append(self._queue.get_nowait())
+            self._on_queue_depth(self._queue.qsize())
+            self._busy = len(batch)
+            try:
+                for group in self._groups(batch):
+                    await self._decode(group)
+            finally:
+                self._busy = 0
+
+    def _groups(self, batch: list[_Job]) -> list[list[_Job]]:
+        """Jobs whose top_k fits in the beam decode together; a larger top_k widens the beam, so it goes apart."""
+        groups: dict[int, list[_Job]] = {}
+        for job in batch:
+            groups.setdefault(max(job.top_k, self.min_top_k), []).append(job)
+        return list(groups.values())
+
+    async def _decode(self, group: list[_Job]) -> None:
+        live = [job for job in group if not job.future.done()]  # a cancelled request's questions are skipped
+        if not live:
+            return
+        top_k = max(job.top_k for job in live)
+        started = time.perf_counter()
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._answer, [job.question for job in live], top_k
+            )
+        except Exception as exc:
+            for job in live:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            return
+        self._on_batch(len(live), time.perf_counter() - started)
+        for job, candidates in zip(live, results, strict=True):
+            if not job.future.done():
+                job.future.set_result(candidates[: job.top_k])

@@ -1,0 +1,87 @@
+"""What the service answers with: the model, the KB index and the constraint, loaded once and checked at start-up."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from kgqa.data import split_head
+from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
+from kgqa.model.candidate import Candidate
+from kgqa.model.modeling import CheckpointError, read_training_info
+from kgqa.service.schemas import MAX_QUESTION_CHARS
+from kgqa.service.settings import ServiceSettings
+from kgqa.trie import KBIndex
+from kgqa.trie.index import IndexedTriple
+from kgqa.trie.manifest import IndexLoadError
+from kgqa.trie.tokens import VocabularyMismatchError
+
+
+class StartupError(ValueError):
+    """The service cannot start with these files; the message says what to do (the CLI prints it, exits 2)."""
+
+
+@dataclass(frozen=True)
+class EntityTriples:
+    triples: list[IndexedTriple]
+    total: int  # before the limit
+
+
+class Engine:
+    def __init__(self, answerer: QuestionAnswerer) -> None:
+        self.answerer = answerer
+        self.index = answerer.index
+        self._trim = _malloc_trim()
+
+    @classmethod
+    def load(cls, settings: ServiceSettings) -> Engine:
+        """Load and cross-check the index and the model; StartupError with the fix when they cannot serve."""
+        try:
+            index = KBIndex(settings.index)
+        except IndexLoadError as exc:
+            raise StartupError(f"cannot load the KB index: {exc}") from exc
+        try:
+            info = read_training_info(settings.model) if settings.model.is_dir() else {}
+            options = DecodeOptions.from_training_info(
+                info,
+                num_beams=settings.num_beams,
+                batch_size=settings.max_batch_size,
+                max_question_chars=MAX_QUESTION_CHARS,
+            )
+            answerer = QuestionAnswerer.load(settings.model, index, options, quantize=settings.quantize)
+        except VocabularyMismatchError as exc:
+            raise StartupError(
+                f"the model at {settings.model} does not fit the index at {settings.index}: {exc}. "
+                "Serve the index the model was trained with, or train a model on this index (kgqa train --index ...)"
+            ) from exc
+        except (CheckpointError, OSError, ValueError) as exc:
+            raise StartupError(
+                f"cannot load the model at {settings.model}: {exc}. Point --model (KGQA_MODEL) at a directory "
+                "written by kgqa train, e.g. models/kgqa-default"
+            ) from exc
+        return cls(answerer)
+
+    def answer(self, questions: Sequence[str], top_k: int) -> list[list[Candidate]]:
+        try:
+            return self.answerer.answer(questions, top_k=top_k)
+        finally:
+            # a batch's transient tensors are hundreds of MB; give them back to the OS rather than keep them per worker
+            self._trim()
+
+    def entity(self, name: str, limit: int) -> EntityTriples:
+        """All triples of ``name`` (every meaning), or of one entity when ``name`` is a head ``name（meaning）``."""
+        triples = self.index.triples(name)
+        if not triples:
+            bare, meaning = split_head(name)
+            if meaning:
+                triples = [t for t in self.index.triples(bare) if t.meaning == meaning]
+        return EntityTriples(triples[:limit], len(triples))
+
+
+def _malloc_trim():
+    """glibc's malloc_trim(0), or a no-op where there is none (macOS, musl)."""
+    path = ctypes.util.find_library("c")
+    trim = getattr(ctypes.CDLL(path), "malloc_trim", None) if path else None
+    return (lambda: trim(0)) if trim is not None else (lambda: None)

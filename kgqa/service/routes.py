@@ -1,0 +1,114 @@
+"""The HTTP API: thin handlers over the engine (answers go through the micro-batcher)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from kgqa.model.candidate import Candidate
+from kgqa.service import metrics
+from kgqa.service.schemas import (
+    Answer,
+    AnswerRequest,
+    AnswerResponse,
+    BatchRequest,
+    BatchResponse,
+    EntityResponse,
+    ErrorResponse,
+    Health,
+)
+from kgqa.service.schemas import Path as PathOut
+from kgqa.service.state import ServiceState
+
+ERRORS = {
+    400: {"model": ErrorResponse, "description": "the body is not valid JSON"},
+    413: {"model": ErrorResponse, "description": "the body is too large"},
+    415: {"model": ErrorResponse, "description": "the body is not sent as application/json"},
+    422: {"model": ErrorResponse, "description": "a field is missing, unknown, of the wrong type or out of range"},
+    503: {"model": ErrorResponse, "description": "not ready yet (loading) or overloaded"},
+}
+
+api = APIRouter(prefix="/v1", tags=["questions"], responses=ERRORS)
+probes = APIRouter(tags=["operations"])
+
+
+def _state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.kgqa
+    if not state.ready:
+        raise HTTPException(503, "the model is still loading; retry shortly (GET /readyz says when it is ready)")
+    return state
+
+
+def _response(question: str, candidates: list[Candidate], took_ms: float) -> AnswerResponse:
+    answers = [Answer.of(c) for c in candidates]
+    return AnswerResponse(
+        question=question, answer=answers[0] if answers else None, candidates=answers, took_ms=took_ms
+    )
+
+
+@api.post("/answer", response_model=AnswerResponse, summary="Answer one question")
+async def answer(body: AnswerRequest, request: Request) -> AnswerResponse:
+    state = _state(request)
+    started = time.perf_counter()
+    [candidates] = await state.batcher.submit([body.question], body.top_k)
+    return _response(body.question, candidates, round(1000 * (time.perf_counter() - started), 2))
+
+
+@api.post("/answer/batch", response_model=BatchResponse, summary="Answer up to 256 questions, in order")
+async def answer_batch(body: BatchRequest, request: Request) -> BatchResponse:
+    state = _state(request)
+    started = time.perf_counter()
+    results = await state.batcher.submit(body.questions, body.top_k)
+    took_ms = round(1000 * (time.perf_counter() - started), 2)
+    return BatchResponse(
+        results=[_response(q, c, took_ms) for q, c in zip(body.questions, results, strict=True)], took_ms=took_ms
+    )
+
+
+@api.get(
+    "/entities/{name}",
+    response_model=EntityResponse,
+    summary="Every KB triple of a name (all its meanings), or of one entity given as name（meaning）",
+    responses={404: {"model": ErrorResponse, "description": "no such name in the KB"}},
+)
+async def entity(
+    request: Request,
+    name: Annotated[str, Path(min_length=1, max_length=1024)],
+    limit: Annotated[int, Query(ge=1, le=10_000, description="at most this many triples")] = 1000,
+) -> EntityResponse:
+    state = _state(request)
+    found = state.engine.entity(name, min(limit, state.settings.max_entity_triples))
+    if not found.total:
+        raise HTTPException(404, f"no entity named {name!r} in the knowledge base")
+    triples = [
+        PathOut(subject=t.head, name=t.name, meaning=t.meaning, predicate=t.relation, object=t.object)
+        for t in found.triples
+    ]
+    return EntityResponse(name=name, count=found.total, truncated=len(triples) < found.total, triples=triples)
+
+
+@probes.get("/healthz", response_model=Health, summary="The process is up")
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@probes.get(
+    "/readyz",
+    response_model=Health,
+    summary="The model and the index are loaded and warmed up",
+    responses={503: {"model": Health, "description": "still loading"}},
+)
+async def readyz(request: Request) -> Response:
+    state: ServiceState = request.app.state.kgqa
+    if not state.ready:
+        return JSONResponse({"status": "loading"}, status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+@probes.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def prometheus_metrics() -> Response:
+    body, content_type = metrics.exposition()
+    return Response(body, media_type=content_type)

@@ -1,0 +1,99 @@
+"""Request and response bodies of the HTTP API (the OpenAPI schema at /docs is generated from these)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from kgqa.model.candidate import Candidate
+
+# Fixed at import (the schema must be static); ServiceSettings' limits of the same names default to these and can
+# only tighten them, checked in the routes.
+MAX_QUESTION_CHARS = 256
+MAX_TOP_K = 20
+MAX_BATCH_QUESTIONS = 256
+
+
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be empty or only whitespace")
+    return text
+
+
+Question = Annotated[
+    str,
+    Field(strict=True, min_length=1, max_length=MAX_QUESTION_CHARS, examples=["你知道守望星光是哪家公司出品的吗？"]),
+    AfterValidator(_not_blank),
+]
+TopK = Annotated[
+    int, Field(strict=True, ge=1, le=MAX_TOP_K, description="how many candidate paths to return, best first")
+]
+
+
+class _Strict(BaseModel):
+    # unknown fields are refused; the fields are strict too: no type coercion ("3" is not a top_k, 3 no question)
+    model_config = ConfigDict(extra="forbid")
+
+
+class AnswerRequest(_Strict):
+    question: Question
+    top_k: TopK = 1
+
+
+class BatchRequest(_Strict):
+    questions: list[Question] = Field(min_length=1, max_length=MAX_BATCH_QUESTIONS)
+    top_k: TopK = 1
+
+
+class Path(BaseModel):
+    subject: str = Field(description="the KB head: name（meaning）, or the name alone")
+    name: str
+    meaning: str
+    predicate: str = Field(description="the relation")
+    object: str
+
+
+class Answer(Path):
+    score: float = Field(description="what candidates are ranked by: log-probability plus re-ranking bonuses")
+    probability: float = Field(description="the path's probability under the model (look-ahead re-weighted)")
+
+    @classmethod
+    def of(cls, candidate: Candidate) -> Answer:
+        return cls(
+            subject=candidate.subject,
+            name=candidate.name,
+            meaning=candidate.meaning,
+            predicate=candidate.relation,
+            object=candidate.object,
+            score=candidate.score,
+            probability=candidate.probability,
+        )
+
+
+class AnswerResponse(BaseModel):
+    question: str
+    answer: Answer | None = Field(description="the best candidate; null when no KB path fits the question")
+    candidates: list[Answer]
+    took_ms: float
+
+
+class BatchResponse(BaseModel):
+    results: list[AnswerResponse] = Field(description="one per question, in the order asked")
+    took_ms: float
+
+
+class EntityResponse(BaseModel):
+    name: str
+    count: int = Field(description="triples of this name, before the limit")
+    truncated: bool
+    triples: list[Path]
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="what was wrong, in words")
+    errors: list[dict] | None = Field(None, description="each invalid field, for a request that failed validation")
+
+
+class Health(BaseModel):
+    status: str

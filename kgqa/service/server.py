@@ -1,0 +1,121 @@
+"""``kgqa serve``: load once, then serve with uvicorn in one process or in N forked workers.
+
+The model and the index are loaded (and checked: a mismatch fails here, before any port is bound) in the parent;
+workers are forked from it, so they share its memory copy-on-write — torch, the weights, the constraint tables —
+and the memory-mapped index through the page cache. The parent binds the socket, forks, forwards SIGTERM/SIGINT
+(uvicorn in each worker then finishes in-flight requests), and replaces a worker that dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import tempfile
+import time
+
+from kgqa.service.settings import ServiceSettings
+
+log = logging.getLogger("kgqa.service")
+
+
+def serve(settings: ServiceSettings) -> int:
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # before prometheus_client is imported: every worker's samples go to files /metrics sums up
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="kgqa-metrics-")
+
+    import torch
+    import uvicorn
+
+    from kgqa.service.app import create_app
+    from kgqa.service.engine import Engine
+
+    # No torch thread pool in this thread: OpenMP pools do not survive fork, and a second pool beside the decoding
+    # thread's (which sets its own size) halves decoding speed on 2 cores. All decoding runs in that thread.
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    engine = Engine.load(settings)  # StartupError propagates to the CLI, which prints it and exits 2
+    log.info(
+        "loaded %s and %s in %.1f s (%s)",
+        settings.model,
+        settings.index,
+        time.perf_counter() - started,
+        "int8 Linear layers" if settings.quantize else "float32",
+    )
+    config = uvicorn.Config(
+        create_app(settings, engine),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=settings.access_log,
+        timeout_graceful_shutdown=settings.graceful_shutdown_s or None,
+    )
+    sock = config.bind_socket()
+    host, port = sock.getsockname()[:2]
+    print(f"kgqa serving on http://{host}:{port} (API docs at http://{host}:{port}/docs)", flush=True)
+    if settings.workers == 1:
+        uvicorn.Server(config).run(sockets=[sock])
+        return 0
+    return _supervise(settings, config, sock)
+
+
+def _supervise(settings: ServiceSettings, config: object, sock: socket.socket) -> int:
+    children: dict[int, int] = {}  # pid → worker number
+    stopping = False
+
+    def spawn(number: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                _run_worker(settings, config, sock)
+                code = 0
+            finally:
+                os._exit(code)
+        children[pid] = number
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    for number in range(settings.workers):
+        spawn(number)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        number = children.pop(pid, None)
+        if number is None:
+            continue
+        _mark_dead(pid)
+        if not stopping:
+            log.warning("worker %d (pid %d) exited with status %d; starting another", number, pid, status)
+            spawn(number)
+    sock.close()
+    return 0
+
+
+def _run_worker(settings: ServiceSettings, config: object, sock: socket.socket) -> None:
+    import uvicorn
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # uvicorn installs its own handlers
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    uvicorn.Server(config).run(sockets=[sock])  # type: ignore[arg-type]
+    sys.stdout.flush()
+
+
+def _mark_dead(pid: int) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)

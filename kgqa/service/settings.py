@@ -1,0 +1,40 @@
+"""Every setting of the service, in one place: command-line flags and ``KGQA_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """``KGQA_MODEL=models/kgqa-default KGQA_PORT=9000 kgqa serve`` is ``kgqa serve --model ... --port 9000``."""
+
+    model_config = SettingsConfigDict(env_prefix="KGQA_", extra="forbid")
+
+    model: Path = Path("models/kgqa-default")
+    index: Path = Path("indexes/kgclue-sim")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    torch_threads: int = Field(0, ge=0, description="per worker; 0: the CPU count divided among the workers")
+    quantize: bool = Field(True, description="int8 Linear layers on the CPU: about 1.4-2× faster decoding")
+    num_beams: int = Field(5, ge=1, le=20)
+
+    # micro-batching: a batch starts when it is full or when its first question has waited this long
+    max_batch_size: int = Field(32, ge=1, le=256)
+    batch_wait_ms: float = Field(5.0, ge=0.0, le=1000.0)
+    max_queue: int = Field(2048, ge=1, description="questions waiting; beyond it requests get 503, not a hang")
+
+    # request limits (question length, top_k and batch size are part of the API: kgqa.service.schemas)
+    max_body_bytes: int = Field(256 * 1024, ge=1024)
+    max_entity_triples: int = Field(1000, ge=1)
+
+    graceful_shutdown_s: float = Field(30.0, ge=0.0, description="time in-flight requests get to finish on SIGTERM")
+    access_log: bool = True
+    log_level: str = "info"
+
+    def threads_per_worker(self) -> int:
+        return self.torch_threads or max(1, (os.cpu_count() or 1) // self.workers)
