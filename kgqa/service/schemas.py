@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from kgqa.model.candidate import Candidate
 
@@ -26,13 +26,24 @@ Question = Annotated[
     Field(strict=True, min_length=1, max_length=MAX_QUESTION_CHARS, examples=["你知道守望星光是哪家公司出品的吗？"]),
     AfterValidator(_not_blank),
 ]
+
+
+def _a_number(value: object) -> object:
+    # JSON's 2 and 2.0 are both the integer 2 (JSON Schema agrees); "2" and true are not numbers
+    if isinstance(value, (str, bool)):
+        raise ValueError("must be an integer, not a string or boolean")
+    return value
+
+
 TopK = Annotated[
-    int, Field(strict=True, ge=1, le=MAX_TOP_K, description="how many candidate paths to return, best first")
+    int,
+    BeforeValidator(_a_number),
+    Field(ge=1, le=MAX_TOP_K, description="how many candidate paths to return, best first"),
 ]
 
 
 class _Strict(BaseModel):
-    # unknown fields are refused; the fields are strict too: no type coercion ("3" is not a top_k, 3 no question)
+    # unknown fields are refused; no type coercion: "3" is not a top_k, 3 is not a question
     model_config = ConfigDict(extra="forbid")
 
 

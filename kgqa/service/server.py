@@ -58,7 +58,7 @@ def serve(settings: ServiceSettings) -> int:
     host, port = sock.getsockname()[:2]
     print(f"kgqa serving on http://{host}:{port} (API docs at http://{host}:{port}/docs)", flush=True)
     if settings.workers == 1:
-        uvicorn.Server(config).run(sockets=[sock])
+        _run_uvicorn(config, sock)
         return 0
     return _supervise(settings, config, sock)
 
@@ -72,7 +72,7 @@ def _supervise(settings: ServiceSettings, config: object, sock: socket.socket) -
         if pid == 0:
             code = 1
             try:
-                _run_worker(settings, config, sock)
+                _run_uvicorn(config, sock)
                 code = 0
             finally:
                 os._exit(code)
@@ -105,13 +105,19 @@ def _supervise(settings: ServiceSettings, config: object, sock: socket.socket) -
     return 0
 
 
-def _run_worker(settings: ServiceSettings, config: object, sock: socket.socket) -> None:
+def _run_uvicorn(config: object, sock: socket.socket) -> None:
     import uvicorn
 
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # uvicorn installs its own handlers
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    # uvicorn catches SIGTERM/SIGINT, lets in-flight requests finish, then re-raises the signal with the handlers it
+    # found: these, so that a graceful stop exits 0 rather than "killed by SIGTERM"
+    signal.signal(signal.SIGTERM, _after_graceful_stop)
+    signal.signal(signal.SIGINT, _after_graceful_stop)
     uvicorn.Server(config).run(sockets=[sock])  # type: ignore[arg-type]
     sys.stdout.flush()
+
+
+def _after_graceful_stop(signum: int, frame: object) -> None:
+    log.info("stopped (signal %d)", signum)
 
 
 def _mark_dead(pid: int) -> None:

@@ -1,0 +1,77 @@
+"""Start-up refuses files it cannot serve, before binding a port, with a message that says what to do."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kgqa.model.modeling import build_model, save_checkpoint
+from kgqa.model.tokenizer import build_char_tokenizer
+from kgqa.service.engine import Engine, StartupError
+from kgqa.service.settings import ServiceSettings
+
+
+@pytest.fixture(scope="module")
+def foreign_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real (untrained) model whose vocabulary is a few characters: it cannot spell the KgCLUE-sim KB."""
+    tokenizer = build_char_tokenizer(["守望星光出品公司是什么"])
+    directory = tmp_path_factory.mktemp("foreign") / "model"
+    save_checkpoint(build_model(tokenizer, size="tiny"), tokenizer, directory, {"note": "test"})
+    return directory
+
+
+def test_model_that_cannot_spell_the_index_fails_start_up(
+    service_settings: ServiceSettings, foreign_model: Path
+) -> None:
+    with pytest.raises(StartupError, match="does not fit the index") as caught:
+        Engine.load(service_settings.model_copy(update={"model": foreign_model}))
+    assert "train a model on this index" in str(caught.value)
+
+
+def test_missing_index_fails_start_up(service_settings: ServiceSettings, tmp_path: Path) -> None:
+    with pytest.raises(StartupError, match="kgqa index build"):
+        Engine.load(service_settings.model_copy(update={"index": tmp_path / "no-index"}))
+
+
+def test_corrupt_index_fails_start_up(service_settings: ServiceSettings, tmp_path: Path) -> None:
+    corrupt = tmp_path / "index"
+    shutil.copytree(service_settings.index, corrupt)
+    data = (corrupt / "objects.bin").read_bytes()
+    (corrupt / "objects.bin").write_bytes(data[: len(data) // 2])
+    with pytest.raises(StartupError, match="rebuild"):
+        Engine.load(service_settings.model_copy(update={"index": corrupt}))
+
+
+def test_missing_model_fails_start_up(service_settings: ServiceSettings, tmp_path: Path) -> None:
+    with pytest.raises(StartupError, match="KGQA_MODEL"):
+        Engine.load(service_settings.model_copy(update={"model": tmp_path / "no-model"}))
+
+
+def test_serve_exits_2_with_the_message(service_settings: ServiceSettings, foreign_model: Path) -> None:
+    command = [sys.executable, "-m", "kgqa.cli", "serve", "--model", str(foreign_model)]
+    command += ["--index", str(service_settings.index), "--port", "0"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "does not fit the index" in done.stderr
+    assert "serving on" not in done.stdout  # no port was bound
+
+
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KGQA_PORT", "9123")
+    monkeypatch.setenv("KGQA_WORKERS", "2")
+    monkeypatch.setenv("KGQA_QUANTIZE", "false")
+    settings = ServiceSettings()
+    assert (settings.port, settings.workers, settings.quantize) == (9123, 2, False)
+    assert ServiceSettings(port=8001).port == 8001  # an explicit value (a flag) wins
+
+
+def test_bad_setting_is_a_clear_cli_error(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from kgqa.cli import main
+
+    monkeypatch.setenv("KGQA_WORKERS", "0")
+    assert main(["serve"]) == 2
+    assert "workers" in capsys.readouterr().err
