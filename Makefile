@@ -13,12 +13,17 @@ ABLATION_FLAGS ?= --max-minutes 14
 DEV = "$$($(BIN)/kgqa data locate --no-download)/dev.json"
 
 .PHONY: run setup index test lint format train train-no-augment train-order-nmr evaluate eval-table bench-decode \
-	bench-index bench-index-20m clean
+	bench-index bench-index-20m bench-service serve ask docker-smoke clean
 
-# The main job on a fresh clone: create .venv, install, find the KgCLUE data, build the KB index, answer a question.
-run: index
+# The main job on a fresh clone: create .venv, install, find the KgCLUE data, build the KB index, answer a question
+# on the command line, then serve the HTTP API on 127.0.0.1:8000 (it prints the URL; Ctrl-C stops it).
+run: ask serve
+
+ask: index
 	$(BIN)/kgqa ask --model $(MODEL) --index $(INDEX) "你知道守望星光是哪家公司出品的吗？" --top-k 3
-	@echo "ask your own: $(BIN)/kgqa ask --model $(MODEL) --index $(INDEX) \"…？\""
+
+serve: index
+	$(BIN)/kgqa serve --model $(MODEL) --index $(INDEX)
 
 index: setup
 	$(BIN)/kgqa prepare --out $(INDEX)
@@ -107,6 +112,14 @@ bench-index-20m: setup
 	test -f $(BENCH)/synth-20m.tsv || $(BIN)/kgqa bench synth-kb --triples $(SYNTH_TRIPLES) --seed 0 \
 		--out $(BENCH)/synth-20m.tsv
 	$(BIN)/kgqa bench index --kb $(BENCH)/synth-20m.tsv --work $(BENCH)/index-20m --json $(BENCH)/index-20m.json
+
+# The service under load on loopback: latency and throughput at concurrency 1, 8, 32; RSS of 1 vs 2 workers.
+bench-service: index
+	$(BIN)/python scripts/bench_service.py --model $(MODEL) --index $(INDEX) --json $(BENCH)/service.json
+
+# Build the Docker image (docker, else podman), run it, ask it real questions over HTTP, remove it.
+docker-smoke: index
+	$(BIN)/python scripts/docker_smoke.py --index $(INDEX)
 
 clean:
 	rm -rf $(VENV) indexes $(BENCH) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,41 @@
+# kgqa's HTTP service on the CPU. Build: `make docker-smoke` (or see README, "Deploy with Docker").
+# The model (models/kgqa-default) is baked in; the KB index is mounted at /srv/kgqa/index (or set KGQA_INDEX).
+ARG PYTHON_IMAGE=python:3.11-slim
+
+FROM ${PYTHON_IMAGE} AS build
+ARG TORCH_VERSION=2.13.0
+# Where torch's CPU build comes from. Empty: the wheel in docker/wheels/ of the build context
+# (`pip download --no-deps -d docker/wheels torch==2.13.0`). Else a package index with CPU wheels, e.g.
+# https://download.pytorch.org/whl/cpu. Never PyPI's default torch: that is a multi-GB CUDA build.
+ARG TORCH_INDEX_URL=
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+COPY docker/wheels/ /tmp/wheels/
+RUN if [ -n "$TORCH_INDEX_URL" ]; then \
+        pip install --index-url "$TORCH_INDEX_URL" "torch==$TORCH_VERSION"; \
+    else \
+        pip install /tmp/wheels/torch-"$TORCH_VERSION"+cpu-*.whl; \
+    fi
+COPY pyproject.toml README.md /tmp/src/
+COPY kgqa /tmp/src/kgqa
+RUN pip install /tmp/src && python -c "import torch, kgqa.service.app; assert not torch.cuda.is_available()"
+COPY models/kgqa-default /srv/kgqa/model
+RUN chmod -R a+rX /srv/kgqa/model
+
+FROM ${PYTHON_IMAGE}
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin kgqa
+COPY --from=build /opt/venv /opt/venv
+COPY --from=build /srv/kgqa/model /srv/kgqa/model
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    HF_HUB_OFFLINE=1 \
+    KGQA_MODEL=/srv/kgqa/model \
+    KGQA_INDEX=/srv/kgqa/index \
+    KGQA_HOST=0.0.0.0 \
+    KGQA_PORT=8000
+USER kgqa
+WORKDIR /home/kgqa
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
+CMD ["kgqa", "serve"]

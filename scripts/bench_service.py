@@ -1,0 +1,197 @@
+"""Load test of `kgqa serve` on loopback: latency and throughput at several concurrencies, RSS of 1 vs 2 workers.
+
+A benchmark, not a test: it prints a table and writes JSON. Each level runs for a fixed time (or request count) with
+that many clients, each sending one KgCLUE dev question per request (`POST /v1/answer`) as soon as its last answer
+came. The load generator runs on the same machine as the server and takes some of its CPU.
+
+    .venv/bin/python scripts/bench_service.py --model models/kgqa-default --index indexes/kgclue-sim --json OUT
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from kgqa.data import read_questions
+from kgqa.data.locate import find_data_dir
+
+
+def start(model: Path, index: Path, workers: int, extra: list[str]) -> tuple[subprocess.Popen[str], str]:
+    command = [sys.executable, "-m", "kgqa.cli", "serve", "--model", str(model), "--index", str(index)]
+    command += ["--port", "0", "--no-access-log", "--workers", str(workers), *extra]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    for line in process.stdout:
+        found = re.search(r"serving on (http://\S+)", line)
+        if found:
+            url = found.group(1)
+            threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()  # type: ignore[union-attr]
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"{url}/readyz").status_code == 200:
+                        return process, url
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+            break
+    process.kill()
+    raise SystemExit(f"kgqa serve did not become ready (exit {process.poll()})")
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def tree_memory_mb(pid: int) -> dict[str, float]:
+    """RSS and PSS (shared pages split among their users) summed over a process and its children."""
+    pids = [pid] + [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == pid]
+    rss = pss = 0
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                name, _, rest = line.partition(":")
+                if name == "Rss":
+                    rss += int(rest.split()[0])
+                elif name == "Pss":
+                    pss += int(rest.split()[0])
+        except OSError:
+            pass
+    return {"processes": len(pids), "rss_mb": round(rss / 1024, 1), "pss_mb": round(pss / 1024, 1)}
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+async def load(url: str, questions: list[str], concurrency: int, seconds: float, max_requests: int) -> dict:
+    latencies: list[float] = []
+    errors = 0
+    sent = 0
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+
+        async def one_client() -> None:
+            nonlocal errors, sent
+            while time.perf_counter() < deadline and sent < max_requests:
+                question = questions[sent % len(questions)]
+                sent += 1
+                started = time.perf_counter()
+                try:
+                    response = await client.post("/v1/answer", json={"question": question})
+                    ok = response.status_code == 200 and response.json()["answer"] is not None
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    latencies.append(time.perf_counter() - started)
+                else:
+                    errors += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one_client() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+
+    quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [latencies[0]] * 99
+    return {
+        "concurrency": concurrency,
+        "requests": len(latencies) + errors,
+        "errors": errors,
+        "seconds": round(elapsed, 2),
+        "questions_per_second": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(1000 * statistics.median(latencies), 1),
+        "p95_ms": round(1000 * quantiles[94], 1),
+        "p99_ms": round(1000 * quantiles[98], 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=Path("models/kgqa-default"))
+    parser.add_argument("--index", type=Path, default=Path("indexes/kgclue-sim"))
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--seconds", type=float, default=20.0, help="per concurrency level")
+    parser.add_argument("--max-requests", type=int, default=2000, help="per concurrency level")
+    parser.add_argument("--rss-seconds", type=float, default=15.0, help="load at concurrency 32 before reading RSS")
+    parser.add_argument("--serve-flag", action="append", default=[], help="passed to kgqa serve (repeatable)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    questions = [q.question for q in read_questions(find_data_dir(download=False) / "dev.json")]
+    result: dict = {"levels": [], "memory": [], "serve_flags": args.serve_flag, "cpus": os.cpu_count()}
+
+    process, url = start(args.model, args.index, 1, args.serve_flag)
+    try:
+        asyncio.run(load(url, questions[-50:], 4, 3.0, 50))  # warm-up, on questions not in the measured runs
+        for concurrency in args.concurrency:
+            level = asyncio.run(load(url, questions, concurrency, args.seconds, args.max_requests))
+            result["levels"].append(level)
+            print(f"concurrency {concurrency}: {level}", flush=True)
+    finally:
+        stop(process)
+
+    for workers in (1, 2):
+        process, url = start(args.model, args.index, workers, args.serve_flag)
+        try:
+            idle = tree_memory_mb(process.pid)
+            level = asyncio.run(load(url, questions, 32, args.rss_seconds, args.max_requests))
+            loaded = tree_memory_mb(process.pid)
+        finally:
+            stop(process)
+        row = {"workers": workers, "idle": idle, "after_load": loaded, "load": level}
+        result["memory"].append(row)
+        print(f"workers {workers}: {row}", flush=True)
+
+    print()
+    print("| concurrency | requests | errors | questions/s | p50 ms | p95 ms | p99 ms |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in result["levels"]:
+        print(
+            f"| {r['concurrency']} | {r['requests']} | {r['errors']} | {r['questions_per_second']} "
+            f"| {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} |"
+        )
+    print()
+    print("| workers | processes | RSS idle MB | RSS after load MB | PSS after load MB | q/s at 32 | errors |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for m in result["memory"]:
+        print(
+            f"| {m['workers']} | {m['after_load']['processes']} | {m['idle']['rss_mb']} | {m['after_load']['rss_mb']} "
+            f"| {m['after_load']['pss_mb']} | {m['load']['questions_per_second']} | {m['load']['errors']} |"
+        )
+    one, two = (m["after_load"] for m in result["memory"])
+    result["ratio_2_to_1"] = {
+        "rss": round(two["rss_mb"] / one["rss_mb"], 3),
+        "pss": round(two["pss_mb"] / one["pss_mb"], 3),
+    }
+    print(
+        f"\n2 workers / 1 worker after load: RSS {result['ratio_2_to_1']['rss']}×, PSS {result['ratio_2_to_1']['pss']}×"
+    )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"written {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
