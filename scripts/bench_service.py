@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import re
+import shlex
 import signal
 import statistics
 import subprocess
@@ -133,14 +134,17 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="per concurrency level")
     parser.add_argument("--max-requests", type=int, default=2000, help="per concurrency level")
     parser.add_argument("--rss-seconds", type=float, default=15.0, help="load at concurrency 32 before reading RSS")
-    parser.add_argument("--serve-flag", action="append", default=[], help="passed to kgqa serve (repeatable)")
+    parser.add_argument("--serve-flags", default="", help='passed to kgqa serve, e.g. "--threads 1"')
+    parser.add_argument("--workers", type=int, default=1, help="workers for the latency/throughput levels")
+    parser.add_argument("--skip-memory", action="store_true", help="no 1-vs-2-worker memory runs")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
     questions = [q.question for q in read_questions(find_data_dir(download=False) / "dev.json")]
-    result: dict = {"levels": [], "memory": [], "serve_flags": args.serve_flag, "cpus": os.cpu_count()}
+    result: dict = {"levels": [], "memory": [], "serve_flags": args.serve_flags, "cpus": os.cpu_count()}
 
-    process, url = start(args.model, args.index, 1, args.serve_flag)
+    result["workers"] = args.workers
+    process, url = start(args.model, args.index, args.workers, shlex.split(args.serve_flags))
     try:
         asyncio.run(load(url, questions[-50:], 4, 3.0, 50))  # warm-up, on questions not in the measured runs
         for concurrency in args.concurrency:
@@ -150,8 +154,8 @@ def main() -> int:
     finally:
         stop(process)
 
-    for workers in (1, 2):
-        process, url = start(args.model, args.index, workers, args.serve_flag)
+    for workers in () if args.skip_memory else (1, 2):
+        process, url = start(args.model, args.index, workers, shlex.split(args.serve_flags))
         try:
             idle = tree_memory_mb(process.pid)
             level = asyncio.run(load(url, questions, 32, args.rss_seconds, args.max_requests))

@@ -75,3 +75,22 @@ def test_bad_setting_is_a_clear_cli_error(monkeypatch: pytest.MonkeyPatch, capsy
     monkeypatch.setenv("KGQA_WORKERS", "0")
     assert main(["serve"]) == 2
     assert "workers" in capsys.readouterr().err
+
+
+def test_connections_are_accepted_without_nagle() -> None:
+    """Without TCP_NODELAY every keep-alive response waited ~40 ms for the client's delayed ACK (seen in bench)."""
+    import socket
+
+    import uvicorn
+
+    from kgqa.service.server import listening_socket
+
+    sock = listening_socket(uvicorn.Config(app=None, host="127.0.0.1", port=0))  # type: ignore[arg-type]
+    sock.listen()  # uvicorn does this when it starts serving
+    try:
+        with socket.create_connection(sock.getsockname()[:2]):
+            accepted, _ = sock.accept()
+            with accepted:
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        sock.close()
