@@ -2,7 +2,8 @@
 
 A benchmark, not a test: it prints a table and writes JSON. Each level runs for a fixed time (or request count) with
 that many clients, each sending one KgCLUE dev question per request (`POST /v1/answer`) as soon as its last answer
-came. The load generator runs on the same machine as the server and takes some of its CPU.
+came (a request that fails or answers null counts as an error). The load generator runs on the same machine as the
+server and takes some of its CPU; it is a minimal keep-alive HTTP client to take little.
 
     .venv/bin/python scripts/bench_service.py --model models/kgqa-default --index indexes/kgclue-sim --json OUT
 """
@@ -16,6 +17,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -84,34 +86,74 @@ def _parent(pid: int) -> int | None:
         return None
 
 
+class Connection:
+    """A minimal HTTP/1.1 keep-alive client on asyncio streams: a fraction of httpx's CPU per request, which matters
+    when the load generator shares the server's two cores."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post_json(self, path: str, body: dict) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            self.writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        assert self.reader is not None
+        payload = json.dumps(body, ensure_ascii=False).encode()
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(payload)}\r\n\r\n"
+        ).encode()
+        self.writer.write(head + payload)
+        status_line = await self.reader.readline()
+        if not status_line:
+            raise ConnectionError("connection closed")
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+        return int(status_line.split()[1]), await self.reader.readexactly(length)
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            await self.writer.wait_closed()
+
+
 async def load(url: str, questions: list[str], concurrency: int, seconds: float, max_requests: int) -> dict:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
     latencies: list[float] = []
     errors = 0
     sent = 0
     deadline = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-
-        async def one_client() -> None:
-            nonlocal errors, sent
+    async def one_client() -> None:
+        nonlocal errors, sent
+        connection = Connection(host, int(port))
+        try:
             while time.perf_counter() < deadline and sent < max_requests:
                 question = questions[sent % len(questions)]
                 sent += 1
                 started = time.perf_counter()
                 try:
-                    response = await client.post("/v1/answer", json={"question": question})
-                    ok = response.status_code == 200 and response.json()["answer"] is not None
-                except httpx.HTTPError:
+                    status, body = await connection.post_json("/v1/answer", {"question": question})
+                    ok = status == 200 and json.loads(body)["answer"] is not None
+                except (OSError, ValueError, asyncio.IncompleteReadError):
                     ok = False
+                    await connection.close()
+                    connection = Connection(host, int(port))
                 if ok:
                     latencies.append(time.perf_counter() - started)
                 else:
                     errors += 1
+        finally:
+            await connection.close()
 
-        started = time.perf_counter()
-        await asyncio.gather(*(one_client() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
+    started = time.perf_counter()
+    await asyncio.gather(*(one_client() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
 
     quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [latencies[0]] * 99
     return {
