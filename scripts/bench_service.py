@@ -217,12 +217,16 @@ def main() -> int:
             f"| {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} |"
         )
     print()
-    print("| workers | processes | RSS idle MB | RSS after load MB | PSS after load MB | q/s at 32 | errors |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| workers | processes | RSS idle MB | PSS idle MB | RSS after load MB | PSS after load MB "
+        "| q/s at 32 | errors |"
+    )
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for m in result["memory"]:
         print(
-            f"| {m['workers']} | {m['after_load']['processes']} | {m['idle']['rss_mb']} | {m['after_load']['rss_mb']} "
-            f"| {m['after_load']['pss_mb']} | {m['load']['questions_per_second']} | {m['load']['errors']} |"
+            f"| {m['workers']} | {m['after_load']['processes']} | {m['idle']['rss_mb']} | {m['idle']['pss_mb']} "
+            f"| {m['after_load']['rss_mb']} | {m['after_load']['pss_mb']} | {m['load']['questions_per_second']} "
+            f"| {m['load']['errors']} |"
         )
     one, two = (m["after_load"] for m in result["memory"])
     result["ratio_2_to_1"] = {

@@ -9,6 +9,7 @@ and the memory-mapped index through the page cache. The parent binds the socket,
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -102,6 +103,10 @@ def _supervise(settings: ServiceSettings, config: object, sock: socket.socket) -
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
 
+    # Move everything loaded so far out of the garbage collector's reach: its passes write to every object's header,
+    # which would copy each page of the parent's heap into every worker.
+    gc.collect()
+    gc.freeze()
     for number in range(settings.workers):
         spawn(number)
     signal.signal(signal.SIGTERM, stop)
