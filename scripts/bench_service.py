@@ -217,25 +217,22 @@ def main() -> int:
             f"| {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} |"
         )
     print()
-    print(
-        "| workers | processes | RSS idle MB | PSS idle MB | RSS after load MB | PSS after load MB "
-        "| q/s at 32 | errors |"
-    )
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for m in result["memory"]:
+    if result["memory"]:
         print(
-            f"| {m['workers']} | {m['after_load']['processes']} | {m['idle']['rss_mb']} | {m['idle']['pss_mb']} "
-            f"| {m['after_load']['rss_mb']} | {m['after_load']['pss_mb']} | {m['load']['questions_per_second']} "
-            f"| {m['load']['errors']} |"
+            "| workers | processes | RSS idle MB | PSS idle MB | RSS after load MB | PSS after load MB "
+            "| q/s at 32 | errors |"
         )
-    one, two = (m["after_load"] for m in result["memory"])
-    result["ratio_2_to_1"] = {
-        "rss": round(two["rss_mb"] / one["rss_mb"], 3),
-        "pss": round(two["pss_mb"] / one["pss_mb"], 3),
-    }
-    print(
-        f"\n2 workers / 1 worker after load: RSS {result['ratio_2_to_1']['rss']}×, PSS {result['ratio_2_to_1']['pss']}×"
-    )
+        print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for m in result["memory"]:
+            print(
+                f"| {m['workers']} | {m['after_load']['processes']} | {m['idle']['rss_mb']} | {m['idle']['pss_mb']} "
+                f"| {m['after_load']['rss_mb']} | {m['after_load']['pss_mb']} | {m['load']['questions_per_second']} "
+                f"| {m['load']['errors']} |"
+            )
+        one, two = (m["after_load"] for m in result["memory"])
+        ratio = {"rss": round(two["rss_mb"] / one["rss_mb"], 3), "pss": round(two["pss_mb"] / one["pss_mb"], 3)}
+        result["ratio_2_to_1"] = ratio
+        print(f"\n2 workers / 1 worker after load: RSS {ratio['rss']}×, PSS {ratio['pss']}× (PSS splits shared pages)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")
