@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from kgqa.service.app import create_app
 from kgqa.service.engine import Engine
 from kgqa.service.settings import ServiceSettings
+from tests.service.conftest import wait_ready
 
 QUESTION = "你知道守望星光是哪家公司出品的吗？"  # the README's example; the default model answers it right
 
@@ -57,8 +58,6 @@ def test_question_that_no_kb_path_fits_gets_a_null_answer(service_settings: Serv
     # two decoding steps spell no complete KB path: nothing fits, and that is an answer, not an error
     cut_short = Engine(engine.answerer.with_options(max_new_tokens=2))
     with TestClient(create_app(service_settings, cut_short)) as short_client:
-        from tests.service.conftest import wait_ready
-
         wait_ready(short_client)
         response = short_client.post("/v1/answer", json={"question": QUESTION, "top_k": 3})
     assert response.status_code == 200
@@ -197,3 +196,13 @@ def test_unknown_route_and_wrong_method_are_json(client: TestClient) -> None:
     assert wrong.status_code == 405 and "detail" in wrong.json()
     bad_limit = client.get("/v1/entities/守望星光", params={"limit": 0})
     assert bad_limit.status_code == 422 and "limit" in bad_limit.json()["detail"]
+
+
+def test_overload_is_503_with_retry_after(service_settings: ServiceSettings, engine: Engine) -> None:
+    tight = service_settings.model_copy(update={"max_queue": 2})
+    with TestClient(create_app(tight, engine)) as small_client:
+        wait_ready(small_client)
+        response = small_client.post("/v1/answer/batch", json={"questions": [QUESTION] * 3})
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "1" and "overloaded" in response.json()["detail"]
+        assert small_client.post("/v1/answer/batch", json={"questions": [QUESTION] * 2}).status_code == 200

@@ -1,0 +1,112 @@
+"""The micro-batcher over the real engine: what gets decoded together, in what order, and when it refuses."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from kgqa.model.candidate import Candidate
+from kgqa.service.batcher import MicroBatcher, QueueFullError
+from kgqa.service.engine import Engine
+
+QUESTIONS = [
+    "你知道守望星光是哪家公司出品的吗？",
+    "刘晓华主要讲什么课啊？",
+    "《高三》一书的作者是谁？",
+    "美国的首都是哪里？",
+]
+
+
+class RecordingEngine:
+    """The real engine, with a record of each decode call: (number of questions, top_k)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.calls: list[tuple[int, int]] = []
+
+    def answer(self, questions: Sequence[str], top_k: int) -> list[list[Candidate]]:
+        self.calls.append((len(questions), top_k))
+        return self.engine.answer(questions, top_k)
+
+
+def batcher_for(recorder: RecordingEngine, **changes: float) -> MicroBatcher:
+    settings = {"max_batch_size": 32, "max_wait_s": 0.05, "max_queue": 100, "min_top_k": 5} | changes
+    return MicroBatcher(recorder.answer, **settings)  # type: ignore[arg-type]
+
+
+def test_concurrent_questions_decode_together_in_order(engine: Engine) -> None:
+    recorder = RecordingEngine(engine)
+    expected = [[c.subject for c in cands] for cands in engine.answer(QUESTIONS, 2)]
+
+    async def scenario() -> list[list[Candidate]]:
+        batcher = batcher_for(recorder)
+        batcher.start()
+        results = await asyncio.gather(*(batcher.submit([q], 2) for q in QUESTIONS))
+        await batcher.stop()
+        return [r[0] for r in results]
+
+    results = asyncio.run(scenario())
+    assert recorder.calls == [(len(QUESTIONS), 2)]  # one decode for the four requests
+    assert [[c.subject for c in cands] for cands in results] == expected
+
+
+def test_a_wide_top_k_decodes_apart_and_each_gets_its_own_k(engine: Engine) -> None:
+    recorder = RecordingEngine(engine)
+
+    async def scenario() -> tuple[list[list[Candidate]], ...]:
+        batcher = batcher_for(recorder)
+        batcher.start()
+        results = await asyncio.gather(
+            batcher.submit(QUESTIONS[:2], 1), batcher.submit(QUESTIONS[2:3], 3), batcher.submit(QUESTIONS[3:], 8)
+        )
+        await batcher.stop()
+        return results
+
+    narrow, medium, wide = asyncio.run(scenario())
+    # top_k 1 and 3 fit in the beam of 5: one group; top_k 8 widens the beam: its own group
+    assert sorted(recorder.calls) == [(1, 8), (3, 3)]
+    assert [len(c) for c in narrow] == [1, 1] and len(medium[0]) == 3 and len(wide[0]) == 8
+
+
+def test_batches_are_capped_at_max_batch_size(engine: Engine) -> None:
+    recorder = RecordingEngine(engine)
+
+    async def scenario() -> None:
+        batcher = batcher_for(recorder, max_batch_size=3)
+        batcher.start()
+        await batcher.submit(QUESTIONS * 2, 1)
+        await batcher.stop()
+
+    asyncio.run(scenario())
+    assert [n for n, _ in recorder.calls] == [3, 3, 2]
+
+
+def test_a_full_queue_refuses_instead_of_waiting(engine: Engine) -> None:
+    async def scenario() -> None:
+        batcher = batcher_for(RecordingEngine(engine), max_queue=3)
+        batcher.start()
+        with pytest.raises(QueueFullError, match="at most 3"):
+            await batcher.submit(QUESTIONS, 1)
+        assert len(await batcher.submit(QUESTIONS[:3], 1)) == 3  # within the limit: answered
+        await batcher.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_cancelled_request_is_not_decoded(engine: Engine) -> None:
+    recorder = RecordingEngine(engine)
+
+    async def scenario() -> None:
+        batcher = batcher_for(recorder, max_wait_s=0.2)
+        batcher.start()
+        abandoned = asyncio.ensure_future(batcher.submit(QUESTIONS[:1], 1))
+        await asyncio.sleep(0.01)
+        abandoned.cancel()  # the client went away while its question waited for a batch
+        kept = await batcher.submit(QUESTIONS[1:2], 1)
+        assert kept[0][0].object == "《固体物理》"
+        await batcher.stop()
+
+    asyncio.run(scenario())
+    assert recorder.calls == [(1, 1)]
