@@ -82,6 +82,10 @@ eval-table: evaluate
 		--json $(EVAL)/unconstrained.json --label "unconstrained decoding"
 	$(BIN)/kgqa evaluate --model $(MODEL) --index $(INDEX) --qa $(DEV) --beams 1 \
 		--json $(EVAL)/greedy.json --label "greedy (beam 1, tuned look-ahead)"
+	$(BIN)/kgqa evaluate --model $(MODEL) --index $(INDEX) --qa $(DEV) --quantize \
+		--json $(EVAL)/int8.json --label "int8 Linear layers (the service's setting)"
+	$(BIN)/kgqa evaluate --model $(MODEL) --index $(INDEX) --qa $(DEV) --quantize --beams 3 \
+		--json $(EVAL)/int8-beam3.json --label "int8 Linear layers, beam 3"
 	test ! -f models/ablation-no-augment/config.json || $(BIN)/kgqa evaluate --model models/ablation-no-augment \
 		--index $(INDEX) --qa $(DEV) --decoding-from $(MODEL) --json $(EVAL)/no-augment.json \
 		--label "no augmentation (retrained, 14 min)"
@@ -90,7 +94,7 @@ eval-table: evaluate
 		--label "order name, meaning, relation (retrained, 14 min)"
 	$(BIN)/kgqa bench table $$(ls $(EVAL)/default.json $(EVAL)/peer.json $(EVAL)/no-rerank.json \
 		$(EVAL)/no-lookahead.json $(EVAL)/published.json $(EVAL)/unconstrained.json $(EVAL)/greedy.json \
-		$(EVAL)/no-augment.json $(EVAL)/order-nmr.json 2>/dev/null) | tee $(EVAL)/table.md
+		$(EVAL)/int8.json $(EVAL)/int8-beam3.json $(EVAL)/no-augment.json $(EVAL)/order-nmr.json 2>/dev/null) | tee $(EVAL)/table.md
 	$(BIN)/kgqa evaluate --model $(MODEL) --index $(INDEX) --qa $(DEV) --limit 1000 \
 		--json $(EVAL)/default-dev-first-half.json --label "kgqa, dev 0-999 (tuning half)"
 	$(BIN)/kgqa evaluate --model $(MODEL) --index $(INDEX) --qa $(DEV) --skip 1000 \

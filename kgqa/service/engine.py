@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from kgqa.data import split_head
 from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
 from kgqa.model.candidate import Candidate
-from kgqa.model.modeling import CheckpointError, read_training_info
+from kgqa.model.modeling import CheckpointError, default_device, read_training_info
 from kgqa.service.schemas import MAX_QUESTION_CHARS
 from kgqa.service.settings import ServiceSettings
 from kgqa.trie import KBIndex
@@ -50,7 +50,9 @@ class Engine:
                 batch_size=settings.max_batch_size,
                 max_question_chars=MAX_QUESTION_CHARS,
             )
-            answerer = QuestionAnswerer.load(settings.model, index, options, quantize=settings.quantize)
+            # int8 Linear layers are a CPU speed-up; on a GPU the model runs there as trained
+            quantize = settings.quantize and default_device().type == "cpu"
+            answerer = QuestionAnswerer.load(settings.model, index, options, quantize=quantize)
         except VocabularyMismatchError as exc:
             raise StartupError(
                 f"the model at {settings.model} does not fit the index at {settings.index}: {exc}. "

@@ -8,10 +8,12 @@ and the memory-mapped index through the page cache. The parent binds the socket,
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import gc
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -26,12 +28,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kgqa.service")
 
+WORKER_MIN_LIFETIME_S = 10.0  # a worker that dies sooner is not replaced: the service stops
+
 
 def serve(settings: ServiceSettings) -> int:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # before prometheus_client is imported: every worker's samples go to files /metrics sums up
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="kgqa-metrics-")
+        metrics_dir = tempfile.mkdtemp(prefix="kgqa-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        atexit.register(shutil.rmtree, metrics_dir, ignore_errors=True)
 
     import torch
     import uvicorn
@@ -82,7 +88,7 @@ def listening_socket(config: uvicorn.Config) -> socket.socket:
 
 
 def _supervise(settings: ServiceSettings, config: object, sock: socket.socket) -> int:
-    children: dict[int, int] = {}  # pid → worker number
+    children: dict[int, tuple[int, float]] = {}  # pid → (worker number, when it started)
     stopping = False
 
     def spawn(number: int) -> None:
@@ -94,7 +100,7 @@ def _supervise(settings: ServiceSettings, config: object, sock: socket.socket) -
                 code = 0
             finally:
                 os._exit(code)
-        children[pid] = number
+        children[pid] = (number, time.monotonic())
 
     def stop(signum: int, frame: object) -> None:
         nonlocal stopping
@@ -107,6 +113,7 @@ def _supervise(settings: ServiceSettings, config: object, sock: socket.socket) -
     # which would copy each page of the parent's heap into every worker.
     gc.collect()
     gc.freeze()
+    failed = False
     for number in range(settings.workers):
         spawn(number)
     signal.signal(signal.SIGTERM, stop)
@@ -116,15 +123,23 @@ def _supervise(settings: ServiceSettings, config: object, sock: socket.socket) -
             pid, status = os.wait()
         except ChildProcessError:
             break
-        number = children.pop(pid, None)
-        if number is None:
+        found = children.pop(pid, None)
+        if found is None:
             continue
+        number, started = found
         _mark_dead(pid)
-        if not stopping:
-            log.warning("worker %d (pid %d) exited with status %d; starting another", number, pid, status)
-            spawn(number)
+        if stopping:
+            continue
+        if time.monotonic() - started < WORKER_MIN_LIFETIME_S:
+            # dying as it starts: another would too; stop rather than fork in a loop
+            log.error("worker %d (pid %d) exited with status %d right after starting; stopping", number, pid, status)
+            stop(signal.SIGTERM, None)
+            failed = True
+            continue
+        log.warning("worker %d (pid %d) exited with status %d; starting another", number, pid, status)
+        spawn(number)
     sock.close()
-    return 0
+    return 1 if failed else 0
 
 
 def _run_uvicorn(config: object, sock: socket.socket) -> None:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
+from kgqa.service.server import WORKER_MIN_LIFETIME_S
 from kgqa.service.settings import ServiceSettings
 from tests.service.conftest import RunningServer, start_server, stop_server
 
@@ -69,17 +72,46 @@ def test_graceful_shutdown_lets_in_flight_requests_finish(service_settings: Serv
         httpx.get(f"{server.url}/healthz", timeout=2)
 
 
-def test_two_workers_serve_and_shut_down(service_settings: ServiceSettings) -> None:
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.add(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                pass
+    return found
+
+
+def test_two_workers_serve_replace_a_dead_one_and_shut_down(service_settings: ServiceSettings) -> None:
     server = start_server(service_settings, "--workers", "2")
+    started = time.monotonic()
     try:
         with httpx.Client(base_url=server.url, timeout=60) as http:
             for _ in range(4):
                 answer = http.post("/v1/answer", json={"question": QUESTION}).json()["answer"]
                 assert answer["object"] == "韩玉玲原创音乐"
             text = http.get("/metrics").text
-        # every worker's samples, whichever worker answered /metrics
-        line = next(line for line in text.splitlines() if line.startswith('kgqa_http_requests_total{method="POST"'))
-        assert float(line.split()[-1]) == 4.0
+            # every worker's samples, whichever worker answered /metrics
+            line = next(line for line in text.splitlines() if line.startswith('kgqa_http_requests_total{method="POST"'))
+            assert float(line.split()[-1]) == 4.0
+
+            workers = _children(server.process.pid)
+            assert len(workers) == 2
+            time.sleep(max(0.0, WORKER_MIN_LIFETIME_S + 0.5 - (time.monotonic() - started)))
+            killed = min(workers)
+            os.kill(killed, signal.SIGKILL)  # a worker dies (out of memory, say): the parent forks another
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                current = _children(server.process.pid)
+                if len(current) == 2 and killed not in current:
+                    break
+                time.sleep(0.1)
+            assert len(current) == 2 and killed not in current
+            time.sleep(2.0)  # the new worker's warm-up question (it answers 503 "loading" until then)
+            for _ in range(4):
+                assert http.post("/v1/answer", json={"question": QUESTION}).status_code == 200
     finally:
         assert stop_server(server) == 0
 
