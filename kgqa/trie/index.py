@@ -19,6 +19,9 @@ from kgqa.trie.keys import END_CODE, SEP, PathKey, path_key, split_path_key
 from kgqa.trie.manifest import IndexLoadError, Manifest, rebuild_hint
 
 _NO_CODES = np.empty(0, dtype=np.uint32)
+# No key holds a NUL (the KB reader refuses control characters), but marisa-trie cuts C strings at one: its exact
+# lookup of "a\x00b" finds "a", and iteritems("\x00" + SEP) lists every key. So a query with a NUL matches nothing.
+_NUL = "\x00"
 
 
 class IndexedTriple(NamedTuple):
@@ -85,6 +88,8 @@ class KBIndex:
 
         Never walks more than ``heavy_threshold`` keys: prefixes with more keys below them are precomputed.
         """
+        if _NUL in prefix:
+            return _NO_CODES
         heavy_id = self._heavy.get(prefix)
         if heavy_id is not None:
             return self._heavy_codes[self._heavy_offsets[heavy_id] : self._heavy_offsets[heavy_id + 1]]
@@ -99,11 +104,13 @@ class KBIndex:
         return [chr(c) for c in self.next_codepoints(prefix)]
 
     def is_path(self, name: str, relation: str, meaning: str = "") -> bool:
-        return path_key(name, relation, meaning, self.key_order) in self._paths
+        key = path_key(name, relation, meaning, self.key_order)
+        return _NUL not in key and key in self._paths
 
     def objects(self, name: str, relation: str, meaning: str = "") -> list[str]:
         """The object(s) of (name, relation, meaning); empty when that path is not in the KB."""
-        path_id = self._paths.get(path_key(name, relation, meaning, self.key_order))
+        key = path_key(name, relation, meaning, self.key_order)
+        path_id = None if _NUL in key else self._paths.get(key)
         return [] if path_id is None else self._objects_of(path_id)
 
     def _objects_of(self, path_id: int) -> list[str]:
@@ -114,6 +121,8 @@ class KBIndex:
     def triples(self, name: str) -> list[IndexedTriple]:
         """Every triple whose head has this name, all meanings, sorted by meaning then relation."""
         found = []
+        if _NUL in name:
+            return found
         for key, path_id in self._paths.iteritems(name + SEP):
             _, relation, meaning = split_path_key(key, self.key_order)
             found += [IndexedTriple(name, meaning, relation, obj) for obj in self._objects_of(path_id)]
@@ -124,6 +133,8 @@ class KBIndex:
 
     def relations(self, name: str, meaning: str | None = None) -> list[str]:
         """The distinct relations of a name, over all its meanings or of one meaning, sorted."""
+        if _NUL in name:
+            return []
         paths = (split_path_key(key, self.key_order) for key in self._paths.iterkeys(name + SEP))
         return sorted({p.relation for p in paths if meaning is None or p.meaning == meaning})
 
@@ -156,7 +167,7 @@ class KBIndex:
 
 
 def _has_keys_with_prefix(trie: marisa_trie.Trie, prefix: str) -> bool:
-    return next(trie.iterkeys(prefix), None) is not None
+    return _NUL not in prefix and next(trie.iterkeys(prefix), None) is not None
 
 
 def mmap_trie(path: Path) -> marisa_trie.Trie:

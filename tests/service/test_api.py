@@ -85,6 +85,19 @@ def test_unknown_entity_is_404_with_a_message(client: TestClient) -> None:
     response = client.get("/v1/entities/这个名字不在知识库里")
     assert response.status_code == 404
     assert "这个名字不在知识库里" in response.json()["detail"]
+    # a NUL once listed the whole KB (marisa-trie cuts strings at NUL); a lone surrogate is no text at all
+    assert client.get("/v1/entities/%00").status_code == 404
+    assert client.get("/v1/entities/守望星光%00").status_code == 404
+    assert client.get("/v1/entities/%ED%A0%80").status_code == 404
+
+
+def test_odd_characters_in_a_question_are_answered_or_refused_never_5xx(client: TestClient) -> None:
+    nul = client.post("/v1/answer", json={"question": "你知道守望星光\u0000是哪家公司出品的吗？"})
+    assert nul.status_code == 200 and "\x00" not in nul.json()["answer"]["subject"]
+    surrogate = client.post(
+        "/v1/answer", content=b'{"question": "\\ud800abc"}', headers={"content-type": "application/json"}
+    )
+    assert surrogate.status_code == 422 and "question" in surrogate.json()["detail"]
 
 
 def test_probes_and_docs(client: TestClient) -> None:

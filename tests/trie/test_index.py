@@ -202,3 +202,17 @@ def test_meaning_first_key_order_answers_the_same_questions(tmp_path: Path) -> N
     assert nmr.relations("守望星光", "2002年电视剧人物") == ["出品公司"]
     assert nmr.objects("龙晶", "别名", "游戏") == nrm.objects("龙晶", "别名", "游戏")
     assert {nmr.path_by_id(i) for i in range(len(nmr))} == {nrm.path_by_id(i) for i in range(len(nrm))}
+
+
+def test_queries_holding_a_nul_match_nothing(kgclue_sim_index: KBIndex) -> None:
+    """marisa-trie cuts strings at NUL: unguarded, triples("\\x00") listed the whole KB and get("a\\x00b") found "a"."""
+    index = kgclue_sim_index
+    name, relation, meaning = "守望星光", "出品公司", "韩玉玲、刘东考演唱歌曲"
+    assert index.objects(name, relation, meaning) == ["韩玉玲原创音乐"]
+    assert index.triples("\x00") == [] and index.triples(name + "\x00") == []
+    assert not index.has_name("\x00") and not index.has_name(name + "\x00x")
+    assert index.relations("\x00") == [] and index.relations(name + "\x00") == []
+    assert index.objects(name + "\x00x", relation, meaning) == []
+    assert not index.is_path(name, relation, meaning + "\x00x")
+    assert len(index.next_codepoints("\x00")) == 0 and len(index.next_codepoints(name + "\x00")) == 0
+    assert "\x00" not in "".join(index.names_in("你知道\x00守望星光是哪家公司出品的吗"))
