@@ -30,8 +30,9 @@ class EntityTriples:
 
 
 class Engine:
-    def __init__(self, answerer: QuestionAnswerer) -> None:
+    def __init__(self, answerer: QuestionAnswerer, quantized: bool = False) -> None:
         self.answerer = answerer
+        self.quantized = quantized
         self.index = answerer.index
         self._trim = _malloc_trim()
 
@@ -63,7 +64,7 @@ class Engine:
                 f"cannot load the model at {settings.model}: {exc}. Point --model (KGQA_MODEL) at a directory "
                 "written by kgqa train, e.g. models/kgqa-default"
             ) from exc
-        return cls(answerer)
+        return cls(answerer, quantized=quantize)
 
     def answer(self, questions: Sequence[str], top_k: int) -> list[list[Candidate]]:
         try:

@@ -55,7 +55,7 @@ def serve(settings: ServiceSettings) -> int:
         settings.model,
         settings.index,
         time.perf_counter() - started,
-        "int8 Linear layers" if settings.quantize else "float32",
+        "int8 Linear layers" if engine.quantized else "float32",
     )
     config = uvicorn.Config(
         create_app(settings, engine),
@@ -69,8 +69,7 @@ def serve(settings: ServiceSettings) -> int:
     host, port = sock.getsockname()[:2]
     print(f"kgqa serving on http://{host}:{port} (API docs at http://{host}:{port}/docs)", flush=True)
     if settings.workers == 1:
-        _run_uvicorn(config, sock)
-        return 0
+        return 0 if _run_uvicorn(config, sock) else 1
     return _supervise(settings, config, sock)
 
 
@@ -96,8 +95,7 @@ def _supervise(settings: ServiceSettings, config: object, sock: socket.socket) -
         if pid == 0:
             code = 1
             try:
-                _run_uvicorn(config, sock)
-                code = 0
+                code = 0 if _run_uvicorn(config, sock) else 1
             finally:
                 os._exit(code)
         children[pid] = (number, time.monotonic())
@@ -142,15 +140,18 @@ def _supervise(settings: ServiceSettings, config: object, sock: socket.socket) -
     return 1 if failed else 0
 
 
-def _run_uvicorn(config: object, sock: socket.socket) -> None:
+def _run_uvicorn(config: object, sock: socket.socket) -> bool:
+    """Serve until stopped; False if the app never started (uvicorn has logged why)."""
     import uvicorn
 
     # uvicorn catches SIGTERM/SIGINT, lets in-flight requests finish, then re-raises the signal with the handlers it
     # found: these, so that a graceful stop exits 0 rather than "killed by SIGTERM"
     signal.signal(signal.SIGTERM, _after_graceful_stop)
     signal.signal(signal.SIGINT, _after_graceful_stop)
-    uvicorn.Server(config).run(sockets=[sock])  # type: ignore[arg-type]
+    server = uvicorn.Server(config)  # type: ignore[arg-type]
+    server.run(sockets=[sock])
     sys.stdout.flush()
+    return server.started
 
 
 def _after_graceful_stop(signum: int, frame: object) -> None:
