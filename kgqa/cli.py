@@ -354,6 +354,10 @@ def _write_json(path: Path | None, data: dict) -> None:
         print(f"written {path}")
 
 
+def _add_quantize_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quantize", action="store_true", help="int8 Linear layers (CPU): faster decoding")
+
+
 def _add_model_commands(commands: argparse._SubParsersAction) -> None:
     tr = commands.add_parser("train", help="train a model (from scratch, or --init a local seq2seq checkpoint)")
     tr.add_argument("--index", type=Path, default=DEFAULT_INDEX_DIR, help="KB index (%(default)s)")
@@ -392,7 +396,7 @@ def _add_model_commands(commands: argparse._SubParsersAction) -> None:
             "--decoding-from", type=Path, help="take the tuned decoding settings from this model's kgqa.json"
         )
         sub.add_argument("--unconstrained", action="store_true", help="no trie constraint (ablation)")
-        sub.add_argument("--quantize", action="store_true", help="int8 Linear layers (CPU): faster decoding")
+        _add_quantize_flag(sub)
         if name == "evaluate":
             sub.add_argument("--json", type=Path, help="write the metrics and timing as JSON")
             sub.add_argument("--label", help="name of this system in the JSON (for `kgqa bench table`)")
@@ -423,7 +427,7 @@ def _add_model_commands(commands: argparse._SubParsersAction) -> None:
     ask.add_argument("--index", type=Path, default=DEFAULT_INDEX_DIR)
     ask.add_argument("--top-k", type=int, default=1)
     ask.add_argument("--beams", type=int, default=5)
-    ask.add_argument("--quantize", action="store_true", help="int8 Linear layers (CPU): faster decoding")
+    _add_quantize_flag(ask)
     ask.set_defaults(run=_cmd_ask, unconstrained=False, no_lookahead=False, batch_size=64, lookahead_strength=None)
 
     base = commands.add_parser("baseline", help="the no-learning peer: longest KB name, then closest relation")
@@ -522,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     bdec.add_argument("--qa", type=Path, required=True)
     bdec.add_argument("--limit", type=int, default=1000, help="questions to decode per variant (%(default)s)")
     bdec.add_argument("--beams", type=int, default=5)
-    bdec.add_argument("--quantize", action="store_true", help="int8 Linear layers (CPU): faster decoding")
+    _add_quantize_flag(bdec)
     bdec.add_argument("--batch-size", type=int, default=64)
     bdec.add_argument("--rounds", type=int, default=3)
     bdec.add_argument("--json", type=Path)

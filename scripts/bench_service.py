@@ -14,57 +14,21 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import shlex
-import signal
 import socket
 import statistics
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-import httpx
-
 from kgqa.data import read_questions
 from kgqa.data.locate import find_data_dir
-
-
-def start(model: Path, index: Path, workers: int, extra: list[str]) -> tuple[subprocess.Popen[str], str]:
-    command = [sys.executable, "-m", "kgqa.cli", "serve", "--model", str(model), "--index", str(index)]
-    command += ["--port", "0", "--no-access-log", "--workers", str(workers), *extra]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert process.stdout is not None
-    for line in process.stdout:
-        found = re.search(r"serving on (http://\S+)", line)
-        if found:
-            url = found.group(1)
-            threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()  # type: ignore[union-attr]
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"{url}/readyz").status_code == 200:
-                        return process, url
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.1)
-            break
-    process.kill()
-    raise SystemExit(f"kgqa serve did not become ready (exit {process.poll()})")
-
-
-def stop(process: subprocess.Popen[str]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(60)
-    except subprocess.TimeoutExpired:
-        process.kill()
+from kgqa.service.process import ServerProcess, child_pids
 
 
 def tree_memory_mb(pid: int) -> dict[str, float]:
     """RSS and PSS (shared pages split among their users) summed over a process and its children."""
-    pids = [pid] + [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == pid]
+    pids = [pid, *child_pids(pid)]
     rss = pss = 0
     for p in pids:
         try:
@@ -77,13 +41,6 @@ def tree_memory_mb(pid: int) -> dict[str, float]:
         except OSError:
             pass
     return {"processes": len(pids), "rss_mb": round(rss / 1024, 1), "pss_mb": round(pss / 1024, 1)}
-
-
-def _parent(pid: int) -> int | None:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 class Connection:
@@ -186,7 +143,9 @@ def main() -> int:
     result: dict = {"levels": [], "memory": [], "serve_flags": args.serve_flags, "cpus": os.cpu_count()}
 
     result["workers"] = args.workers
-    process, url = start(args.model, args.index, args.workers, shlex.split(args.serve_flags))
+    flags = shlex.split(args.serve_flags)
+    server = ServerProcess(args.model, args.index, "--workers", str(args.workers), *flags).start()
+    url = server.url
     try:
         asyncio.run(load(url, questions[-50:], 4, 3.0, 50))  # warm-up, on questions not in the measured runs
         for concurrency in args.concurrency:
@@ -194,16 +153,16 @@ def main() -> int:
             result["levels"].append(level)
             print(f"concurrency {concurrency}: {level}", flush=True)
     finally:
-        stop(process)
+        server.stop()
 
     for workers in () if args.skip_memory else (1, 2):
-        process, url = start(args.model, args.index, workers, shlex.split(args.serve_flags))
+        server = ServerProcess(args.model, args.index, "--workers", str(workers), *flags).start()
         try:
-            idle = tree_memory_mb(process.pid)
-            level = asyncio.run(load(url, questions, 32, args.rss_seconds, args.max_requests))
-            loaded = tree_memory_mb(process.pid)
+            idle = tree_memory_mb(server.pid)
+            level = asyncio.run(load(server.url, questions, 32, args.rss_seconds, args.max_requests))
+            loaded = tree_memory_mb(server.pid)
         finally:
-            stop(process)
+            server.stop()
         row = {"workers": workers, "idle": idle, "after_load": loaded, "load": level}
         result["memory"].append(row)
         print(f"workers {workers}: {row}", flush=True)

@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import re
-import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -19,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from kgqa.service.app import create_app
 from kgqa.service.engine import Engine
+from kgqa.service.process import ServerProcess
 from kgqa.service.settings import ServiceSettings
 from kgqa.trie import KBIndex
 
@@ -57,53 +51,8 @@ def client(service_settings: ServiceSettings, engine: Engine) -> Iterator[TestCl
         yield test_client
 
 
-@dataclass
-class RunningServer:
-    process: subprocess.Popen[str]
-    url: str
-    output: list[str]
-
-
-def start_server(settings: ServiceSettings, *flags: str, timeout: float = 120.0) -> RunningServer:
-    """``kgqa serve`` in a child process on a free loopback port; returns once /readyz says ready."""
-    command = [sys.executable, "-m", "kgqa.cli", "serve", "--model", str(settings.model)]
-    command += ["--index", str(settings.index), "--host", "127.0.0.1", "--port", "0", "--no-access-log", *flags]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ | {"PYTHONUNBUFFERED": "1"}
-    )
-    output: list[str] = []
-    deadline = time.monotonic() + timeout
-    url = None
-    assert process.stdout is not None
-    while url is None:
-        line = process.stdout.readline()
-        if not line:
-            raise AssertionError(f"kgqa serve exited ({process.wait()}):\n" + "".join(output))
-        output.append(line)
-        found = re.search(r"serving on (http://\S+)", line)
-        url = found.group(1) if found else None
-        if time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError("kgqa serve printed no URL:\n" + "".join(output))
-    # keep reading its output, so a full pipe never blocks the server
-    threading.Thread(target=lambda: output.extend(process.stdout), daemon=True).start()  # type: ignore[arg-type]
-    with httpx.Client(base_url=url) as http:
-        wait_ready(http, timeout)
-    return RunningServer(process, url, output)
-
-
-def stop_server(server: RunningServer, timeout: float = 60.0) -> int:
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGTERM)
-    try:
-        return server.process.wait(timeout)
-    finally:
-        if server.process.poll() is None:
-            server.process.kill()
-
-
 @pytest.fixture(scope="session")
-def live_server(service_settings: ServiceSettings) -> Iterator[RunningServer]:
-    server = start_server(service_settings)
+def live_server(service_settings: ServiceSettings) -> Iterator[ServerProcess]:
+    server = ServerProcess(service_settings.model, service_settings.index).start()
     yield server
-    stop_server(server)
+    server.stop()

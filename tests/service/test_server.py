@@ -6,21 +6,20 @@ import os
 import signal
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
+from kgqa.service.process import ServerProcess, child_pids
 from kgqa.service.server import WORKER_MIN_LIFETIME_S
 from kgqa.service.settings import ServiceSettings
-from tests.service.conftest import RunningServer, start_server, stop_server
 
 QUESTION = "你知道守望星光是哪家公司出品的吗？"
 
 
-def test_real_server_answers_over_http(live_server: RunningServer) -> None:
+def test_real_server_answers_over_http(live_server: ServerProcess) -> None:
     with httpx.Client(base_url=live_server.url, timeout=60) as http:
         answer = http.post("/v1/answer", json={"question": QUESTION, "top_k": 2}).json()
         assert answer["answer"]["object"] == "韩玉玲原创音乐"
@@ -30,7 +29,7 @@ def test_real_server_answers_over_http(live_server: RunningServer) -> None:
         assert http.post("/v1/answer", content=b"{", headers={"content-type": "application/json"}).status_code == 400
 
 
-def test_concurrent_requests_are_batched(live_server: RunningServer) -> None:
+def test_concurrent_requests_are_batched(live_server: ServerProcess) -> None:
     def batch_count() -> float:
         text = httpx.get(f"{live_server.url}/metrics").text
         return float(next(line.split()[-1] for line in text.splitlines() if line.startswith("kgqa_batch_size_count")))
@@ -51,7 +50,7 @@ def test_concurrent_requests_are_batched(live_server: RunningServer) -> None:
 
 
 def test_graceful_shutdown_lets_in_flight_requests_finish(service_settings: ServiceSettings) -> None:
-    server = start_server(service_settings)
+    server = ServerProcess(service_settings.model, service_settings.index).start()
     questions = [QUESTION] * 64  # about a second of decoding each
     statuses: list[int] = []
 
@@ -63,29 +62,17 @@ def test_graceful_shutdown_lets_in_flight_requests_finish(service_settings: Serv
     for t in threads:
         t.start()
     time.sleep(0.5)  # the requests are in, the first batch is decoding
-    server.process.send_signal(signal.SIGTERM)
+    server.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
     for t in threads:
         t.join()
-    assert stop_server(server) == 0
+    assert server.stop() == 0
     assert statuses == [200, 200, 200]
     with pytest.raises(httpx.TransportError):  # and then it is gone
         httpx.get(f"{server.url}/healthz", timeout=2)
 
 
-def _children(pid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.add(int(entry.name))
-            except (OSError, IndexError, ValueError):
-                pass
-    return found
-
-
 def test_two_workers_serve_replace_a_dead_one_and_shut_down(service_settings: ServiceSettings) -> None:
-    server = start_server(service_settings, "--workers", "2")
+    server = ServerProcess(service_settings.model, service_settings.index, "--workers", "2").start()
     started = time.monotonic()
     try:
         with httpx.Client(base_url=server.url, timeout=60) as http:
@@ -97,14 +84,14 @@ def test_two_workers_serve_replace_a_dead_one_and_shut_down(service_settings: Se
             line = next(line for line in text.splitlines() if line.startswith('kgqa_http_requests_total{method="POST"'))
             assert float(line.split()[-1]) == 4.0
 
-            workers = _children(server.process.pid)
+            workers = child_pids(server.pid)
             assert len(workers) == 2
             time.sleep(max(0.0, WORKER_MIN_LIFETIME_S + 0.5 - (time.monotonic() - started)))
             killed = min(workers)
             os.kill(killed, signal.SIGKILL)  # a worker dies (out of memory, say): the parent forks another
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
-                current = _children(server.process.pid)
+                current = child_pids(server.pid)
                 if len(current) == 2 and killed not in current:
                     break
                 time.sleep(0.1)
@@ -113,10 +100,10 @@ def test_two_workers_serve_replace_a_dead_one_and_shut_down(service_settings: Se
             for _ in range(4):
                 assert http.post("/v1/answer", json={"question": QUESTION}).status_code == 200
     finally:
-        assert stop_server(server) == 0
+        assert server.stop() == 0
 
 
-def test_schema_fuzzing_finds_no_5xx(live_server: RunningServer) -> None:
+def test_schema_fuzzing_finds_no_5xx(live_server: ServerProcess) -> None:
     """Every operation of the OpenAPI schema with generated bodies, paths and queries, valid and not (bounded)."""
     # schemathesis' pytest plugin does not run under this pytest; its strategies, driven by hypothesis, do
     schema = schemathesis.openapi.from_url(f"{live_server.url}/openapi.json")
