@@ -4,6 +4,11 @@ At every step it asks the index which tokens may follow each hypothesis (``Token
 renormalises over the allowed ones (a choice forced by the KB costs nothing), and, while a relation is being
 spelled, applies the look-ahead re-weighting. Works for greedy and beam search (transformers passes log-probs in
 beam search and logits in greedy; renormalising makes both log-probs).
+
+With ``end_when_determined``, a hypothesis whose prefix only one KB key continues is ended at once (only EOS is
+allowed, at log-prob 0): every remaining step would be forced, and a forced step's renormalised log-prob is 0 (the
+look-ahead divides it, still 0), so the path's score is exactly what spelling it out would give, in fewer decoding
+steps. The answerer completes such a prefix to its key (``TokenConstraint.completion``).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ class KBConstraintLogitsProcessor(LogitsProcessor):
         lookahead: RelationLookahead | None = None,
         prompt_length: int = 1,
         lookahead_strength: float = 1.0,
+        end_when_determined: bool = False,
     ) -> None:
         if lookahead is not None and questions is None:
             raise ValueError("the look-ahead needs the questions")
@@ -37,6 +43,8 @@ class KBConstraintLogitsProcessor(LogitsProcessor):
         self.lookahead = lookahead
         self.lookahead_strength = lookahead_strength  # α in p ** (1 / (α·Δ + 1)); 1 is the published formula
         self.prompt_length = prompt_length  # the decoder start token(s) before the target
+        self.end_when_determined = end_when_determined
+        self._end_only = np.array([constraint.eos_token_id], dtype=np.int64)
         # which part of the key is the relation: 1 (name, relation, meaning) or 2 (name, meaning, relation)
         self.relation_part = 2 if constraint.index.key_order == NAME_MEANING_RELATION else 1
         self._allowed: dict[tuple[int, ...], np.ndarray] = {}
@@ -45,7 +53,16 @@ class KBConstraintLogitsProcessor(LogitsProcessor):
     def allowed(self, target: tuple[int, ...]) -> np.ndarray:
         found = self._allowed.get(target)
         if found is None:
-            found = self._allowed[target] = self.constraint.allowed_token_ids(target)
+            found = self.constraint.allowed_token_ids(target)
+            # one way on (a single next token) is necessary for one key ahead; only then is the trie asked
+            if (
+                self.end_when_determined
+                and len(found) == 1
+                and found[0] != self.constraint.eos_token_id
+                and self.constraint.completion(target) is not None
+            ):
+                found = self._end_only
+            self._allowed[target] = found
         return found
 
     def _relation_divisors(self, row: int, target: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray] | None:

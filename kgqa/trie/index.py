@@ -99,6 +99,14 @@ class KBIndex:
             return _NO_CODES
         return np.array(sorted(codes), dtype=np.uint32)
 
+    def completion(self, prefix: str) -> str | None:
+        """The one key that starts with ``prefix``; None when none or several do (walks at most two keys)."""
+        if _NUL in prefix:
+            return None
+        keys = self._paths.iterkeys(prefix)
+        first = next(keys, None)
+        return first if first is not None and next(keys, None) is None else None
+
     def next_chars(self, prefix: str) -> list[str]:
         """:meth:`next_codepoints` as characters (``END`` for the end of a path); for tests and debugging."""
         return [chr(c) for c in self.next_codepoints(prefix)]

@@ -53,6 +53,11 @@ class TokenConstraint:
         except KeyError:
             return None
 
+    def completion(self, token_ids: Sequence[int]) -> str | None:
+        """The one index key that ``token_ids`` (a target so far) can still become, or None (none, several, or EOS)."""
+        prefix = self.prefix_text(token_ids)
+        return None if prefix is None else self.index.completion(prefix)
+
     def allowed_token_ids(self, token_ids: Sequence[int]) -> np.ndarray:
         """Token ids allowed after ``token_ids`` (the target so far, without the decoder start token)."""
         prefix = self.prefix_text(token_ids)

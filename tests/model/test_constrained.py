@@ -44,10 +44,11 @@ def _kb_set(triples: list[tuple[str, str, str, str]]) -> set[tuple[str, str, str
     beams=st.integers(1, 4),
     top_k=st.integers(1, 4),
     lookahead=st.booleans(),
+    end_early=st.booleans(),
     questions=st.lists(st.text(alphabet=NAME_CHARS + "的是什么?", min_size=1, max_size=12), min_size=1, max_size=3),
 )
 def test_random_model_on_random_kb_outputs_only_kb_triples(
-    triples: list, seed: int, beams: int, top_k: int, lookahead: bool, questions: list[str]
+    triples: list, seed: int, beams: int, top_k: int, lookahead: bool, end_early: bool, questions: list[str]
 ) -> None:
     """A randomly initialised model gives random logits; whatever they are, every answer is a triple of the KB."""
     with tempfile.TemporaryDirectory() as root:
@@ -55,7 +56,8 @@ def test_random_model_on_random_kb_outputs_only_kb_triples(
         tokenizer = build_char_tokenizer([index.alphabet, "的是什么?"])
         torch.manual_seed(seed)
         model = build_model(tokenizer, "tiny")
-        answerer = QuestionAnswerer(model, tokenizer, index, DecodeOptions(num_beams=beams, lookahead=lookahead))
+        options = DecodeOptions(num_beams=beams, lookahead=lookahead, end_when_determined=end_early)
+        answerer = QuestionAnswerer(model, tokenizer, index, options)
         kb = _kb_set(triples)
         results = answerer.answer(questions, top_k=top_k)
         assert len(results) == len(questions)
@@ -65,6 +67,53 @@ def test_random_model_on_random_kb_outputs_only_kb_triples(
             assert [c.score for c in candidates] == sorted((c.score for c in candidates), reverse=True)
             for c in candidates:
                 assert (c.name, c.relation, c.meaning, c.object) in kb
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    triples=KBS,
+    seed=st.integers(0, 2**16),
+    lookahead=st.booleans(),
+    questions=st.lists(st.text(alphabet=NAME_CHARS + "的是什么?", min_size=1, max_size=12), min_size=1, max_size=3),
+)
+def test_ending_when_one_key_is_left_changes_no_greedy_path_or_score(
+    triples: list, seed: int, lookahead: bool, questions: list[str]
+) -> None:
+    """The steps it skips are forced, each worth log-prob 0 after renormalising: the same path, the same score."""
+    with tempfile.TemporaryDirectory() as root:
+        index = _index(triples, Path(root))
+        tokenizer = build_char_tokenizer([index.alphabet, "的是什么?"])
+        torch.manual_seed(seed)
+        answerer = QuestionAnswerer(
+            build_model(tokenizer, "tiny"), tokenizer, index, DecodeOptions(num_beams=1, lookahead=lookahead)
+        )
+        early = answerer.answer(questions)
+        spelled_out = answerer.with_options(end_when_determined=False).answer(questions)
+        for a, b in zip(early, spelled_out, strict=True):
+            assert [(c.name, c.relation, c.meaning, c.object) for c in a] == [
+                (c.name, c.relation, c.meaning, c.object) for c in b
+            ]
+            assert [c.score for c in a] == pytest.approx([c.score for c in b], abs=1e-5)
+
+
+def test_processor_ends_a_hypothesis_once_one_key_is_left(tiny_index: KBIndex) -> None:
+    tokenizer = build_char_tokenizer([tiny_index.alphabet])
+    codec = TargetCodec(tokenizer)
+    constraint = codec.constraint(tiny_index)
+    scores = torch.randn((1, len(tokenizer)))
+    processor = KBConstraintLogitsProcessor(constraint, num_beams=1, end_when_determined=True)
+    # "守望星光|歌" leads to one key only (歌手, of one meaning): end here, at log-prob 0
+    determined = codec.encode("守望星光", "歌手", "韩玉玲、刘东考演唱歌曲")[: len("守望星光") + 2]
+    assert constraint.completion(determined) is not None
+    out = processor(torch.tensor([[tokenizer.bos_token_id, *determined]]), scores.clone())[0]
+    assert torch.nonzero(torch.isfinite(out)).flatten().tolist() == [codec.eos_token_id]
+    assert out[codec.eos_token_id].item() == 0.0
+    # at the start of the relation several keys are ahead: exactly the plain constraint
+    open_prefix = determined[:-1]
+    assert constraint.completion(open_prefix) is None
+    ids = torch.tensor([[tokenizer.bos_token_id, *open_prefix]])
+    plain = KBConstraintLogitsProcessor(constraint, num_beams=1)(ids, scores.clone())
+    assert torch.equal(processor(ids, scores.clone()), plain)
 
 
 def test_trained_tiny_model_answers_from_the_kb(tiny_model: Path, tiny_index: KBIndex) -> None:
@@ -80,7 +129,7 @@ def test_no_answer_when_no_path_fits(tiny_model: Path, tiny_index: KBIndex) -> N
     """Empty questions and hypotheses cut off before any path ends give no answer, not an exception."""
     answerer = QuestionAnswerer.load(tiny_model, tiny_index, device="cpu")
     assert answerer.answer(["", "   "]) == [[], []]
-    cut_short = answerer.with_options(max_new_tokens=2)
+    cut_short = answerer.with_options(max_new_tokens=1)  # one character: no path is decided yet
     assert cut_short.answer(["守望星光的歌手是谁？"], top_k=3) == [[]]
 
 

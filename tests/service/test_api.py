@@ -55,8 +55,8 @@ def test_batch_keeps_the_order_and_matches_single_answers(client: TestClient, kg
 
 
 def test_question_that_no_kb_path_fits_gets_a_null_answer(service_settings: ServiceSettings, engine: Engine) -> None:
-    # two decoding steps spell no complete KB path: nothing fits, and that is an answer, not an error
-    cut_short = Engine(engine.answerer.with_options(max_new_tokens=2))
+    # one decoding step decides no KB path: nothing fits, and that is an answer, not an error
+    cut_short = Engine(engine.answerer.with_options(max_new_tokens=1))
     with TestClient(create_app(service_settings, cut_short)) as short_client:
         wait_ready(short_client)
         response = short_client.post("/v1/answer", json={"question": QUESTION, "top_k": 3})
