@@ -56,10 +56,6 @@ class MicroBatcher:
         self._task: asyncio.Task[None] | None = None
         self._busy = 0  # questions being decoded
 
-    @property
-    def depth(self) -> int:
-        return self._queue.qsize()
-
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="kgqa-batcher")
 
