@@ -271,7 +271,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
     questions = read_questions(args.qa)[args.start : args.stop]
     golds = [q.answer for q in questions]
-    answerer = QuestionAnswerer.load(args.model, args.index, DecodeOptions(num_beams=args.beams))
+    # the bonuses re-rank the beam alone (no learned ranker, no name-anchored candidates)
+    answerer = QuestionAnswerer.load(args.model, args.index, DecodeOptions(num_beams=args.beams, use_ranker=False))
     table = []
     for strength in args.strengths:
         decoded = answerer.with_options(lookahead_strength=strength).answer(
@@ -298,7 +299,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         key=lambda r: (r["EM_O"], -r["lookahead_strength"], -r["rerank_relation_weight"], -r["rerank_name_weight"]),
     )
     info = read_training_info(args.model)
-    info["decoding"] = {k: chosen[k] for k in DecodeOptions.TUNED} | {
+    tuned_here = ("lookahead_strength", "rerank_relation_weight", "rerank_name_weight")
+    info["decoding"] = info.get("decoding", {}) | {k: chosen[k] for k in tuned_here} | {
         "chosen_on": f"{args.qa} questions [{args.start}:{args.stop}], beam {args.beams}, by EM_O",
         "grid": table,
     }
@@ -551,6 +553,9 @@ def build_parser() -> argparse.ArgumentParser:
     btab.add_argument("files", type=Path, nargs="+")
     btab.set_defaults(run=_cmd_bench_table)
     _add_model_commands(commands)
+    from kgqa.model.ranker_commands import add_ranker_commands
+
+    add_ranker_commands(commands, DEFAULT_INDEX_DIR)
     return parser
 
 

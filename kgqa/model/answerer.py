@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -17,12 +17,18 @@ import torch
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase
 
+from kgqa.data import lcs_length, normalize
 from kgqa.model.candidate import Candidate
 from kgqa.model.constrained import KBConstraintLogitsProcessor
+from kgqa.model.features import FeatureExtractor
 from kgqa.model.lookahead import RelationLookahead
+from kgqa.model.matcher import MATCHER_FILE, RelationMatcher
 from kgqa.model.modeling import default_device, load_checkpoint, quantize_for_cpu, target_order
+from kgqa.model.pathscore import PathScorer
+from kgqa.model.ranker import LearnedRanker
 from kgqa.model.rerank import RerankWeights, rerank
 from kgqa.model.scores import PathScoreRecorder
+from kgqa.model.segments import SegmentScores
 from kgqa.model.targets import TargetCodec
 from kgqa.trie import KBIndex, PathKey
 from kgqa.trie.keys import split_path_key
@@ -37,12 +43,22 @@ class DecodeOptions:
     end_when_determined: bool = True  # end a hypothesis once one KB key is left ahead (same score, fewer steps)
     rerank_relation_weight: float = 0.0  # see kgqa.model.rerank; chosen by `kgqa tune`
     rerank_name_weight: float = 0.0
+    anchor_names: int = 0  # name-anchored candidates: the longest KB names in the question, this many (0: none)
+    anchor_paths: int = 32  # at most this many paths of each anchored name (those closest to the question first)
+    use_ranker: bool = True  # rank by the model directory's learned ranker when it has one (kgqa.model.ranker)
     batch_size: int = 64
     max_new_tokens: int = 128
     max_question_chars: int = 200  # longer questions are cut (KgCLUE's longest is 54)
 
     # what `kgqa tune` chooses and stores under "decoding" in a model's kgqa.json
-    TUNED: ClassVar[tuple[str, ...]] = ("lookahead_strength", "rerank_relation_weight", "rerank_name_weight")
+    # and `kgqa ranker fit` the candidate set its ranker was fit on
+    TUNED: ClassVar[tuple[str, ...]] = (
+        "lookahead_strength",
+        "rerank_relation_weight",
+        "rerank_name_weight",
+        "anchor_names",
+        "anchor_paths",
+    )
 
     @classmethod
     def from_training_info(cls, info: dict[str, Any], **changes: Any) -> DecodeOptions:
@@ -58,6 +74,8 @@ class QuestionAnswerer:
         tokenizer: PreTrainedTokenizerBase,
         index: KBIndex,
         options: DecodeOptions | None = None,
+        ranker: LearnedRanker | None = None,
+        matcher: RelationMatcher | None = None,
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -66,6 +84,9 @@ class QuestionAnswerer:
         self.codec = TargetCodec(tokenizer, target_order(model))
         self.constraint = self.codec.constraint(index)  # VocabularyMismatchError when the model cannot spell the KB
         self.lookahead = RelationLookahead(index)
+        self.scorer = PathScorer(model, self.codec, self.constraint, self.lookahead, self.options.lookahead_strength)
+        self.features = FeatureExtractor(index, matcher)
+        self.ranker = ranker
 
     @classmethod
     def load(
@@ -76,19 +97,55 @@ class QuestionAnswerer:
         device: torch.device | str | None = None,
         quantize: bool = False,
     ) -> QuestionAnswerer:
-        """``quantize``: int8 Linear layers on the CPU (see ``quantize_for_cpu``)."""
+        """``quantize``: int8 Linear layers on the CPU (see ``quantize_for_cpu``).
+
+        The model directory's learned ranker (and its relation matcher) are loaded unless ``options.use_ranker`` is
+        off; RankerMismatchError when they were fit for another model.
+        """
         model, tokenizer = load_checkpoint(model_dir)
         model = quantize_for_cpu(model) if quantize else model.to(device or default_device())
-        return cls(model, tokenizer, index if isinstance(index, KBIndex) else KBIndex(index), options)
+        index = index if isinstance(index, KBIndex) else KBIndex(index)
+        ranker = matcher = None
+        if (options or DecodeOptions()).use_ranker and LearnedRanker.present(model_dir):
+            matcher = RelationMatcher.load(model_dir) if RelationMatcher.present(model_dir) else None
+            matcher_file = Path(model_dir) / MATCHER_FILE if matcher is not None else None
+            ranker = LearnedRanker.load(model_dir, FeatureExtractor(index, matcher).names, matcher_file)
+        return cls(model, tokenizer, index, options, ranker=ranker, matcher=matcher)
 
     def with_options(self, **changes: object) -> QuestionAnswerer:
         """The same model, index and constraint tables, other decoding options (nothing is rebuilt)."""
         other = copy.copy(self)
         other.options = replace(self.options, **changes)
+        other.scorer = PathScorer(
+            self.model,
+            self.codec,
+            self.constraint,
+            self.lookahead if other.options.lookahead else None,
+            other.options.lookahead_strength,
+        )
+        return other
+
+    def with_matcher(self, matcher: RelationMatcher | None) -> QuestionAnswerer:
+        """The same answerer whose features include ``matcher``'s scores (for fitting a ranker; no ranker then)."""
+        other = copy.copy(self)
+        other.features = FeatureExtractor(self.index, matcher)
+        other.ranker = None
         return other
 
     def answer(self, questions: Sequence[str], top_k: int = 1, progress: bool = False) -> list[list[Candidate]]:
         """Up to ``top_k`` candidates per question, best first; an empty list when no KB path fits."""
+        return self._batched(questions, lambda texts: self._rank(texts, self._propose(texts, top_k), top_k), progress)
+
+    def propose(self, questions: Sequence[str], progress: bool = False) -> list[list[Candidate]]:
+        """Every candidate path of each question, unranked (the beam's best first, then name-anchored ones)."""
+        return self._batched(questions, lambda texts: self._propose(texts, 1), progress)
+
+    def _batched(
+        self,
+        questions: Sequence[str],
+        run: Callable[[list[str]], list[list[Candidate]]],
+        progress: bool,
+    ) -> list[list[Candidate]]:
         results: list[list[Candidate]] = [[] for _ in questions]
         cleaned = [q.strip()[: self.options.max_question_chars] for q in questions]
         order = sorted((i for i, q in enumerate(cleaned) if q), key=lambda i: len(cleaned[i]), reverse=True)
@@ -96,13 +153,14 @@ class QuestionAnswerer:
         batches = [order[start : start + size] for start in range(0, len(order), size)]
         with tqdm(total=len(order), desc="answering", unit="q", disable=not progress) as bar:
             for batch in batches:
-                for i, candidates in zip(batch, self._answer_batch([cleaned[i] for i in batch], top_k), strict=True):
+                for i, candidates in zip(batch, run([cleaned[i] for i in batch]), strict=True):
                     results[i] = candidates
                 bar.update(len(batch))
         return results
 
     @torch.inference_mode()
-    def _answer_batch(self, questions: list[str], top_k: int) -> list[list[Candidate]]:
+    def _propose(self, questions: list[str], top_k: int) -> list[list[Candidate]]:
+        """Every candidate of each question, unranked: the beam's distinct paths, then name-anchored ones."""
         options = self.options
         num_beams = max(options.num_beams, top_k)
         encoded = self.tokenizer(questions, padding=True, return_tensors="pt", add_special_tokens=True)
@@ -137,22 +195,78 @@ class QuestionAnswerer:
             eos_token_id=self.codec.eos_token_id,
             pad_token_id=self.codec.pad_token_id,
         )
+        input_ids = encoded["input_ids"].to(device)
+        attention_mask = encoded["attention_mask"].to(device)
+        encoder_outputs = self.model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask)
         out = self.model.generate(
-            input_ids=encoded["input_ids"].to(device),
-            attention_mask=encoded["attention_mask"].to(device),
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            encoder_outputs=encoder_outputs,
             generation_config=config,
             logits_processor=processors,
         )
         sequences = out[:, 1:].tolist()
-        weights = RerankWeights(options.rerank_relation_weight, options.rerank_name_weight)
-        results = []
-        for q, question in enumerate(questions):
+        beams = []
+        for q in range(len(questions)):
             rows = range(q * num_beams, (q + 1) * num_beams)
-            candidates = self._candidates([(sequences[r], recorder.score(q, sequences[r])) for r in rows])
-            results.append(rerank(question, candidates, self.index, weights)[:top_k])
-        return results
+            hypotheses = [(sequences[r], recorder.score(q, sequences[r])) for r in rows]
+            beams.append(self._candidates(q, hypotheses, recorder))
+        if not (options.anchor_names and options.constrained):
+            return beams
+        anchors = [self._anchor_paths(question, beam) for question, beam in zip(questions, beams, strict=True)]
+        scored = self.scorer.score(encoder_outputs.last_hidden_state, attention_mask, questions, anchors)
+        return [
+            beam + self._anchored(paths, segments) for beam, paths, segments in zip(beams, anchors, scored, strict=True)
+        ]
 
-    def _candidates(self, hypotheses: list[tuple[list[int], float]]) -> list[Candidate]:
+    def _rank(self, questions: list[str], proposed: list[list[Candidate]], top_k: int) -> list[list[Candidate]]:
+        options = self.options
+        if self.ranker is not None and options.use_ranker:
+            return [
+                self.ranker.rank(candidates, self.features.rows(question, candidates), top_k)
+                for question, candidates in zip(questions, proposed, strict=True)
+            ]
+        weights = RerankWeights(options.rerank_relation_weight, options.rerank_name_weight)
+        return [
+            rerank(question, candidates, self.index, weights)[:top_k]
+            for question, candidates in zip(questions, proposed, strict=True)
+        ]
+
+    def _anchor_paths(self, question: str, beam: list[Candidate]) -> list[PathKey]:
+        """Paths of the longest KB names in the question that the beam did not reach, closest to the question first."""
+        seen = {(c.name, c.relation, c.meaning) for c in beam}
+        text = normalize(question)
+        paths: list[PathKey] = []
+        for name in self.index.names_in(question)[: self.options.anchor_names]:
+            own = sorted(
+                {(t.relation, t.meaning) for t in self.index.triples(name)} - {(r, m) for n, r, m in seen if n == name},
+                key=lambda rm: (-lcs_length(normalize(rm[0]), text) / max(1, len(rm[0])), rm),
+            )
+            paths += [PathKey(name, r, m) for r, m in own[: self.options.anchor_paths] if self.codec.can_spell(r + m)]
+        return paths
+
+    def _anchored(self, paths: list[PathKey], scores: list[SegmentScores]) -> list[Candidate]:
+        found = []
+        for path, segments in zip(paths, scores, strict=True):
+            if not math.isfinite(segments.total):
+                continue
+            objects = self.index.objects(path.name, path.relation, path.meaning)
+            found.append(
+                Candidate(
+                    path.name,
+                    path.relation,
+                    path.meaning,
+                    objects[0] if objects else "",
+                    segments.total,
+                    log_probability=segments.total,
+                    segments=segments,
+                )
+            )
+        return found
+
+    def _candidates(
+        self, q: int, hypotheses: list[tuple[list[int], float]], recorder: PathScoreRecorder
+    ) -> list[Candidate]:
         """Distinct paths of the finished hypotheses, best first (those cut off before their end dropped)."""
         found: list[Candidate] = []
         seen: set[tuple[str, str, str]] = set()
@@ -170,7 +284,19 @@ class QuestionAnswerer:
                 continue
             seen.add(path)
             obj = objects[0] if objects else ""
-            found.append(Candidate(path.name, path.relation, path.meaning, obj, score, log_probability=score))
+            segments = recorder.segments(q, token_ids, self.codec.sep_token_id)
+            found.append(
+                Candidate(
+                    path.name,
+                    path.relation,
+                    path.meaning,
+                    obj,
+                    score,
+                    log_probability=score,
+                    segments=segments,
+                    beam_rank=len(found),
+                )
+            )
         return found
 
     def _completed(self, token_ids: list[int]) -> PathKey | None:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kgqa.data import Answer, join_head
+from kgqa.model.segments import SegmentScores
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,9 @@ class Candidate:
     object: str
     score: float  # what candidates are ranked by: the log-probability, plus re-ranking bonuses if any
     log_probability: float = 0.0  # of the path under the model (with the look-ahead re-weighting when it is on)
+    segments: SegmentScores | None = None  # log_probability split into name, relation and meaning
+    beam_rank: int | None = None  # its place among the beam's distinct paths; None for a name-anchored candidate
+    contributions: tuple[tuple[str, float], ...] = ()  # what moved its score, by feature group (learned ranker)
 
     @property
     def probability(self) -> float:

@@ -14,6 +14,8 @@ import math
 import torch
 from transformers import LogitsProcessor
 
+from kgqa.model.segments import SegmentScores, segment_bounds
+
 Key = tuple[int, tuple[int, ...]]  # (question number in the batch, target tokens so far)
 
 
@@ -49,6 +51,21 @@ class PathScoreRecorder(LogitsProcessor):
         self._running = running
         self._previous_scores = log_probs
         return scores
+
+    def segments(self, question: int, target: list[int], sep_token_id: int) -> SegmentScores:
+        """(name, relation, meaning) shares of a generated target's score: running sums at its separators.
+
+        A hypothesis ended early (one KB key left ahead) has only forced steps left, each worth 0.
+        """
+        total = self.score(question, target)
+        end = target.index(self.eos_token_id) if self.eos_token_id in target else len(target)
+        body = target[:end]
+        first, second = segment_bounds(body, sep_token_id)
+        name = self._running_by_key.get((question, tuple(body[:first])), total) if first <= len(body) else total
+        through_relation = (
+            self._running_by_key.get((question, tuple(body[:second])), total) if second <= len(body) else total
+        )
+        return SegmentScores(name, through_relation - name, total - through_relation)
 
     def score(self, question: int, target: list[int]) -> float:
         """The score of a generated target (decoder start token removed); -inf if it was never a hypothesis."""

@@ -1,0 +1,109 @@
+"""Scores of given KB paths under the model, by teacher forcing through the same constraint processor.
+
+Beam search finds the paths the model likes; name-anchored candidates (a KB name found in the question, with each of
+its relations and meanings) are paths it may not have reached. To rank both on one scale, a given path is scored
+exactly as beam search would have scored it: each step's log-probs pass through the same
+``KBConstraintLogitsProcessor`` (mask, renormalise, look-ahead), and the chosen token's value is summed. A step the
+KB forces is worth 0 either way, so the score equals the beam's for a path the beam found (tested).
+
+Scores are split by segment — name (with its separator), relation (with its separator), meaning (with EOS) — for the
+ranker's features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from transformers import PreTrainedModel
+
+from kgqa.model.constrained import KBConstraintLogitsProcessor
+from kgqa.model.lookahead import RelationLookahead
+from kgqa.model.segments import SegmentScores, split_segments
+from kgqa.model.targets import TargetCodec
+from kgqa.trie import PathKey, TokenConstraint
+
+
+class PathScorer:
+    """Teacher-forced scores of KB paths for one question, through the decoding's constraint and look-ahead."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        codec: TargetCodec,
+        constraint: TokenConstraint,
+        lookahead: RelationLookahead | None,
+        lookahead_strength: float,
+    ) -> None:
+        self.model = model
+        self.codec = codec
+        self.constraint = constraint
+        self.lookahead = lookahead
+        self.lookahead_strength = lookahead_strength
+        self.rows_per_pass = 128  # paths scored in one forward pass (their logits are rows × length × vocabulary)
+
+    @torch.inference_mode()
+    def score(
+        self,
+        encoder_hidden: torch.Tensor,
+        attention_mask: torch.Tensor,
+        questions: Sequence[str],
+        paths: Sequence[Sequence[PathKey]],
+    ) -> list[list[SegmentScores]]:
+        """Scores of ``paths[q]`` for each question ``q`` of a batch.
+
+        ``encoder_hidden``: the batch's encoder output (questions, length, d_model); ``attention_mask`` its mask.
+        """
+        owners = [q for q, own in enumerate(paths) for _ in own]
+        flat = [p for own in paths for p in own]
+        scores: list[SegmentScores] = []
+        for start in range(0, len(flat), self.rows_per_pass):
+            chunk = slice(start, start + self.rows_per_pass)
+            scores += self._score_rows(encoder_hidden, attention_mask, questions, owners[chunk], flat[chunk])
+        out: list[list[SegmentScores]] = [[] for _ in paths]
+        for owner, segments in zip(owners, scores, strict=True):
+            out[owner].append(segments)
+        return out
+
+    def _score_rows(
+        self,
+        encoder_hidden: torch.Tensor,
+        attention_mask: torch.Tensor,
+        questions: Sequence[str],
+        owners: list[int],
+        paths: list[PathKey],
+    ) -> list[SegmentScores]:
+        targets = [self.codec.encode(p.name, p.relation, p.meaning) for p in paths]
+        length = max(len(t) for t in targets)
+        pad = self.codec.pad_token_id
+        start = self.model.config.decoder_start_token_id
+        labels = torch.tensor([t + [pad] * (length - len(t)) for t in targets], dtype=torch.long)
+        decoder_input = torch.cat([torch.full((len(paths), 1), start, dtype=torch.long), labels[:, :-1]], dim=1)
+        rows_of = torch.tensor(owners, dtype=torch.long)
+        device = self.model.device
+        logits = self.model(
+            encoder_outputs=(encoder_hidden[rows_of].to(device),),
+            attention_mask=attention_mask[rows_of].to(device),
+            decoder_input_ids=decoder_input.to(device),
+            use_cache=False,
+        ).logits.float()
+        steps = torch.zeros(len(paths), length)
+        for t in range(length):
+            live = [p for p, target in enumerate(targets) if t < len(target)]
+            if not live:
+                break
+            rows = torch.tensor(live, dtype=torch.long)
+            # a processor per step: its rows are this step's live paths, each with its own question
+            processor = KBConstraintLogitsProcessor(
+                self.constraint,
+                num_beams=1,
+                questions=[questions[owners[p]] for p in live],
+                lookahead=self.lookahead,
+                lookahead_strength=self.lookahead_strength,
+            )
+            processed = processor(decoder_input[rows, : t + 1], torch.log_softmax(logits[rows, t].cpu(), dim=-1))
+            steps[rows, t] = processed[torch.arange(len(live)), labels[rows, t]]
+        return [
+            split_segments(steps[p, : len(target)].tolist(), target, self.codec.sep_token_id)
+            for p, target in enumerate(targets)
+        ]

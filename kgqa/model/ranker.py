@@ -1,0 +1,215 @@
+"""The learned ranker: LightGBM lambdarank over each question's candidate paths.
+
+It replaces the log-probability (plus two hand-set bonuses) as what orders the candidates. Its input is the rows of
+``kgqa.model.features`` — how a path fits the question, never which path it is — so it transfers to relations it never
+saw. It is fit on dev questions (train questions are what the seq2seq model learned; its candidates there are too
+good to teach a ranker what errors look like); dev figures are therefore out-of-fold, over folds disjoint in relations,
+so no question is ranked by a ranker that saw its relation.
+
+The shipped ranker (fit on all of dev) lives beside the model it ranks for: ``ranker.txt`` (LightGBM's text format) and
+``ranker.json`` (format version, feature names, the model's fingerprint, how it was fit). A ranker fit for another
+model, another feature set or format is refused with a message that says how to refit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+
+from kgqa.model.candidate import Candidate
+
+RANKER_FILE = "ranker.txt"
+RANKER_INFO = "ranker.json"
+RANKER_FORMAT = 1
+MODEL_WEIGHTS = "model.safetensors"
+
+
+class RankerMismatchError(ValueError):
+    """The ranker in a model directory cannot rank for this model or these features."""
+
+
+@dataclass(frozen=True)
+class RankerParams:
+    """Chosen by out-of-fold dev EM_O (README); small trees and a strong L2, as 2,000 questions are few."""
+
+    learning_rate: float = 0.05
+    num_leaves: int = 7
+    min_data_in_leaf: int = 20
+    lambda_l2: float = 10.0
+    feature_fraction: float = 0.8
+    bagging_fraction: float = 0.8
+    rounds: int = 300
+    truncation_level: int = 10
+    seed: int = 0
+
+    def lightgbm(self) -> dict[str, Any]:
+        return {
+            "objective": "lambdarank",
+            "metric": "ndcg",
+            "ndcg_eval_at": [1],
+            "lambdarank_truncation_level": self.truncation_level,
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_data_in_leaf": self.min_data_in_leaf,
+            "lambda_l2": self.lambda_l2,
+            "feature_fraction": self.feature_fraction,
+            "bagging_fraction": self.bagging_fraction,
+            "bagging_freq": 1,
+            "seed": self.seed,
+            "deterministic": True,
+            "num_threads": 1,  # deterministic, and the service's threads are spoken for
+            "verbose": -1,
+        }
+
+
+def file_fingerprint(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_fingerprint(model_dir: str | Path) -> str:
+    """sha256 of the model's weights: a ranker is fit to one model's scores."""
+    return file_fingerprint(Path(model_dir) / MODEL_WEIGHTS)
+
+
+def fit_booster(features: np.ndarray, labels: np.ndarray, sizes: Sequence[int], params: RankerParams) -> lgb.Booster:
+    """A lambdarank booster over questions' candidate groups (``sizes``: candidates per question, in order)."""
+    data = lgb.Dataset(features, labels, group=list(sizes), free_raw_data=False)
+    return lgb.train(params.lightgbm(), data, num_boost_round=params.rounds)
+
+
+def relation_folds(relations: Sequence[str], folds: int = 5, seed: int = 0) -> np.ndarray:
+    """A fold per question such that no relation is in two folds (greedy: largest relations first, smallest fold)."""
+    counts: dict[str, int] = {}
+    for r in relations:
+        counts[r] = counts.get(r, 0) + 1
+    names = sorted(counts)
+    random.Random(seed).shuffle(names)  # ties broken at random, not alphabetically
+    sizes = [0] * folds
+    fold_of: dict[str, int] = {}
+    for r in sorted(names, key=lambda r: -counts[r]):
+        f = min(range(folds), key=lambda i: sizes[i])
+        fold_of[r] = f
+        sizes[f] += counts[r]
+    return np.array([fold_of[r] for r in relations], dtype=np.int64)
+
+
+class LearnedRanker:
+    """Scores candidates from their feature rows; the best first."""
+
+    def __init__(self, booster: lgb.Booster, feature_names: Sequence[str], groups: dict[str, Sequence[str]]) -> None:
+        self.booster = booster
+        self.feature_names = tuple(feature_names)
+        self.groups = {g: tuple(names) for g, names in groups.items()}
+        self._group_columns = {
+            g: [self.feature_names.index(n) for n in names if n in self.feature_names] for g, names in groups.items()
+        }
+
+    def rank(self, candidates: Sequence[Candidate], features: np.ndarray, top_k: int) -> list[Candidate]:
+        """The best ``top_k`` candidates, re-scored by the ranker, with what each feature group added to the score."""
+        if not candidates:
+            return []
+        scores = self.booster.predict(features, num_threads=1)
+        order = np.argsort(-scores, kind="stable")[:top_k]
+        contributions = self.booster.predict(features[order], pred_contrib=True, num_threads=1)
+        ranked = []
+        for row, i in enumerate(order):
+            by_group = tuple(
+                (g, round(float(contributions[row, cols].sum()), 4)) for g, cols in self._group_columns.items()
+            )
+            ranked.append(replace(candidates[i], score=float(scores[i]), contributions=by_group))
+        return ranked
+
+    def save(self, directory: str | Path, info: dict[str, Any]) -> None:
+        directory = Path(directory)
+        self.booster.save_model(str(directory / RANKER_FILE))
+        meta = {"format": RANKER_FORMAT, "features": list(self.feature_names), "groups": self.groups} | info
+        (directory / RANKER_INFO).write_text(json.dumps(meta, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+    @staticmethod
+    def present(directory: str | Path) -> bool:
+        return (Path(directory) / RANKER_INFO).is_file()
+
+    @classmethod
+    def load(
+        cls, directory: str | Path, feature_names: Sequence[str], matcher_file: str | Path | None = None
+    ) -> LearnedRanker:
+        """The ranker of a model directory; RankerMismatchError when it was fit for another model, matcher or features.
+
+        ``matcher_file``: the relation matcher whose scores are among the features, if any.
+        """
+        directory = Path(directory)
+        refit = f"refit it with `kgqa ranker fit --model {directory.name}` (or pass --no-ranker)"
+        try:
+            meta = json.loads((directory / RANKER_INFO).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise RankerMismatchError(f"cannot read {RANKER_INFO} in {directory.name}: {exc}; {refit}") from exc
+        if meta.get("format") != RANKER_FORMAT:
+            raise RankerMismatchError(
+                f"{RANKER_INFO} is format {meta.get('format')}, this kgqa reads format {RANKER_FORMAT}; {refit}"
+            )
+        fingerprint = model_fingerprint(directory)
+        if meta.get("model_sha256") != fingerprint:
+            raise RankerMismatchError(
+                f"the ranker in {directory.name} was fit for another model (weights sha256 "
+                f"{str(meta.get('model_sha256'))[:12]}…, these are {fingerprint[:12]}…); {refit}"
+            )
+        matcher = file_fingerprint(matcher_file) if matcher_file is not None else None
+        if meta.get("matcher_sha256") != matcher:
+            raise RankerMismatchError(
+                f"the ranker in {directory.name} was fit with "
+                + ("another relation matcher" if meta.get("matcher_sha256") and matcher else "other matcher features")
+                + f" than the one beside it; {refit}"
+            )
+        if tuple(meta.get("features", ())) != tuple(feature_names):
+            raise RankerMismatchError(
+                f"the ranker in {directory.name} was fit on other features "
+                f"({len(meta.get('features', ()))} columns, this kgqa computes {len(feature_names)}); {refit}"
+            )
+        try:
+            booster = lgb.Booster(model_file=str(directory / RANKER_FILE))
+        except lgb.basic.LightGBMError as exc:
+            raise RankerMismatchError(f"cannot read {RANKER_FILE} in {directory.name}: {exc}; {refit}") from exc
+        if booster.num_feature() != len(feature_names):
+            raise RankerMismatchError(
+                f"{RANKER_FILE} in {directory.name} takes {booster.num_feature()} features, "
+                f"{RANKER_INFO} lists {len(feature_names)}; {refit}"
+            )
+        return cls(booster, feature_names, meta.get("groups", {}))
+
+
+def params_info(params: RankerParams) -> dict[str, Any]:
+    return asdict(params)
+
+
+def out_of_fold_scores(
+    features: np.ndarray,
+    labels: np.ndarray,
+    sizes: np.ndarray,
+    folds: np.ndarray,
+    params: RankerParams,
+) -> np.ndarray:
+    """Each candidate's score from a ranker fit on the other folds' questions (``folds``: one per question)."""
+    rows_fold = np.repeat(folds, sizes)
+    # questions whose candidates hold no gold path teach the ranker nothing
+    golds = np.bincount(np.repeat(np.arange(len(sizes)), sizes), weights=labels, minlength=len(sizes))
+    scores = np.zeros(len(labels), dtype=np.float64)
+    for f in np.unique(folds):
+        train_q = folds != f
+        train_rows = rows_fold != f
+        keep_q = train_q & (golds > 0)
+        keep_rows = train_rows & np.repeat(keep_q, sizes)
+        booster = fit_booster(features[keep_rows], labels[keep_rows], sizes[keep_q], params)
+        scores[rows_fold == f] = booster.predict(features[rows_fold == f], num_threads=1)
+    return scores

@@ -1,0 +1,191 @@
+"""``kgqa ranker``: train the relation matcher, fit the learned ranker and report it out-of-fold.
+
+The model room owns these commands; kgqa/cli.py only mounts them (``add_ranker_commands``). Flags left out take
+their defaults from ``MatcherConfig`` and ``DecodeOptions``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kgqa.data import METRIC_KEYS
+
+if TYPE_CHECKING:  # torch, transformers and lightgbm load only when a command runs, not to build the parser
+    from kgqa.model.ranker import LearnedRanker, RankerParams
+    from kgqa.model.rankset import RankingSet
+
+FOLDS = 5
+
+
+def add_ranker_commands(commands: argparse._SubParsersAction, default_index: Path) -> None:
+    ranker = commands.add_parser("ranker", help="the learned ranker and its relation matcher").add_subparsers(
+        dest="ranker_command", required=True
+    )
+    matcher = ranker.add_parser("matcher", help="train the question-relation matcher into the model directory")
+    matcher.add_argument("--model", type=Path, required=True)
+    matcher.add_argument("--index", type=Path, default=default_index)
+    matcher.add_argument("--train", type=Path, required=True, help="training questions (train.json)")
+    matcher.add_argument("--dev", type=Path, help="report the gold path's rank among its name's paths here")
+    matcher.add_argument("--init", choices=("random", "jieba", "seq2seq"), help="character embeddings to start from")
+    matcher.add_argument("--epochs", type=int)
+    matcher.add_argument("--out", type=Path, help="write the matcher here instead of the model directory")
+    matcher.add_argument("--json", type=Path, help="write the training log and dev accuracy as JSON")
+    matcher.set_defaults(run=_cmd_matcher)
+
+    fit = ranker.add_parser(
+        "fit", help="collect candidates on a question file, report out-of-fold metrics, fit and save the ranker"
+    )
+    fit.add_argument("--model", type=Path, required=True)
+    fit.add_argument("--index", type=Path, default=default_index)
+    fit.add_argument("--qa", type=Path, required=True, help="questions with answers (dev.json)")
+    fit.add_argument("--beams", type=int, help="beam width (default: DecodeOptions')")
+    fit.add_argument("--anchor-names", type=int, default=1, help="name-anchored candidates: this many longest names")
+    fit.add_argument("--anchor-paths", type=int, default=16, help="at most this many paths of each anchored name")
+    fit.add_argument("--no-matcher", action="store_true", help="leave the matcher's features out")
+    fit.add_argument("--ablations", action="store_true", help="also evaluate with each feature group left out")
+    fit.add_argument("--cache", type=Path, help="candidate set file: reused when it exists, else written")
+    fit.add_argument("--dry-run", action="store_true", help="report only; leave the model directory as it is")
+    fit.add_argument("--json", type=Path, help="write the report as JSON")
+    fit.add_argument("--quantize", action="store_true", help="int8 Linear layers (CPU), as the service decodes")
+    fit.set_defaults(run=_cmd_fit)
+
+
+def _cmd_matcher(args: argparse.Namespace) -> int:
+    from kgqa.data import read_questions
+    from kgqa.model.matcher import MATCHER_FILE, MatcherConfig, matcher_accuracy, train_matcher
+    from kgqa.trie import KBIndex
+
+    index = KBIndex(args.index)
+    given = {k: v for k, v in {"init": args.init, "epochs": args.epochs}.items() if v is not None}
+    config = replace(MatcherConfig(), **given)
+    matcher, info = train_matcher(read_questions(args.train), index, config, seq2seq_dir=args.model)
+    if args.dev:
+        info["dev"] = matcher_accuracy(matcher, read_questions(args.dev), index)
+        print(f"dev: gold path first among its name's paths {info['dev']['top1']:.2f}% ({info['dev']['groups']} q)")
+    out = args.out or args.model
+    Path(out).mkdir(parents=True, exist_ok=True)
+    matcher.save(out, {"train_file": Path(args.train).name, "index": Path(args.index).name} | info)
+    print(f"matcher written to {Path(out) / MATCHER_FILE} ({info['minutes']:.1f} min)")
+    _write_json(args.json, info)
+    return 0
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from kgqa.data import read_questions
+    from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
+    from kgqa.model.matcher import MATCHER_FILE, RelationMatcher
+    from kgqa.model.modeling import read_training_info, write_training_info
+    from kgqa.model.ranker import RankerParams, file_fingerprint, model_fingerprint
+    from kgqa.model.rankset import RankingSet, collect
+
+    beams = {"num_beams": args.beams} if args.beams is not None else {}
+    options = DecodeOptions.from_training_info(
+        read_training_info(args.model),
+        **beams,
+        anchor_names=args.anchor_names,
+        anchor_paths=args.anchor_paths,
+        use_ranker=False,
+    )
+    if args.cache and Path(args.cache).with_suffix(".npz").exists():
+        ranking = RankingSet.load(args.cache)
+        print(f"candidates from {args.cache} ({len(ranking.questions):,} questions)")
+        proposal_seconds = None
+    else:
+        answerer = QuestionAnswerer.load(args.model, args.index, options, quantize=args.quantize)
+        if not args.no_matcher and RelationMatcher.present(args.model):
+            answerer = answerer.with_matcher(RelationMatcher.load(args.model))
+        start = time.perf_counter()
+        ranking = collect(answerer, read_questions(args.qa))
+        proposal_seconds = round(time.perf_counter() - start, 1)
+        if args.cache:
+            ranking.save(args.cache)
+    if args.no_matcher and "match" in ranking.groups:
+        ranking = ranking.without_groups(("match",))
+
+    report = report_out_of_fold(ranking, RankerParams(), ablations=args.ablations)
+    report["proposal_seconds"] = proposal_seconds
+    report["proposal"] = {k: getattr(options, k) for k in ("num_beams", "anchor_names", "anchor_paths")}
+    print(format_report(report))
+
+    if not args.dry_run:
+        ranker = fit_all(ranking, RankerParams())
+        info = {
+            "model_sha256": model_fingerprint(args.model),
+            "matcher_sha256": file_fingerprint(Path(args.model) / MATCHER_FILE) if "match" in ranking.groups else None,
+            "fit_on": f"{Path(args.qa).name}, {len(ranking.questions):,} questions",
+            "params": asdict(RankerParams()),
+            "out_of_fold": report,
+        }
+        ranker.save(args.model, info)
+        training = read_training_info(args.model)
+        training["decoding"] = training.get("decoding", {}) | report["proposal"]
+        write_training_info(args.model, training)
+        print(f"ranker written to {Path(args.model) / 'ranker.txt'}; candidate settings to kgqa.json")
+    _write_json(args.json, report)
+    return 0
+
+
+def fit_all(ranking: RankingSet, params: RankerParams) -> LearnedRanker:
+    """The shipped ranker: fit on every question whose candidates hold the gold path."""
+    import numpy as np
+
+    from kgqa.model.ranker import LearnedRanker, fit_booster
+
+    sizes = ranking.sizes
+    golds = np.bincount(np.repeat(np.arange(len(sizes)), sizes), weights=ranking.labels, minlength=len(sizes))
+    keep = golds > 0
+    rows = ranking.rows_of(keep)
+    booster = fit_booster(ranking.features[rows], ranking.labels[rows], sizes[keep], params)
+    return LearnedRanker(booster, ranking.feature_names, ranking.groups)
+
+
+def report_out_of_fold(ranking: RankingSet, params: RankerParams, ablations: bool = False) -> dict[str, Any]:
+    """Dev metrics by the model's log-probability and by the ranker, out-of-fold over folds disjoint in relations."""
+    from kgqa.model.ranker import out_of_fold_scores, relation_folds
+
+    folds = relation_folds([q.answer.predicate for q in ranking.questions], FOLDS)  # type: ignore[union-attr]
+    rows: list[dict[str, Any]] = []
+    log_prob = ranking.features[:, ranking.feature_names.index("log_prob")]
+    rows.append({"ranking": "model log-probability"} | ranking.metrics(log_prob))
+    variants: list[tuple[str, tuple[str, ...]]] = [("learned ranker, all features", ())]
+    if ablations:
+        variants += [(f"learned ranker without {g}", (g,)) for g in ranking.groups]
+    for label, without in variants:
+        cols = ranking.columns(without)
+        scores = out_of_fold_scores(ranking.features[:, cols], ranking.labels, ranking.sizes, folds, params)
+        rows.append({"ranking": label} | ranking.metrics(scores))
+    return {
+        "questions": len(ranking.questions),
+        "folds": FOLDS,
+        "candidates_mean": round(float(ranking.sizes.mean()), 2),
+        "candidates_max": int(ranking.sizes.max(initial=0)),
+        "recall": ranking.recall_at([1, 3, 5, 10, None]),
+        "rows": [{k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
+    }
+
+
+def format_report(report: dict[str, Any]) -> str:
+    recall = report["recall"]
+    lines = [
+        "gold path among the candidates (%): "
+        + ", ".join(f"beam top {k} {v:.2f}" if k != "all" else f"all candidates {v:.2f}" for k, v in recall.items())
+        + f" (mean {report['candidates_mean']} candidates, max {report['candidates_max']})",
+        "",
+        f"| out-of-fold ({report['folds']} folds disjoint in relations) | " + " | ".join(METRIC_KEYS) + " |",
+        "| --- |" + " ---: |" * len(METRIC_KEYS),
+    ]
+    for row in report["rows"]:
+        lines.append(f"| {row['ranking']} | " + " | ".join(f"{row[k]:.2f}" for k in METRIC_KEYS) + " |")
+    return "\n".join(lines)
+
+
+def _write_json(path: Path | None, data: dict) -> None:
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"written {path}")
