@@ -217,7 +217,10 @@ def _decode_options(args: argparse.Namespace) -> object:
         "batch_size": args.batch_size,
     }
     if getattr(args, "no_rerank", False):
-        changes |= {"rerank_relation_weight": 0.0, "rerank_name_weight": 0.0}
+        changes |= {"rerank_relation_weight": 0.0, "rerank_name_weight": 0.0, "use_ranker": False}
+    if getattr(args, "no_ranker", False):
+        # the beam alone, as before the ranker: no name-anchored candidates either
+        changes |= {"use_ranker": False, "anchor_names": 0}
     if args.lookahead_strength is not None:
         changes["lookahead_strength"] = args.lookahead_strength
     return DecodeOptions.from_training_info(read_training_info(source) if source.is_dir() else {}, **changes)
@@ -300,10 +303,14 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     )
     info = read_training_info(args.model)
     tuned_here = ("lookahead_strength", "rerank_relation_weight", "rerank_name_weight")
-    info["decoding"] = info.get("decoding", {}) | {k: chosen[k] for k in tuned_here} | {
-        "chosen_on": f"{args.qa} questions [{args.start}:{args.stop}], beam {args.beams}, by EM_O",
-        "grid": table,
-    }
+    info["decoding"] = (
+        info.get("decoding", {})
+        | {k: chosen[k] for k in tuned_here}
+        | {
+            "chosen_on": f"{args.qa} questions [{args.start}:{args.stop}], beam {args.beams}, by EM_O",
+            "grid": table,
+        }
+    )
     write_training_info(args.model, info)
     print(f"chose {chosen}; written to {Path(args.model) / TRAINING_INFO_FILE}")
     return 0
@@ -319,6 +326,9 @@ def _cmd_ask(args: argparse.Namespace) -> int:
             print("  (no KB path fits this question)")
         for c in candidates:
             print(f"  p={c.probability:.3f} score={c.score:+.2f}  {c.subject} ||| {c.relation} ||| {c.object}")
+            if c.contributions:
+                moved = sorted(c.contributions, key=lambda gv: -abs(gv[1]))
+                print("      ranker: " + ", ".join(f"{group} {value:+.2f}" for group, value in moved))
     return 0
 
 
@@ -395,6 +405,9 @@ def _add_model_commands(commands: argparse._SubParsersAction) -> None:
         sub.add_argument("--lookahead-strength", type=float, help="α in p ** (1 / (α·Δ + 1)) (default: the model's)")
         sub.add_argument("--no-rerank", action="store_true", help="rank by the model's log-probability alone")
         sub.add_argument(
+            "--no-ranker", action="store_true", help="not the model directory's learned ranker (the beam, re-ranked)"
+        )
+        sub.add_argument(
             "--decoding-from", type=Path, help="take the tuned decoding settings from this model's kgqa.json"
         )
         sub.add_argument("--unconstrained", action="store_true", help="no trie constraint (ablation)")
@@ -429,6 +442,7 @@ def _add_model_commands(commands: argparse._SubParsersAction) -> None:
     ask.add_argument("--index", type=Path, default=DEFAULT_INDEX_DIR)
     ask.add_argument("--top-k", type=int, default=1)
     ask.add_argument("--beams", type=int, default=5)
+    ask.add_argument("--no-ranker", action="store_true", help="not the learned ranker (the beam, re-ranked)")
     _add_quantize_flag(ask)
     ask.set_defaults(run=_cmd_ask, unconstrained=False, no_lookahead=False, batch_size=64, lookahead_strength=None)
 
@@ -544,6 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--workers", type=int, help="worker processes, forked after loading (KGQA_WORKERS; default 1)")
     srv.add_argument("--threads", type=int, help="torch threads per worker (KGQA_TORCH_THREADS; default CPUs/workers)")
     srv.add_argument("--no-quantize", action="store_true", help="float32 Linear layers instead of int8 (slower)")
+    srv.add_argument("--no-ranker", action="store_true", help="rank by log-probability, not the learned ranker")
     srv.add_argument("--max-batch-size", type=int, help="questions decoded together (KGQA_MAX_BATCH_SIZE; 32)")
     srv.add_argument("--batch-wait-ms", type=float, help="how long a batch waits to fill (KGQA_BATCH_WAIT_MS; 5)")
     srv.add_argument("--log-level", help="KGQA_LOG_LEVEL (default info)")
@@ -574,6 +589,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         "workers": args.workers,
         "torch_threads": args.threads,
         "quantize": False if args.no_quantize else None,
+        "ranker": False if args.no_ranker else None,
         "max_batch_size": args.max_batch_size,
         "batch_wait_ms": args.batch_wait_ms,
         "log_level": args.log_level,

@@ -218,7 +218,7 @@ def train_matcher(
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            total += float(loss) * len(batch)
+            total += loss.item() * len(batch)
             count += len(batch)
         log.append({"epoch": epoch, "loss": round(total / max(1, count), 4)})
     info = {"log": log, "minutes": round((time.perf_counter() - start) / 60, 2), "questions": len(questions)}

@@ -86,7 +86,10 @@ def model_fingerprint(model_dir: str | Path) -> str:
 def fit_booster(features: np.ndarray, labels: np.ndarray, sizes: Sequence[int], params: RankerParams) -> lgb.Booster:
     """A lambdarank booster over questions' candidate groups (``sizes``: candidates per question, in order)."""
     data = lgb.Dataset(features, labels, group=list(sizes), free_raw_data=False)
-    return lgb.train(params.lightgbm(), data, num_boost_round=params.rounds)
+    settings = params.lightgbm()
+    if len(sizes) < 20:  # bagging samples whole questions: with a handful it could draw none
+        settings |= {"bagging_fraction": 1.0, "bagging_freq": 0}
+    return lgb.train(settings, data, num_boost_round=params.rounds)
 
 
 def relation_folds(relations: Sequence[str], folds: int = 5, seed: int = 0) -> np.ndarray:

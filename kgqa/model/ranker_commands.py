@@ -151,6 +151,7 @@ def report_out_of_fold(ranking: RankingSet, params: RankerParams, ablations: boo
     folds = relation_folds([q.answer.predicate for q in ranking.questions], FOLDS)  # type: ignore[union-attr]
     rows: list[dict[str, Any]] = []
     log_prob = ranking.features[:, ranking.feature_names.index("log_prob")]
+    errors = {"model log-probability": ranking.error_kinds(log_prob)}
     rows.append({"ranking": "model log-probability"} | ranking.metrics(log_prob))
     variants: list[tuple[str, tuple[str, ...]]] = [("learned ranker, all features", ())]
     if ablations:
@@ -159,6 +160,8 @@ def report_out_of_fold(ranking: RankingSet, params: RankerParams, ablations: boo
         cols = ranking.columns(without)
         scores = out_of_fold_scores(ranking.features[:, cols], ranking.labels, ranking.sizes, folds, params)
         rows.append({"ranking": label} | ranking.metrics(scores))
+        if not without:
+            errors[label] = ranking.error_kinds(scores)
     return {
         "questions": len(ranking.questions),
         "folds": FOLDS,
@@ -166,6 +169,7 @@ def report_out_of_fold(ranking: RankingSet, params: RankerParams, ablations: boo
         "candidates_max": int(ranking.sizes.max(initial=0)),
         "recall": ranking.recall_at([1, 3, 5, 10, None]),
         "rows": [{k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
+        "errors": errors,
     }
 
 
@@ -181,6 +185,12 @@ def format_report(report: dict[str, Any]) -> str:
     ]
     for row in report["rows"]:
         lines.append(f"| {row['ranking']} | " + " | ".join(f"{row[k]:.2f}" for k in METRIC_KEYS) + " |")
+    lines += ["", "| wrong answers, by what went wrong | name | relation | meaning | gold path not proposed |"]
+    lines.append("| --- | ---: | ---: | ---: | ---: |")
+    for label, kinds in report["errors"].items():
+        lines.append(
+            f"| {label} | {kinds['name']} | {kinds['relation']} | {kinds['meaning']} | {kinds['not_proposed']} |"
+        )
     return "\n".join(lines)
 
 

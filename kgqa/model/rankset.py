@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from kgqa.data import Answer, Question, evaluate_answers, parse_answer
+from kgqa.data import Answer, Question, evaluate_answers, parse_answer, split_head
 from kgqa.model.answerer import QuestionAnswerer
 from kgqa.model.candidate import Candidate
 from kgqa.model.segments import SegmentScores
@@ -73,6 +73,25 @@ class RankingSet:
 
     def metrics(self, scores: np.ndarray) -> dict[str, float]:
         return evaluate_answers(self.top_answers(scores), [q.answer for q in self.questions])  # type: ignore[misc]
+
+    def error_kinds(self, scores: np.ndarray) -> dict[str, int]:
+        """Wrong top answers (object not the gold object) by what went wrong first: name, relation or meaning;
+        ``not_proposed`` counts those whose gold path was among no candidate."""
+        kinds = {"name": 0, "relation": 0, "meaning": 0, "not_proposed": 0}
+        for q, answer in zip(self.questions, self.top_answers(scores), strict=True):
+            gold = q.answer
+            if gold is None or (answer is not None and answer.object == gold.object):
+                continue
+            name = split_head(answer.subject)[0] if answer else ""
+            if name != split_head(gold.subject)[0]:
+                kinds["name"] += 1
+            elif answer is not None and answer.predicate != gold.predicate:
+                kinds["relation"] += 1
+            else:
+                kinds["meaning"] += 1
+        for q, candidates in zip(self.questions, self.candidates, strict=True):
+            kinds["not_proposed"] += not any(is_gold(c, q.answer) for c in candidates)  # type: ignore[arg-type]
+        return kinds
 
     def recall_at(self, ks: Sequence[int | None]) -> dict[str, float]:
         """Share of questions whose gold path is among the beam's first k distinct paths (None: all candidates)."""

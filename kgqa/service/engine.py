@@ -48,6 +48,7 @@ class Engine:
             options = DecodeOptions.from_training_info(
                 info,
                 num_beams=settings.num_beams,
+                use_ranker=settings.ranker,
                 batch_size=settings.max_batch_size,
                 max_question_chars=MAX_QUESTION_CHARS,
             )

@@ -66,8 +66,16 @@ class Path(BaseModel):
 
 
 class Answer(Path):
-    score: float = Field(description="what candidates are ranked by: log-probability plus re-ranking bonuses")
+    score: float = Field(
+        description="what candidates are ranked by: the learned ranker's score, or (without one) the log-probability "
+        "plus re-ranking bonuses"
+    )
     probability: float = Field(description="the path's probability under the model (look-ahead re-weighted)")
+    contributions: dict[str, float] = Field(
+        default_factory=dict,
+        description="what each feature group of the learned ranker added to the score (score, relation, "
+        "answer_kind, meaning, name, match); empty without a ranker",
+    )
 
     @classmethod
     def of(cls, candidate: Candidate) -> Answer:
@@ -79,6 +87,7 @@ class Answer(Path):
             object=candidate.object,
             score=candidate.score,
             probability=candidate.probability,
+            contributions=dict(candidate.contributions),
         )
 
 

@@ -22,6 +22,7 @@ class ServiceSettings(BaseSettings):
     torch_threads: int = Field(0, ge=0, description="per worker; 0: the CPU count divided among the workers")
     quantize: bool = Field(True, description="int8 Linear layers on the CPU: about 1.4-2× faster decoding")
     num_beams: int = Field(5, ge=1, le=20)
+    ranker: bool = Field(True, description="rank candidates by the model directory's learned ranker, if it has one")
 
     # micro-batching: a batch starts when it is full or when its first question has waited this long
     max_batch_size: int = Field(32, ge=1, le=256)
