@@ -3,6 +3,8 @@
 ARG PYTHON_IMAGE=python:3.11-slim
 
 FROM ${PYTHON_IMAGE} AS build
+# LightGBM (the learned ranker) links the system's OpenMP runtime
+RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*
 ARG TORCH_VERSION=2.13.0
 # Where torch's CPU build comes from. Empty: the wheel in docker/wheels/ of the build context
 # (`pip download --no-deps -d docker/wheels torch==2.13.0`). Else a package index with CPU wheels, e.g.
@@ -23,6 +25,8 @@ COPY models/kgqa-default /srv/kgqa/model
 RUN chmod -R a+rX /srv/kgqa/model
 
 FROM ${PYTHON_IMAGE}
+# LightGBM (the learned ranker) links the system's OpenMP runtime
+RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin kgqa
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /srv/kgqa/model /srv/kgqa/model

@@ -11,9 +11,11 @@ EVAL := $(BENCH)/eval
 # model's dev curve at the same minute (its train_log.jsonl), as the README does.
 ABLATION_FLAGS ?= --max-minutes 14
 DEV = "$$($(BIN)/kgqa data locate --no-download)/dev.json"
+TRAIN = "$$($(BIN)/kgqa data locate --no-download)/train.json"
+MATCHER_INIT ?= random
 
 .PHONY: run setup index test lint format train train-no-augment train-order-nmr evaluate eval-table bench-decode \
-	bench-index bench-index-20m bench-service serve ask docker-smoke clean
+	bench-index bench-index-20m bench-service serve ask docker-smoke clean ranker
 
 # The main job on a fresh clone: create .venv, install, find the KgCLUE data, build the KB index, answer a question
 # on the command line, then serve the HTTP API on 127.0.0.1:8000 (it prints the URL; Ctrl-C stops it).
@@ -54,6 +56,14 @@ format: setup
 train: index
 	$(BIN)/kgqa train --index $(INDEX) --out $(MODEL)
 	$(BIN)/kgqa tune --model $(MODEL) --index $(INDEX) --qa $(DEV) --start 0 --stop 1000
+	$(MAKE) ranker
+
+# The learned ranker of $(MODEL): the question-relation matcher trained on train.json, then the ranker fit on dev's
+# candidates (beam + name-anchored), reported out-of-fold (5 folds disjoint in relations) with each feature group off.
+ranker: index
+	$(BIN)/kgqa ranker matcher --model $(MODEL) --index $(INDEX) --train $(TRAIN) --dev $(DEV) \
+		--init $(MATCHER_INIT) --json $(BENCH)/ranker/matcher.json
+	$(BIN)/kgqa ranker fit --model $(MODEL) --index $(INDEX) --qa $(DEV) --quantize --ablations --json $(BENCH)/ranker/fit.json
 
 # Ablation: the same training without KB-driven augmentation.
 train-no-augment: index
@@ -72,6 +82,8 @@ evaluate: index
 # (evaluated with the default model's tuned decoding settings). Then the default on each half of dev.
 eval-table: evaluate
 	$(BIN)/kgqa baseline --index $(INDEX) --qa $(DEV) --json $(EVAL)/peer.json --label "no-learning peer"
+	$(BIN)/kgqa evaluate --model $(MODEL) --index $(INDEX) --qa $(DEV) --no-ranker \
+		--json $(EVAL)/no-ranker.json --label "no learned ranker (the beam, re-ranking bonuses)"
 	$(BIN)/kgqa evaluate --model $(MODEL) --index $(INDEX) --qa $(DEV) --no-rerank \
 		--json $(EVAL)/no-rerank.json --label "no re-ranking (tuned look-ahead)"
 	$(BIN)/kgqa evaluate --model $(MODEL) --index $(INDEX) --qa $(DEV) --no-lookahead \
@@ -92,7 +104,7 @@ eval-table: evaluate
 	test ! -f models/ablation-order-nmr/config.json || $(BIN)/kgqa evaluate --model models/ablation-order-nmr \
 		--index indexes/kgclue-sim-nmr --qa $(DEV) --decoding-from $(MODEL) --json $(EVAL)/order-nmr.json \
 		--label "order name, meaning, relation (retrained, 14 min)"
-	$(BIN)/kgqa bench table $$(ls $(EVAL)/default.json $(EVAL)/peer.json $(EVAL)/no-rerank.json \
+	$(BIN)/kgqa bench table $$(ls $(EVAL)/default.json $(EVAL)/peer.json $(EVAL)/no-ranker.json $(EVAL)/no-rerank.json \
 		$(EVAL)/no-lookahead.json $(EVAL)/published.json $(EVAL)/unconstrained.json $(EVAL)/greedy.json \
 		$(EVAL)/int8.json $(EVAL)/int8-beam3.json $(EVAL)/no-augment.json $(EVAL)/order-nmr.json 2>/dev/null) | tee $(EVAL)/table.md
 	$(BIN)/kgqa evaluate --model $(MODEL) --index $(INDEX) --qa $(DEV) --limit 1000 \

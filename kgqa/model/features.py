@@ -135,7 +135,7 @@ class FeatureExtractor:
             return np.zeros((0, len(self.names)), dtype=np.float32)
         out = self._base_rows(question, candidates)
         if self.matcher is not None:
-            match = self.matcher.scores(question, [(c.name, c.relation, c.meaning) for c in candidates])
+            match = self.matcher.scores(question, [(c.name, c.relation, c.meaning, c.object) for c in candidates])
             rank = np.argsort(np.argsort(-match, kind="stable"), kind="stable")
             out = np.concatenate([out, np.stack([match, match - match.max(), rank], axis=1)], axis=1)
         return out.astype(np.float32)

@@ -47,6 +47,7 @@ class MatcherConfig:
     learning_rate: float = 1e-3
     seed: int = 0
     init: str = "random"  # "random", "jieba" or "seq2seq"
+    object_chars: int = 0  # the object's first characters as a fourth segment (0: no object)
 
 
 class RelationMatcher(nn.Module):
@@ -56,7 +57,9 @@ class RelationMatcher(nn.Module):
         self.chars = list(chars)
         self.char_ids = {ch: i + _FIRST_CHAR for i, ch in enumerate(self.chars)}
         self.embed = nn.Embedding(len(self.chars) + _FIRST_CHAR, config.dim, padding_idx=PAD)
-        self.segment = nn.Embedding(3, config.dim)
+        self.segment = nn.Embedding(
+            4 if config.object_chars else 3, config.dim
+        )  # question, relation, meaning[, object]
         self.position = nn.Embedding(config.max_length, config.dim)
         layer = nn.TransformerEncoderLayer(
             config.dim, config.heads, config.ffn, dropout=0.1, batch_first=True, norm_first=True
@@ -65,7 +68,9 @@ class RelationMatcher(nn.Module):
         self.norm = nn.LayerNorm(config.dim)
         self.head = nn.Linear(config.dim, 1)
 
-    def encode(self, question: str, name: str, relation: str, meaning: str) -> tuple[list[int], list[int]]:
+    def encode(
+        self, question: str, name: str, relation: str, meaning: str, obj: str = ""
+    ) -> tuple[list[int], list[int]]:
         text, own = normalize(question), normalize(name)
         cut = text.find(own) if own else -1
         before, after = (text[:cut], text[cut + len(own) :]) if cut >= 0 else (text, "")
@@ -75,6 +80,10 @@ class RelationMatcher(nn.Module):
         mea = self._ids(normalize(meaning))
         ids += rel + mea
         segments += [1] * len(rel) + [2] * len(mea)
+        if self.config.object_chars:
+            tail = [SEP, *self._ids(normalize(obj)[: self.config.object_chars])]
+            ids += tail
+            segments += [3] * len(tail)
         limit = self.config.max_length
         return ids[:limit], segments[:limit]
 
@@ -88,8 +97,8 @@ class RelationMatcher(nn.Module):
         return self.head(self.norm(x[:, 0])).squeeze(-1)
 
     @torch.inference_mode()
-    def scores(self, question: str, paths: Sequence[tuple[str, str, str]]) -> np.ndarray:
-        """Scores of (name, relation, meaning) paths for one question (higher fits better)."""
+    def scores(self, question: str, paths: Sequence[tuple[str, str, str, str]]) -> np.ndarray:
+        """Scores of (name, relation, meaning, object) paths for one question (higher fits better)."""
         if not paths:
             return np.zeros(0, dtype=np.float32)
         was_training = self.training
@@ -127,15 +136,16 @@ def _pad(encoded: Sequence[tuple[list[int], list[int]]]) -> tuple[torch.Tensor, 
 
 def training_groups(
     questions: Sequence[Question], index: KBIndex, negatives: int, rng: random.Random
-) -> list[tuple[str, str, list[tuple[str, str]]]]:
-    """(question, name, [gold (relation, meaning), then up to ``negatives`` other paths of the same name])."""
+) -> list[tuple[str, str, list[tuple[str, str, str]]]]:
+    """(question, name, [gold (relation, meaning, object), then up to ``negatives`` other paths of the same name])."""
     groups = []
     for q in questions:
         if q.answer is None:
             continue
         name, meaning = split_head(q.answer.subject)
-        gold = (q.answer.predicate, meaning)
-        others = sorted({(t.relation, t.meaning) for t in index.triples(name)} - {gold})
+        gold = (q.answer.predicate, meaning, q.answer.object)
+        others = sorted({(t.relation, t.meaning, t.object) for t in index.triples(name)} - {gold})
+        others = [o for o in others if o[:2] != gold[:2]]
         if not others:
             continue
         rng.shuffle(others)
@@ -152,8 +162,10 @@ def pretrained_char_embeddings(chars: Sequence[str], source: str, dim: int, seq2
         table = np.frombuffer((base / "model_baseline" / "word_emb").read_bytes()[29:], dtype=np.float32)
         table = table.reshape(-1, 128)
         vocab = {}
-        for line in (base / "word.dic").read_text(encoding="utf-8").splitlines():
-            number, _, ch = line.partition("\t")
+        for line in (base / "word.dic").read_text(encoding="utf-8").split("\n"):  # not splitlines: \x1c is a char
+            number, _, ch = line.rstrip("\r").partition("\t")
+            if not number:
+                continue
             vocab[ch] = int(number)
         rows = [table[vocab[ch]] if ch in vocab else None for ch in chars]
     elif source == "seq2seq":
@@ -205,8 +217,8 @@ def train_matcher(
             batch = groups[b : b + config.batch_groups]
             encoded, owners, places = [], [], []
             for g, (question, name, paths) in enumerate(batch):
-                for place, (relation, meaning) in enumerate(paths):
-                    encoded.append(matcher.encode(question, name, relation, meaning))
+                for place, (relation, meaning, obj) in enumerate(paths):
+                    encoded.append(matcher.encode(question, name, relation, meaning, obj))
                     owners.append(g)
                     places.append(place)
             ids, segments = _pad(encoded)
@@ -232,11 +244,13 @@ def matcher_accuracy(matcher: RelationMatcher, questions: Sequence[Question], in
         if q.answer is None:
             continue
         name, meaning = split_head(q.answer.subject)
-        gold = (q.answer.predicate, meaning)
-        others = sorted({(t.relation, t.meaning) for t in index.triples(name)} - {gold})
+        gold = (q.answer.predicate, meaning, q.answer.object)
+        others = [
+            o for o in sorted({(t.relation, t.meaning, t.object) for t in index.triples(name)}) if o[:2] != gold[:2]
+        ]
         if not others:
             continue
-        scores = matcher.scores(q.question, [(name, r, m) for r, m in [gold, *others]])
+        scores = matcher.scores(q.question, [(name, r, m, o) for r, m, o in [gold, *others]])
         groups += 1
         top1 += int(np.argmax(scores) == 0)
     return {"top1": round(100 * top1 / max(1, groups), 2), "groups": groups}

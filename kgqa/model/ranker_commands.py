@@ -33,6 +33,7 @@ def add_ranker_commands(commands: argparse._SubParsersAction, default_index: Pat
     matcher.add_argument("--dev", type=Path, help="report the gold path's rank among its name's paths here")
     matcher.add_argument("--init", choices=("random", "jieba", "seq2seq"), help="character embeddings to start from")
     matcher.add_argument("--epochs", type=int)
+    matcher.add_argument("--object-chars", type=int, help="the object's first characters as input (0: none)")
     matcher.add_argument("--out", type=Path, help="write the matcher here instead of the model directory")
     matcher.add_argument("--json", type=Path, help="write the training log and dev accuracy as JSON")
     matcher.set_defaults(run=_cmd_matcher)
@@ -61,7 +62,11 @@ def _cmd_matcher(args: argparse.Namespace) -> int:
     from kgqa.trie import KBIndex
 
     index = KBIndex(args.index)
-    given = {k: v for k, v in {"init": args.init, "epochs": args.epochs}.items() if v is not None}
+    given = {
+        k: v
+        for k, v in {"init": args.init, "epochs": args.epochs, "object_chars": args.object_chars}.items()
+        if v is not None
+    }
     config = replace(MatcherConfig(), **given)
     matcher, info = train_matcher(read_questions(args.train), index, config, seq2seq_dir=args.model)
     if args.dev:

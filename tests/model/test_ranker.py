@@ -236,14 +236,37 @@ def test_fit_save_load_and_answer_with_the_tiny_model(tiny_model: Path, tiny_ind
 
 
 def test_matcher_trains_saves_and_loads(tiny_index: KBIndex, tiny_qa: Path, tmp_path: Path) -> None:
-    config = MatcherConfig(dim=32, layers=1, heads=2, ffn=64, epochs=2, batch_groups=4)
+    config = MatcherConfig(dim=32, layers=1, heads=2, ffn=64, epochs=2, batch_groups=4, object_chars=8)
     matcher, info = train_matcher(read_questions(tiny_qa), tiny_index, config, progress=False)
     assert len(info["log"]) == 2 and all(np.isfinite(e["loss"]) for e in info["log"])
     matcher.save(tmp_path, info)
     loaded = RelationMatcher.load(tmp_path)
-    paths = [("守望星光", "出品公司", "韩玉玲、刘东考演唱歌曲"), ("守望星光", "歌手", "韩玉玲、刘东考演唱歌曲")]
+    paths = [
+        ("守望星光", "出品公司", "韩玉玲、刘东考演唱歌曲", "韩玉玲原创音乐"),
+        ("守望星光", "歌手", "韩玉玲、刘东考演唱歌曲", "韩玉玲"),
+    ]
     assert np.allclose(
         loaded.scores("守望星光是哪家公司出品的", paths), matcher.scores("守望星光是哪家公司出品的", paths)
     )
     extractor = FeatureExtractor(tiny_index, loaded)
     assert extractor.names[-3:] == ("match", "match_gap", "match_rank")
+
+
+def test_teacher_forced_scores_equal_the_beams(tiny_model: Path, tiny_index: KBIndex) -> None:
+    """Name-anchored candidates are scored on the beam's scale: a beam path re-scored by teacher forcing (through
+    the same constraint and look-ahead, questions padded in one batch) gets the score beam search gave it."""
+    from kgqa.trie import PathKey
+
+    answerer = QuestionAnswerer.load(tiny_model, tiny_index, DecodeOptions(num_beams=4, use_ranker=False))
+    questions = ["你知道守望星光是哪家公司出品的吗？", "龙编站的所属国家是哪里", "守望的拼音"]
+    proposed = answerer.propose(questions)
+    encoded = answerer.tokenizer(questions, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        hidden = answerer.model.get_encoder()(**encoded).last_hidden_state
+    paths = [[PathKey(c.name, c.relation, c.meaning) for c in candidates] for candidates in proposed]
+    scored = answerer.scorer.score(hidden, encoded["attention_mask"], questions, paths)
+    assert sum(map(len, paths)) >= 6
+    for candidates, segments in zip(proposed, scored, strict=True):
+        for c, s in zip(candidates, segments, strict=True):
+            assert s.total == pytest.approx(c.log_probability, abs=1e-4)
+            assert c.segments is not None and c.segments.total == pytest.approx(c.log_probability, abs=1e-4)

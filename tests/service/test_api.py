@@ -33,6 +33,19 @@ def test_answer_is_a_kb_path_with_its_object(client: TestClient, engine: Engine)
     assert body["took_ms"] > 0
 
 
+def test_candidates_come_in_the_learned_rankers_order(client: TestClient, engine: Engine) -> None:
+    """The default model ships a ranker: the API returns its order and scores, and what moved each candidate."""
+    assert engine.answerer.ranker is not None, "models/kgqa-default has no ranker (make ranker)"
+    question = "仁川的市鸟是什么？"
+    body = client.post("/v1/answer", json={"question": question, "top_k": 5}).json()
+    expected = engine.answerer.answer([question], top_k=5)[0]
+    assert [(c["subject"], c["predicate"]) for c in body["candidates"]] == [(c.subject, c.relation) for c in expected]
+    assert [c["score"] for c in body["candidates"]] == pytest.approx([c.score for c in expected])
+    for c in body["candidates"]:
+        assert set(c["contributions"]) == set(engine.answerer.ranker.groups)
+    assert body["answer"] == body["candidates"][0]
+
+
 def test_top_k_defaults_to_one_and_may_exceed_the_beam(client: TestClient) -> None:
     assert len(client.post("/v1/answer", json={"question": QUESTION}).json()["candidates"]) == 1
     assert len(client.post("/v1/answer", json={"question": QUESTION, "top_k": 2.0}).json()["candidates"]) == 2
