@@ -222,10 +222,9 @@ class QuestionAnswerer:
     def _rank(self, questions: list[str], proposed: list[list[Candidate]], top_k: int) -> list[list[Candidate]]:
         options = self.options
         if self.ranker is not None and options.use_ranker:
-            return [
-                self.ranker.rank(candidates, self.features.rows(question, candidates), top_k)
-                for question, candidates in zip(questions, proposed, strict=True)
-            ]
+            ranker = self.ranker
+            rows = self.features.rows_many(questions, proposed)
+            return [ranker.rank(candidates, r, top_k) for candidates, r in zip(proposed, rows, strict=True)]
         weights = RerankWeights(options.rerank_relation_weight, options.rerank_name_weight)
         return [
             rerank(question, candidates, self.index, weights)[:top_k]

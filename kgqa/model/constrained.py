@@ -48,7 +48,7 @@ class KBConstraintLogitsProcessor(LogitsProcessor):
         # which part of the key is the relation: 1 (name, relation, meaning) or 2 (name, meaning, relation)
         self.relation_part = 2 if constraint.index.key_order == NAME_MEANING_RELATION else 1
         self._allowed: dict[tuple[int, ...], np.ndarray] = {}
-        self._gains: dict[tuple[int, tuple[int, ...]], tuple[np.ndarray, np.ndarray] | None] = {}
+        self._gains: dict[tuple[str, tuple[int, ...]], tuple[np.ndarray, np.ndarray] | None] = {}
 
     def allowed(self, target: tuple[int, ...]) -> np.ndarray:
         found = self._allowed.get(target)
@@ -67,7 +67,8 @@ class KBConstraintLogitsProcessor(LogitsProcessor):
 
     def _relation_divisors(self, row: int, target: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray] | None:
         """(token ids, α·Δ + 1) for the look-ahead, or None outside a relation."""
-        key = (row // self.num_beams, target)
+        question = self.questions[row // self.num_beams]  # type: ignore[index]
+        key = (question, target)  # the gains depend on these two only, so rows (and steps) asking the same share them
         if key in self._gains:
             return self._gains[key]
         result = None
@@ -75,7 +76,6 @@ class KBConstraintLogitsProcessor(LogitsProcessor):
         parts = prefix.split(SEP) if prefix is not None else []
         if len(parts) == self.relation_part + 1:
             meaning = parts[1] if self.relation_part == 2 else None
-            question = self.questions[row // self.num_beams]  # type: ignore[index]
             gains = self.lookahead.gains(question, parts[0], parts[-1], meaning)  # type: ignore[union-attr]
             if gains:
                 vocab = self.constraint.char_to_id

@@ -117,6 +117,7 @@ FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
         "names_in_question",
     ),
 }
+FEATURE_NAMES: tuple[str, ...] = tuple(name for group in FEATURE_GROUPS.values() for name in group)
 # The learned question-relation matcher's score (kgqa.model.matcher), when the model directory has one.
 MATCH_GROUP: dict[str, tuple[str, ...]] = {"match": ("match", "match_gap", "match_rank")}
 
@@ -131,14 +132,23 @@ class FeatureExtractor:
         self.names: tuple[str, ...] = tuple(name for group in self.groups.values() for name in group)
 
     def rows(self, question: str, candidates: Sequence[Candidate]) -> np.ndarray:
-        if not candidates:
-            return np.zeros((0, len(self.names)), dtype=np.float32)
-        out = self._base_rows(question, candidates)
+        return self.rows_many([question], [candidates])[0]
+
+    def rows_many(self, questions: Sequence[str], candidates: Sequence[Sequence[Candidate]]) -> list[np.ndarray]:
+        """``rows`` for many questions (the matcher scores all their candidates in one batch)."""
+        out = [
+            self._base_rows(q, c) if c else np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32)
+            for q, c in zip(questions, candidates, strict=True)
+        ]
         if self.matcher is not None:
-            match = self.matcher.scores(question, [(c.name, c.relation, c.meaning, c.object) for c in candidates])
-            rank = np.argsort(np.argsort(-match, kind="stable"), kind="stable")
-            out = np.concatenate([out, np.stack([match, match - match.max(), rank], axis=1)], axis=1)
-        return out.astype(np.float32)
+            paths = [[(c.name, c.relation, c.meaning, c.object) for c in own] for own in candidates]
+            for i, match in enumerate(self.matcher.scores_many(questions, paths)):
+                if len(match):
+                    rank = np.argsort(np.argsort(-match, kind="stable"), kind="stable")
+                    out[i] = np.concatenate([out[i], np.stack([match, match - match.max(), rank], axis=1)], axis=1)
+                else:
+                    out[i] = np.zeros((0, len(self.names)), dtype=np.float32)
+        return [rows.astype(np.float32) for rows in out]
 
     def _base_rows(self, question: str, candidates: Sequence[Candidate]) -> np.ndarray:
         text = normalize(question)

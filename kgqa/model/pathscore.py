@@ -87,20 +87,22 @@ class PathScorer:
             decoder_input_ids=decoder_input.to(device),
             use_cache=False,
         ).logits.float()
+        # rows are paths, each with its own question; the processor's caches (allowed tokens by prefix, look-ahead
+        # gains by question and prefix) serve every step and every path sharing a prefix
+        processor = KBConstraintLogitsProcessor(
+            self.constraint,
+            num_beams=1,
+            questions=[],
+            lookahead=self.lookahead,
+            lookahead_strength=self.lookahead_strength,
+        )
         steps = torch.zeros(len(paths), length)
         for t in range(length):
             live = [p for p, target in enumerate(targets) if t < len(target)]
             if not live:
                 break
             rows = torch.tensor(live, dtype=torch.long)
-            # a processor per step: its rows are this step's live paths, each with its own question
-            processor = KBConstraintLogitsProcessor(
-                self.constraint,
-                num_beams=1,
-                questions=[questions[owners[p]] for p in live],
-                lookahead=self.lookahead,
-                lookahead_strength=self.lookahead_strength,
-            )
+            processor.questions = [questions[owners[p]] for p in live]
             processed = processor(decoder_input[rows, : t + 1], torch.log_softmax(logits[rows, t].cpu(), dim=-1))
             steps[rows, t] = processed[torch.arange(len(live)), labels[rows, t]]
         return [

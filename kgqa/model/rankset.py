@@ -141,10 +141,15 @@ def collect(answerer: QuestionAnswerer, questions: Sequence[Question], progress:
     candidates = answerer.propose([q.question for q in questions], progress=progress)
     extractor = answerer.features
     blocks, labels = [], []
-    pairs = zip(questions, candidates, strict=True)
-    for q, cands in tqdm(pairs, total=len(questions), desc="features", unit="q", disable=not progress):
-        blocks.append(extractor.rows(q.question, cands))
-        labels += [float(q.answer is not None and is_gold(c, q.answer)) for c in cands]
+    step = 256
+    for start in tqdm(range(0, len(questions), step), desc="features", unit="batch", disable=not progress):
+        batch = questions[start : start + step]
+        blocks += extractor.rows_many([q.question for q in batch], candidates[start : start + step])
+        labels += [
+            float(q.answer is not None and is_gold(c, q.answer))
+            for q, cands in zip(batch, candidates[start : start + step], strict=True)
+            for c in cands
+        ]
     features = np.concatenate(blocks) if blocks else np.zeros((0, len(extractor.names)), dtype=np.float32)
     return RankingSet(
         list(questions),
