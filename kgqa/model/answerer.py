@@ -198,6 +198,8 @@ class QuestionAnswerer:
         input_ids = encoded["input_ids"].to(device)
         attention_mask = encoded["attention_mask"].to(device)
         encoder_outputs = self.model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask)
+        # kept aside: generate expands encoder_outputs to one row per beam in place
+        encoder_hidden = encoder_outputs.last_hidden_state
         out = self.model.generate(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -214,7 +216,7 @@ class QuestionAnswerer:
         if not (options.anchor_names and options.constrained):
             return beams
         anchors = [self._anchor_paths(question, beam) for question, beam in zip(questions, beams, strict=True)]
-        scored = self.scorer.score(encoder_outputs.last_hidden_state, attention_mask, questions, anchors)
+        scored = self.scorer.score(encoder_hidden, attention_mask, questions, anchors)
         return [
             beam + self._anchored(paths, segments) for beam, paths, segments in zip(beams, anchors, scored, strict=True)
         ]
@@ -242,7 +244,9 @@ class QuestionAnswerer:
                 key=lambda rm: (-lcs_length(normalize(rm[0]), text) / max(1, len(rm[0])), rm),
             )
             paths += [PathKey(name, r, m) for r, m in own[: self.options.anchor_paths] if self.codec.can_spell(r + m)]
-        return paths
+        # no longer than decoding may write (max_new_tokens bounds every candidate alike)
+        limit = self.options.max_new_tokens
+        return [p for p in paths if len(self.codec.encode(p.name, p.relation, p.meaning)) <= limit]
 
     def _anchored(self, paths: list[PathKey], scores: list[SegmentScores]) -> list[Candidate]:
         found = []

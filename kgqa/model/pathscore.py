@@ -54,15 +54,15 @@ class PathScorer:
 
         ``encoder_hidden``: the batch's encoder output (questions, length, d_model); ``attention_mask`` its mask.
         """
-        owners = [q for q, own in enumerate(paths) for _ in own]
-        flat = [p for own in paths for p in own]
-        scores: list[SegmentScores] = []
-        for start in range(0, len(flat), self.rows_per_pass):
-            chunk = slice(start, start + self.rows_per_pass)
-            scores += self._score_rows(encoder_hidden, attention_mask, questions, owners[chunk], flat[chunk])
-        out: list[list[SegmentScores]] = [[] for _ in paths]
-        for owner, segments in zip(owners, scores, strict=True):
-            out[owner].append(segments)
+        # One question's paths a pass, never mixed with another's: with int8 dynamic quantization the activations'
+        # scale is taken over the whole pass, and a path's score must not depend on which questions came with it.
+        out: list[list[SegmentScores]] = []
+        for q, own in enumerate(paths):
+            scores: list[SegmentScores] = []
+            for start in range(0, len(own), self.rows_per_pass):
+                chunk = list(own[start : start + self.rows_per_pass])
+                scores += self._score_rows(encoder_hidden, attention_mask, questions, [q] * len(chunk), chunk)
+            out.append(scores)
         return out
 
     def _score_rows(

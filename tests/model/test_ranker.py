@@ -270,3 +270,17 @@ def test_teacher_forced_scores_equal_the_beams(tiny_model: Path, tiny_index: KBI
         for c, s in zip(candidates, segments, strict=True):
             assert s.total == pytest.approx(c.log_probability, abs=1e-4)
             assert c.segments is not None and c.segments.total == pytest.approx(c.log_probability, abs=1e-4)
+
+
+def test_anchored_candidates_score_the_same_alone_and_in_a_batch(tiny_model: Path, tiny_index: KBIndex) -> None:
+    """A question's candidates do not depend on the questions decoded with it (generate expands the encoder output
+    in place to one row per beam; the anchored paths must still be scored with their own question's)."""
+    options = DecodeOptions(num_beams=3, anchor_names=1, anchor_paths=8, use_ranker=False)
+    answerer = QuestionAnswerer.load(tiny_model, tiny_index, options)
+    questions = ["你知道守望星光是哪家公司出品的吗？", "龙编站的所属国家是哪里", "刘晓华主要讲什么课啊？", "守望的拼音"]
+    together = answerer.propose(questions)
+    assert any(c.beam_rank is None for candidates in together for c in candidates)  # some anchored ones
+    for question, batch in zip(questions, together, strict=True):
+        (alone,) = answerer.propose([question])
+        assert [(c.subject, c.relation) for c in alone] == [(c.subject, c.relation) for c in batch]
+        assert [c.log_probability for c in alone] == pytest.approx([c.log_probability for c in batch], abs=1e-4)
