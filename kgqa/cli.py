@@ -307,7 +307,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         info.get("decoding", {})
         | {k: chosen[k] for k in tuned_here}
         | {
-            "chosen_on": f"{args.qa} questions [{args.start}:{args.stop}], beam {args.beams}, by EM_O",
+            "chosen_on": f"{Path(args.qa).name} questions [{args.start}:{args.stop}], beam {args.beams}, by EM_O",
             "grid": table,
         }
     )

@@ -243,7 +243,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
         record["best"] = improved
         log.append(record)
         print(json.dumps(record, ensure_ascii=False))
-        info = {"config": asdict(config), "log": log, "best_dev_EM_O": best if dev_questions else None}
+        info = {"config": recorded_config(config), "log": log, "best_dev_EM_O": best if dev_questions else None}
         if improved:
             _save_half(model, tokenizer, out_dir, info)
         save_checkpoint(model, tokenizer, last_dir, info)
@@ -273,7 +273,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
         if config.max_minutes is not None and elapsed + epoch_seconds > config.max_minutes * 60:
             stop_reason = f"another epoch would overrun {config.max_minutes} minutes"
             break
-    summary = {"config": asdict(config), "log": log, "best_dev_EM_O": best if dev_questions else None}
+    summary = {"config": recorded_config(config), "log": log, "best_dev_EM_O": best if dev_questions else None}
     summary["stop_reason"] = stop_reason
     write_training_info(out_dir, summary)
     print(f"stopped: {stop_reason}; best dev EM_O {best:.2f}; {elapsed / 60:.1f} min; model in {out_dir}")
@@ -284,3 +284,24 @@ def _save_half(model: Any, tokenizer: Any, out_dir: Path, info: dict[str, Any]) 
     """The best model in float16: half the bytes; it is loaded back as float32."""
     half = copy.deepcopy(model).to("cpu").half()
     save_checkpoint(half, tokenizer, out_dir, info)
+
+
+def portable_path(path: str | None) -> str | None:
+    """A path as a committed file may record it: relative to the working directory when under it, else the file
+    name alone (never the absolute path of the machine that trained)."""
+    if path is None:
+        return None
+    resolved = Path(path).resolve()
+    try:
+        return str(resolved.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return resolved.name
+
+
+def recorded_config(config: TrainConfig) -> dict[str, Any]:
+    """The training settings for kgqa.json, with portable paths."""
+    recorded = asdict(config)
+    for key in ("train_file", "dev_file", "index_dir", "out_dir", "init"):
+        if isinstance(recorded.get(key), str):
+            recorded[key] = portable_path(recorded[key])
+    return recorded

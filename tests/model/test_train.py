@@ -98,3 +98,22 @@ def test_meaning_first_target_order(tiny_index: KBIndex, tiny_qa: Path, tmp_path
         assert candidates and all(c.object in nmr.objects(c.name, c.relation, c.meaning) for c in candidates)
     with pytest.raises(VocabularyMismatchError, match="order"):
         QuestionAnswerer.load(tmp_path / "m", tiny_index)
+
+
+def test_recorded_paths_hold_no_machine_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kgqa.json is committed: its paths are relative to the working directory, or file names."""
+    from kgqa.model.train import TrainConfig, portable_path, recorded_config
+
+    monkeypatch.chdir(tmp_path)
+    outside = tmp_path.parent / "elsewhere" / "train.json"
+    assert portable_path(str(outside)) == "train.json"
+    assert portable_path(str(tmp_path / "indexes" / "kb")) == "indexes/kb"
+    assert portable_path("models/m") == "models/m"
+    config = TrainConfig(train_file=str(outside), index_dir="indexes/kb", out_dir=str(tmp_path / "models" / "m"))
+    recorded = recorded_config(config)
+    assert (recorded["train_file"], recorded["index_dir"], recorded["out_dir"]) == (
+        "train.json",
+        "indexes/kb",
+        "models/m",
+    )
+    assert recorded["dev_file"] is None and recorded["init"] is None
