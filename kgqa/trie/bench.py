@@ -121,7 +121,7 @@ def bench_index(
 ) -> dict[str, Any]:
     index_dir = work_dir / "index"
     work_dir.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {"kb": [str(f) for f in kb_files], "kb_bytes": sum(f.stat().st_size for f in kb_files)}
+    result: dict[str, Any] = {"kb": [f.name for f in kb_files], "kb_bytes": sum(f.stat().st_size for f in kb_files)}
     if not (reuse and (index_dir / "manifest.json").is_file()):
         command = [sys.executable, "-m", "kgqa", "index", "build", "--out", str(index_dir)]
         for f in kb_files:
