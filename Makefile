@@ -12,7 +12,7 @@ EVAL := $(BENCH)/eval
 ABLATION_FLAGS ?= --max-minutes 14
 DEV = "$$($(BIN)/kgqa data locate --no-download)/dev.json"
 TRAIN = "$$($(BIN)/kgqa data locate --no-download)/train.json"
-MATCHER_INIT ?= random
+MATCHER_INIT ?= jieba
 
 .PHONY: run setup index test lint format train train-no-augment train-order-nmr evaluate eval-table bench-decode \
 	bench-index bench-index-20m bench-service serve ask docker-smoke clean ranker
