@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import gc
 import logging
 import os
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kgqa.service")
 
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent dies
 WORKER_MIN_LIFETIME_S = 10.0  # a worker that dies sooner is not replaced: the service stops
 
 
@@ -90,11 +92,14 @@ def _supervise(settings: ServiceSettings, config: object, sock: socket.socket) -
     children: dict[int, tuple[int, float]] = {}  # pid → (worker number, when it started)
     stopping = False
 
+    parent = os.getpid()
+
     def spawn(number: int) -> None:
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
+                _die_with_parent(parent)
                 code = 0 if _run_uvicorn(config, sock) else 1
             finally:
                 os._exit(code)
@@ -152,6 +157,18 @@ def _run_uvicorn(config: object, sock: socket.socket) -> bool:
     server.run(sockets=[sock])
     sys.stdout.flush()
     return server.started
+
+
+def _die_with_parent(parent: int) -> None:
+    """A worker never outlives its parent, whatever ends the parent (SIGKILL, the OOM killer): on Linux the kernel
+    sends the worker SIGTERM when the parent dies (PR_SET_PDEATHSIG) — a graceful stop — and a parent that died
+    before this was set is noticed here (the worker then has another parent)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            log.warning("PR_SET_PDEATHSIG failed (errno %d): this worker may outlive its parent", ctypes.get_errno())
+    if os.getppid() != parent:
+        os._exit(0)
 
 
 def _after_graceful_stop(signum: int, frame: object) -> None:

@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -101,6 +102,30 @@ def test_two_workers_serve_replace_a_dead_one_and_shut_down(service_settings: Se
                 assert http.post("/v1/answer", json={"question": QUESTION}).status_code == 200
     finally:
         assert server.stop() == 0
+
+
+def test_workers_do_not_outlive_a_killed_parent(service_settings: ServiceSettings) -> None:
+    """SIGKILL the parent (as the OOM killer would): its workers stop too, and the port is free again."""
+    server = ServerProcess(service_settings.model, service_settings.index, "--workers", "2").start()
+    workers = child_pids(server.pid)
+    assert len(workers) == 2
+    os.kill(server.pid, signal.SIGKILL)
+    server.process.wait(timeout=10)  # type: ignore[union-attr]
+    deadline = time.monotonic() + 40  # a graceful stop: in-flight requests may take their time (none here)
+    alive = set(workers)
+    while alive and time.monotonic() < deadline:
+        alive = {pid for pid in alive if Path(f"/proc/{pid}").exists() and not _is_zombie(pid)}
+        time.sleep(0.1)
+    assert not alive, f"workers {sorted(alive)} outlived their parent"
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{server.url}/healthz", timeout=2)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 def test_schema_fuzzing_finds_no_5xx(live_server: ServerProcess) -> None:
