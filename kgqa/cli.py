@@ -219,8 +219,7 @@ def _decode_options(args: argparse.Namespace) -> object:
     if getattr(args, "no_rerank", False):
         changes |= {"rerank_relation_weight": 0.0, "rerank_name_weight": 0.0, "use_ranker": False}
     if getattr(args, "no_ranker", False):
-        # the beam alone, as before the ranker: no name-anchored candidates either
-        changes |= {"use_ranker": False, "anchor_names": 0}
+        changes["use_ranker"] = False
     if args.lookahead_strength is not None:
         changes["lookahead_strength"] = args.lookahead_strength
     return DecodeOptions.from_training_info(read_training_info(source) if source.is_dir() else {}, **changes)

@@ -43,7 +43,7 @@ class DecodeOptions:
     end_when_determined: bool = True  # end a hypothesis once one KB key is left ahead (same score, fewer steps)
     rerank_relation_weight: float = 0.0  # see kgqa.model.rerank; chosen by `kgqa tune`
     rerank_name_weight: float = 0.0
-    anchor_names: int = 0  # name-anchored candidates: the longest KB names in the question, this many (0: none)
+    anchor_names: int = 0  # name-anchored candidates, for the learned ranker: this many longest KB names (0: none)
     anchor_paths: int = 32  # at most this many paths of each anchored name (those closest to the question first)
     use_ranker: bool = True  # rank by the model directory's learned ranker when it has one (kgqa.model.ranker)
     batch_size: int = 64
@@ -134,11 +134,16 @@ class QuestionAnswerer:
 
     def answer(self, questions: Sequence[str], top_k: int = 1, progress: bool = False) -> list[list[Candidate]]:
         """Up to ``top_k`` candidates per question, best first; an empty list when no KB path fits."""
-        return self._batched(questions, lambda texts: self._rank(texts, self._propose(texts, top_k), top_k), progress)
+        # name-anchored candidates only where the learned ranker orders them: it was fit on them; the bonuses were
+        # tuned on the beam alone (so --no-ranker is the beam as before)
+        anchored = self.ranker is not None and self.options.use_ranker
+        return self._batched(
+            questions, lambda texts: self._rank(texts, self._propose(texts, top_k, anchored), top_k), progress
+        )
 
     def propose(self, questions: Sequence[str], progress: bool = False) -> list[list[Candidate]]:
         """Every candidate path of each question, unranked (the beam's best first, then name-anchored ones)."""
-        return self._batched(questions, lambda texts: self._propose(texts, 1), progress)
+        return self._batched(questions, lambda texts: self._propose(texts, 1, anchored=True), progress)
 
     def _batched(
         self,
@@ -159,7 +164,7 @@ class QuestionAnswerer:
         return results
 
     @torch.inference_mode()
-    def _propose(self, questions: list[str], top_k: int) -> list[list[Candidate]]:
+    def _propose(self, questions: list[str], top_k: int, anchored: bool) -> list[list[Candidate]]:
         """Every candidate of each question, unranked: the beam's distinct paths, then name-anchored ones."""
         options = self.options
         num_beams = max(options.num_beams, top_k)
@@ -213,7 +218,7 @@ class QuestionAnswerer:
             rows = range(q * num_beams, (q + 1) * num_beams)
             hypotheses = [(sequences[r], recorder.score(q, sequences[r])) for r in rows]
             beams.append(self._candidates(q, hypotheses, recorder))
-        if not (options.anchor_names and options.constrained):
+        if not (anchored and options.anchor_names and options.constrained):
             return beams
         anchors = [self._anchor_paths(question, beam) for question, beam in zip(questions, beams, strict=True)]
         scored = self.scorer.score(encoder_hidden, attention_mask, questions, anchors)
@@ -223,8 +228,8 @@ class QuestionAnswerer:
 
     def _rank(self, questions: list[str], proposed: list[list[Candidate]], top_k: int) -> list[list[Candidate]]:
         options = self.options
-        if self.ranker is not None and options.use_ranker:
-            ranker = self.ranker
+        ranker = self.ranker if options.use_ranker else None
+        if ranker is not None:
             rows = self.features.rows_many(questions, proposed)
             return [ranker.rank(candidates, r, top_k) for candidates, r in zip(proposed, rows, strict=True)]
         weights = RerankWeights(options.rerank_relation_weight, options.rerank_name_weight)

@@ -49,7 +49,6 @@ class Engine:
                 info,
                 num_beams=settings.num_beams,
                 use_ranker=settings.ranker,
-                **({} if settings.ranker else {"anchor_names": 0}),  # off: the beam alone, as before the ranker
                 batch_size=settings.max_batch_size,
                 max_question_chars=MAX_QUESTION_CHARS,
             )
