@@ -84,7 +84,7 @@ class QuestionAnswerer:
         self.codec = TargetCodec(tokenizer, target_order(model))
         self.constraint = self.codec.constraint(index)  # VocabularyMismatchError when the model cannot spell the KB
         self.lookahead = RelationLookahead(index)
-        self.scorer = PathScorer(model, self.codec, self.constraint, self.lookahead, self.options.lookahead_strength)
+        self.scorer = self._path_scorer()
         self.features = FeatureExtractor(index, matcher)
         self.ranker = ranker
 
@@ -105,25 +105,26 @@ class QuestionAnswerer:
         model, tokenizer = load_checkpoint(model_dir)
         model = quantize_for_cpu(model) if quantize else model.to(device or default_device())
         index = index if isinstance(index, KBIndex) else KBIndex(index)
-        ranker = matcher = None
-        if (options or DecodeOptions()).use_ranker and LearnedRanker.present(model_dir):
-            matcher = RelationMatcher.load(model_dir) if RelationMatcher.present(model_dir) else None
-            matcher_file = Path(model_dir) / MATCHER_FILE if matcher is not None else None
-            ranker = LearnedRanker.load(model_dir, FeatureExtractor(index, matcher).names, matcher_file)
-        return cls(model, tokenizer, index, options, ranker=ranker, matcher=matcher)
+        if not ((options or DecodeOptions()).use_ranker and LearnedRanker.present(model_dir)):
+            return cls(model, tokenizer, index, options)
+        matcher = RelationMatcher.load(model_dir) if RelationMatcher.present(model_dir) else None
+        answerer = cls(model, tokenizer, index, options, matcher=matcher)
+        matcher_file = Path(model_dir) / MATCHER_FILE if matcher is not None else None
+        answerer.ranker = LearnedRanker.load(model_dir, answerer.features.names, matcher_file)
+        return answerer
 
     def with_options(self, **changes: object) -> QuestionAnswerer:
         """The same model, index and constraint tables, other decoding options (nothing is rebuilt)."""
         other = copy.copy(self)
         other.options = replace(self.options, **changes)
-        other.scorer = PathScorer(
-            self.model,
-            self.codec,
-            self.constraint,
-            self.lookahead if other.options.lookahead else None,
-            other.options.lookahead_strength,
-        )
+        other.scorer = other._path_scorer()
         return other
+
+    def _path_scorer(self) -> PathScorer:
+        """Teacher-forced scores under the options' look-ahead, as beam search scores (see ``_propose``)."""
+        options = self.options
+        lookahead = self.lookahead if options.lookahead else None
+        return PathScorer(self.model, self.codec, self.constraint, lookahead, options.lookahead_strength)
 
     def with_matcher(self, matcher: RelationMatcher | None) -> QuestionAnswerer:
         """The same answerer whose features include ``matcher``'s scores (for fitting a ranker; no ranker then)."""
