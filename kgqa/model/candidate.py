@@ -16,7 +16,7 @@ class Candidate:
     relation: str
     meaning: str
     object: str
-    score: float  # what candidates are ranked by: the log-probability, plus re-ranking bonuses if any
+    score: float  # what candidates are ranked by: the learned ranker's score, else log-probability + bonuses
     log_probability: float = 0.0  # of the path under the model (with the look-ahead re-weighting when it is on)
     segments: SegmentScores | None = None  # log_probability split into name, relation and meaning
     beam_rank: int | None = None  # its place among the beam's distinct paths; None for a name-anchored candidate

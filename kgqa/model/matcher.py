@@ -150,17 +150,25 @@ def training_groups(
     """(question, name, [gold (relation, meaning, object), then up to ``negatives`` other paths of the same name])."""
     groups = []
     for q in questions:
-        if q.answer is None:
+        found = _gold_and_others(q, index)
+        if found is None:
             continue
-        name, meaning = split_head(q.answer.subject)
-        gold = (q.answer.predicate, meaning, q.answer.object)
-        others = sorted({(t.relation, t.meaning, t.object) for t in index.triples(name)} - {gold})
-        others = [o for o in others if o[:2] != gold[:2]]
-        if not others:
-            continue
+        name, gold, others = found
         rng.shuffle(others)
         groups.append((q.question, name, [gold, *others[:negatives]]))
     return groups
+
+
+def _gold_and_others(
+    q: Question, index: KBIndex
+) -> tuple[str, tuple[str, str, str], list[tuple[str, str, str]]] | None:
+    """(name, gold (relation, meaning, object), the name's other paths, sorted); None without answer or others."""
+    if q.answer is None:
+        return None
+    name, meaning = split_head(q.answer.subject)
+    gold = (q.answer.predicate, meaning, q.answer.object)
+    others = [o for o in sorted({(t.relation, t.meaning, t.object) for t in index.triples(name)}) if o[:2] != gold[:2]]
+    return (name, gold, others) if others else None
 
 
 def pretrained_char_embeddings(chars: Sequence[str], source: str, dim: int, seq2seq_dir: str | Path | None = None):
@@ -256,15 +264,10 @@ def matcher_accuracy(matcher: RelationMatcher, questions: Sequence[Question], in
     """How often the gold (relation, meaning) scores highest among all paths of its name (questions with several)."""
     top1 = groups = 0
     for q in tqdm(questions, desc="matcher dev", unit="q"):
-        if q.answer is None:
+        found = _gold_and_others(q, index)
+        if found is None:
             continue
-        name, meaning = split_head(q.answer.subject)
-        gold = (q.answer.predicate, meaning, q.answer.object)
-        others = [
-            o for o in sorted({(t.relation, t.meaning, t.object) for t in index.triples(name)}) if o[:2] != gold[:2]
-        ]
-        if not others:
-            continue
+        name, gold, others = found
         scores = matcher.scores(q.question, [(name, r, m, o) for r, m, o in [gold, *others]])
         groups += 1
         top1 += int(np.argmax(scores) == 0)

@@ -17,7 +17,7 @@ import hashlib
 import json
 import random
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -192,8 +192,10 @@ class LearnedRanker:
         return cls(booster, feature_names, meta.get("groups", {}))
 
 
-def params_info(params: RankerParams) -> dict[str, Any]:
-    return asdict(params)
+def questions_with_gold(labels: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Which questions have the gold path among their candidates: the others teach a ranker nothing."""
+    golds = np.bincount(np.repeat(np.arange(len(sizes)), sizes), weights=labels, minlength=len(sizes))
+    return golds > 0
 
 
 def out_of_fold_scores(
@@ -205,14 +207,11 @@ def out_of_fold_scores(
 ) -> np.ndarray:
     """Each candidate's score from a ranker fit on the other folds' questions (``folds``: one per question)."""
     rows_fold = np.repeat(folds, sizes)
-    # questions whose candidates hold no gold path teach the ranker nothing
-    golds = np.bincount(np.repeat(np.arange(len(sizes)), sizes), weights=labels, minlength=len(sizes))
+    with_gold = questions_with_gold(labels, sizes)
     scores = np.zeros(len(labels), dtype=np.float64)
     for f in np.unique(folds):
-        train_q = folds != f
-        train_rows = rows_fold != f
-        keep_q = train_q & (golds > 0)
-        keep_rows = train_rows & np.repeat(keep_q, sizes)
+        keep_q = (folds != f) & with_gold
+        keep_rows = np.repeat(keep_q, sizes)
         booster = fit_booster(features[keep_rows], labels[keep_rows], sizes[keep_q], params)
         scores[rows_fold == f] = booster.predict(features[rows_fold == f], num_threads=1)
     return scores

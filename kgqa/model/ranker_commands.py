@@ -137,13 +137,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 def fit_all(ranking: RankingSet, params: RankerParams) -> LearnedRanker:
     """The shipped ranker: fit on every question whose candidates hold the gold path."""
-    import numpy as np
-
-    from kgqa.model.ranker import LearnedRanker, fit_booster
+    from kgqa.model.ranker import LearnedRanker, fit_booster, questions_with_gold
 
     sizes = ranking.sizes
-    golds = np.bincount(np.repeat(np.arange(len(sizes)), sizes), weights=ranking.labels, minlength=len(sizes))
-    keep = golds > 0
+    keep = questions_with_gold(ranking.labels, sizes)
     rows = ranking.rows_of(keep)
     booster = fit_booster(ranking.features[rows], ranking.labels[rows], sizes[keep], params)
     return LearnedRanker(booster, ranking.feature_names, ranking.groups)
