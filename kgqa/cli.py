@@ -159,6 +159,26 @@ def _cmd_bench_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_unseen(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from kgqa.data import read_questions
+    from kgqa.data.unseen import write_unseen_set
+    from kgqa.model.tokenizer import load_tokenizer, single_char_vocab
+
+    known = set(single_char_vocab(load_tokenizer(args.model)))
+    kb = args.kb or _data_dir() / "knowledge_sim_dev.tsv.gz"
+    with tqdm(desc="unseen-character KB", unit="triple", unit_scale=True) as bar:
+        made = write_unseen_set(kb, read_questions(args.qa), known, args.share, args.seed, args.out, bar.update)
+    new_chars = sorted({ch for new in made.renamed.values() for ch in new} - known)
+    print(
+        f"{args.out}: {len(made.changed_ids):,} questions renamed ({len(made.renamed):,} names, "
+        f"{made.triples_renamed:,} of {made.triples:,} triples), {len(new_chars):,} characters the model has never "
+        f"seen (e.g. {''.join(new_chars[:8])})"
+    )
+    return 0
+
+
 def _cmd_bench_index(args: argparse.Namespace) -> int:
     from kgqa.trie.bench import bench_index, format_table
 
@@ -523,6 +543,16 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--out", type=Path, required=True, help="knowledge file (.gz to compress)")
     synth.set_defaults(run=_cmd_bench_synth)
+    unseen = bench.add_parser(
+        "unseen-kb", help="a KB and dev file whose answer names carry characters the model has never seen (seeded)"
+    )
+    unseen.add_argument("--model", type=Path, required=True, help="whose vocabulary counts as seen")
+    unseen.add_argument("--qa", type=Path, required=True, help="questions with answers (dev.json)")
+    unseen.add_argument("--kb", type=Path, help="knowledge file (default: the KgCLUE-sim KB)")
+    unseen.add_argument("--share", type=float, default=0.1, help="share of the questions renamed (%(default)s)")
+    unseen.add_argument("--seed", type=int, default=0)
+    unseen.add_argument("--out", type=Path, required=True, help="directory for knowledge.tsv.gz and question files")
+    unseen.set_defaults(run=_cmd_bench_unseen)
     bidx = bench.add_parser("index", help="index build/size/load/query benchmark against a GENRE-style baseline")
     bidx.add_argument("--kb", type=Path, action="append", required=True)
     bidx.add_argument("--work", type=Path, default=Path("bench/index"), help="where the index is built")

@@ -30,6 +30,7 @@ from kgqa.model.rerank import RerankWeights, rerank
 from kgqa.model.scores import PathScoreRecorder
 from kgqa.model.segments import SegmentScores
 from kgqa.model.targets import TargetCodec
+from kgqa.model.vocabulary import extend_for_index
 from kgqa.trie import KBIndex, PathKey
 from kgqa.trie.keys import split_path_key
 
@@ -87,6 +88,7 @@ class QuestionAnswerer:
         self.scorer = self._path_scorer()
         self.features = FeatureExtractor(index, matcher)
         self.ranker = ranker
+        self.added_characters: list[str] = []  # index characters the model was extended by (kgqa.model.vocabulary)
 
     @classmethod
     def load(
@@ -103,14 +105,16 @@ class QuestionAnswerer:
         off; RankerMismatchError when they were fit for another model.
         """
         model, tokenizer = load_checkpoint(model_dir)
-        model = quantize_for_cpu(model) if quantize else model.to(device or default_device())
         index = index if isinstance(index, KBIndex) else KBIndex(index)
-        if not ((options or DecodeOptions()).use_ranker and LearnedRanker.present(model_dir)):
-            return cls(model, tokenizer, index, options)
-        matcher = RelationMatcher.load(model_dir) if RelationMatcher.present(model_dir) else None
+        added = extend_for_index(model, tokenizer, index)  # before quantizing: new rows in the float weights
+        model = quantize_for_cpu(model) if quantize else model.to(device or default_device())
+        use_ranker = (options or DecodeOptions()).use_ranker and LearnedRanker.present(model_dir)
+        matcher = RelationMatcher.load(model_dir) if use_ranker and RelationMatcher.present(model_dir) else None
         answerer = cls(model, tokenizer, index, options, matcher=matcher)
-        matcher_file = Path(model_dir) / MATCHER_FILE if matcher is not None else None
-        answerer.ranker = LearnedRanker.load(model_dir, answerer.features.names, matcher_file)
+        answerer.added_characters = added
+        if use_ranker:
+            matcher_file = Path(model_dir) / MATCHER_FILE if matcher is not None else None
+            answerer.ranker = LearnedRanker.load(model_dir, answerer.features.names, matcher_file)
         return answerer
 
     def with_options(self, **changes: object) -> QuestionAnswerer:

@@ -35,6 +35,7 @@ from kgqa.model.modeling import (
 )
 from kgqa.model.targets import TargetCodec
 from kgqa.model.tokenizer import build_char_tokenizer
+from kgqa.model.vocabulary import extend_for_index
 from kgqa.trie import KBIndex
 
 MAX_QUESTION_TOKENS = 120
@@ -140,6 +141,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
         print(f"resuming from {last_dir} after epoch {state['epoch']}")
     elif config.init:
         model, tokenizer = load_checkpoint(config.init)
+        extend_for_index(model, tokenizer, index)  # a character model fine-tuned on a KB with new characters
     else:
         tokenizer = build_char_tokenizer([index.alphabet] + [q.question for q in train_questions])
         model = build_model(tokenizer, config.size)

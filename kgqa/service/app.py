@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -16,20 +17,28 @@ from fastapi import FastAPI
 
 from kgqa.service import metrics
 from kgqa.service.batcher import MicroBatcher
-from kgqa.service.engine import Engine
+from kgqa.service.engine import WARM_UP_QUESTION, Engine
 from kgqa.service.errors import BodySizeLimitMiddleware, install_error_handlers
 from kgqa.service.metrics import MetricsMiddleware
+from kgqa.service.reload import reload_engine
 from kgqa.service.routes import api, probes
 from kgqa.service.settings import ServiceSettings
 from kgqa.service.state import ServiceState
 
 log = logging.getLogger("kgqa.service")
 
-WARM_UP_QUESTION = "你知道守望星光是哪家公司出品的吗？"  # any text works: the first decode pays one-off costs
 
+def create_app(
+    settings: ServiceSettings | None = None,
+    engine: Engine | None = None,
+    reload_on_sighup: bool = False,
+    on_ready: Callable[[], None] | None = None,
+) -> FastAPI:
+    """The app; ``engine`` already loaded (``kgqa serve`` loads it before forking workers) or loaded at start-up.
 
-def create_app(settings: ServiceSettings | None = None, engine: Engine | None = None) -> FastAPI:
-    """The app; ``engine`` already loaded (``kgqa serve`` loads it before forking workers) or loaded at start-up."""
+    ``reload_on_sighup``: SIGHUP reloads the index and model in this process (``kgqa serve`` with one worker; the
+    handler needs the main thread). ``on_ready``: called once warmed up (a forked worker tells its parent).
+    """
     settings = settings or ServiceSettings()
     state = ServiceState(settings=settings, engine=engine)
 
@@ -37,8 +46,9 @@ def create_app(settings: ServiceSettings | None = None, engine: Engine | None = 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if state.engine is None:
             state.engine = await asyncio.to_thread(Engine.load, settings)  # StartupError: start-up fails, says why
+        metrics.record_served(state.engine.describe())
         state.batcher = MicroBatcher(
-            state.engine.answer,
+            state.answer,
             max_batch_size=settings.max_batch_size,
             max_wait_s=settings.batch_wait_ms / 1000,
             max_queue=settings.max_queue,
@@ -48,12 +58,28 @@ def create_app(settings: ServiceSettings | None = None, engine: Engine | None = 
             thread_setup=partial(torch.set_num_threads, settings.threads_per_worker()),
         )
         state.batcher.start()
-        warm_up = asyncio.create_task(_warm_up(state))
+        # warmed before the first connection is accepted (they wait in the listen backlog meanwhile, a second or two):
+        # a worker forked by a reload must not answer 503 "loading" while the one it replaces has stopped accepting
+        await _warm_up(state)
+        if state.ready and on_ready is not None:
+            on_ready()
+        loop = asyncio.get_running_loop()
+        reloads: set[asyncio.Task[bool]] = set()
+
+        def request_reload() -> None:
+            task = loop.create_task(reload_engine(state))
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        if reload_on_sighup:
+            loop.add_signal_handler(signal.SIGHUP, request_reload)
         try:
             yield
         finally:
             state.ready = False
-            await warm_up
+            if reload_on_sighup:
+                loop.remove_signal_handler(signal.SIGHUP)
+            await asyncio.gather(*reloads)
             await state.batcher.stop()  # requests still in flight were let finish by uvicorn before this
 
     app = FastAPI(
@@ -74,7 +100,7 @@ def create_app(settings: ServiceSettings | None = None, engine: Engine | None = 
 async def _warm_up(state: ServiceState) -> None:
     assert state.batcher is not None
     try:
-        await state.batcher.submit([WARM_UP_QUESTION], 1)
+        await state.batcher.submit([WARM_UP_QUESTION], 1)  # the first decode pays one-off costs
     except Exception:  # stays not ready: /readyz keeps answering 503, the log says why
         log.exception("the warm-up question failed")
         return

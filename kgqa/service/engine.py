@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from kgqa.data import split_head
 from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
@@ -17,6 +19,11 @@ from kgqa.trie import KBIndex
 from kgqa.trie.index import IndexedTriple
 from kgqa.trie.manifest import IndexLoadError
 from kgqa.trie.tokens import VocabularyMismatchError
+
+log = logging.getLogger("kgqa.service")
+
+
+WARM_UP_QUESTION = "你知道守望星光是哪家公司出品的吗？"  # any text works
 
 
 class StartupError(ValueError):
@@ -30,9 +37,10 @@ class EntityTriples:
 
 
 class Engine:
-    def __init__(self, answerer: QuestionAnswerer, quantized: bool = False) -> None:
+    def __init__(self, answerer: QuestionAnswerer, quantized: bool = False, model_path: Path | None = None) -> None:
         self.answerer = answerer
         self.quantized = quantized
+        self.model_path = model_path or Path("")
         self.index = answerer.index
         self._trim = _malloc_trim()
 
@@ -65,7 +73,34 @@ class Engine:
                 f"cannot load the model at {settings.model}: {exc}. Point --model (KGQA_MODEL) at a directory "
                 "written by kgqa train, e.g. models/kgqa-default"
             ) from exc
-        return cls(answerer, quantized=quantize)
+        if answerer.added_characters:
+            log.info(
+                "the model has no token for %d character(s) of the index: added (open vocabulary, e.g. %r)",
+                len(answerer.added_characters),
+                "".join(answerer.added_characters[:10]),
+            )
+        return cls(answerer, quantized=quantize, model_path=settings.model)
+
+    def describe(self) -> dict[str, object]:
+        """What is being served: the index (manifest checksum, triples, when built) and the model."""
+        manifest = self.index.manifest
+        return {
+            "index": {
+                "path": str(self.index.directory),
+                "manifest_sha256": self.index.checksum,
+                "triples": manifest.counts.get("triples", 0),
+                "created_at": manifest.created_at,
+            },
+            "model": {
+                "path": str(self.model_path),
+                "quantized": self.quantized,
+                "added_characters": len(self.answerer.added_characters),
+            },
+        }
+
+    def warm_up(self) -> None:
+        """Answer one question: the first decode pays one-off costs, and a reloaded engine proves it works."""
+        self.answer([WARM_UP_QUESTION], 1)
 
     def answer(self, questions: Sequence[str], top_k: int) -> list[list[Candidate]]:
         try:

@@ -33,6 +33,25 @@ BATCH_SECONDS = Histogram(
     "kgqa_batch_duration_seconds", "time to decode one batch", buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 )
 QUEUE_DEPTH = Gauge("kgqa_queue_depth", "questions waiting for a batch", multiprocess_mode="livesum")
+INDEX_INFO = Gauge(
+    "kgqa_index_info", "the KB index being served (1)", ["path", "manifest_sha256"], multiprocess_mode="livemax"
+)
+INDEX_TRIPLES = Gauge("kgqa_index_triples", "triples of the KB index being served", multiprocess_mode="livemax")
+ADDED_CHARACTERS = Gauge(
+    "kgqa_vocabulary_added_characters",
+    "index characters the model had no token for, added at load (open vocabulary)",
+    multiprocess_mode="livemax",
+)
+RELOADS = Counter("kgqa_reloads_total", "SIGHUP reloads of the index and model", ["result"])
+
+
+def record_served(described: dict) -> None:
+    """What this process serves now (after start-up or a reload): the index's identity, size and the vocabulary."""
+    index = described["index"]
+    INDEX_INFO.clear()  # one series: the index served now
+    INDEX_INFO.labels(index["path"], index["manifest_sha256"]).set(1)
+    INDEX_TRIPLES.set(index["triples"])
+    ADDED_CHARACTERS.set(described["model"]["added_characters"])
 
 
 def record_batch(size: int, seconds: float) -> None:

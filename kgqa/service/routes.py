@@ -19,6 +19,7 @@ from kgqa.service.schemas import (
     EntityResponse,
     ErrorResponse,
     Health,
+    Readiness,
 )
 from kgqa.service.schemas import Path as PathOut
 from kgqa.service.state import ServiceState
@@ -97,15 +98,15 @@ async def healthz() -> Health:
 
 @probes.get(
     "/readyz",
-    response_model=Health,
-    summary="The model and the index are loaded and warmed up",
+    response_model=Readiness,
+    summary="The model and the index are loaded and warmed up; which index (its manifest checksum) is served",
     responses={503: {"model": Health, "description": "still loading"}},
 )
 async def readyz(request: Request) -> Response:
     state: ServiceState = request.app.state.kgqa
-    if not state.ready:
+    if not state.ready or state.engine is None:
         return JSONResponse({"status": "loading"}, status_code=503)
-    return JSONResponse({"status": "ready"})
+    return JSONResponse({"status": "ready", **state.engine.describe()})
 
 
 @probes.get("/metrics", summary="Prometheus metrics", response_class=Response)

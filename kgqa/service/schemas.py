@@ -117,3 +117,21 @@ class ErrorResponse(BaseModel):
 
 class Health(BaseModel):
     status: str
+
+
+class ServedIndex(BaseModel):
+    path: str = Field(description="the configured index directory")
+    manifest_sha256: str = Field(description="sha256 of its manifest.json, which holds every index file's sha256")
+    triples: int
+    created_at: str = Field(description="when the index was built (UTC, ISO 8601)")
+
+
+class ServedModel(BaseModel):
+    path: str
+    quantized: bool = Field(description="int8 Linear layers")
+    added_characters: int = Field(description="index characters the model had no token for, added at load")
+
+
+class Readiness(Health):
+    index: ServedIndex
+    model: ServedModel

@@ -14,12 +14,15 @@ import ctypes
 import gc
 import logging
 import os
+import select
 import shutil
 import signal
 import socket
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kgqa.service.settings import ServiceSettings
@@ -27,10 +30,13 @@ from kgqa.service.settings import ServiceSettings
 if TYPE_CHECKING:
     import uvicorn
 
+    from kgqa.service.engine import Engine
+
 log = logging.getLogger("kgqa.service")
 
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent dies
 WORKER_MIN_LIFETIME_S = 10.0  # a worker that dies sooner is not replaced: the service stops
+POLL_S = 0.05  # how often the parent looks at its workers and signals
 
 
 def serve(settings: ServiceSettings) -> int:
@@ -50,6 +56,8 @@ def serve(settings: ServiceSettings) -> int:
     # No torch thread pool in this thread: OpenMP pools do not survive fork, and a second pool beside the decoding
     # thread's (which sets its own size) halves decoding speed on 2 cores. All decoding runs in that thread.
     torch.set_num_threads(1)
+    # until the reload handler is in place (the event loop's, or the supervisor's), a SIGHUP must not end the service
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     started = time.perf_counter()
     engine = Engine.load(settings)  # StartupError propagates to the CLI, which prints it and exits 2
     log.info(
@@ -59,20 +67,25 @@ def serve(settings: ServiceSettings) -> int:
         time.perf_counter() - started,
         "int8 Linear layers" if engine.quantized else "float32",
     )
-    config = uvicorn.Config(
-        create_app(settings, engine),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=settings.access_log,
-        timeout_graceful_shutdown=settings.graceful_shutdown_s or None,
-    )
-    sock = listening_socket(config)
+
+    def make_config(
+        engine: Engine, reload_on_sighup: bool = False, on_ready: Callable[[], None] | None = None
+    ) -> uvicorn.Config:
+        return uvicorn.Config(
+            create_app(settings, engine, reload_on_sighup=reload_on_sighup, on_ready=on_ready),
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            access_log=settings.access_log,
+            timeout_graceful_shutdown=settings.graceful_shutdown_s or None,
+        )
+
+    sock = listening_socket(make_config(engine))
     host, port = sock.getsockname()[:2]
     print(f"kgqa serving on http://{host}:{port} (API docs at http://{host}:{port}/docs)", flush=True)
     if settings.workers == 1:
-        return 0 if _run_uvicorn(config, sock) else 1
-    return _supervise(settings, config, sock)
+        return 0 if _run_uvicorn(make_config(engine, reload_on_sighup=True), sock) else 1
+    return Supervisor(settings, make_config, engine, sock).run()
 
 
 def listening_socket(config: uvicorn.Config) -> socket.socket:
@@ -88,61 +101,183 @@ def listening_socket(config: uvicorn.Config) -> socket.socket:
     return sock
 
 
-def _supervise(settings: ServiceSettings, config: object, sock: socket.socket) -> int:
-    children: dict[int, tuple[int, float]] = {}  # pid → (worker number, when it started)
-    stopping = False
+@dataclass(frozen=True)
+class _Worker:
+    number: int
+    started: float  # time.monotonic()
+    generation: int  # the engine it serves: a reload starts the next generation
 
-    parent = os.getpid()
 
-    def spawn(number: int) -> None:
+class Supervisor:
+    """Forks the workers and watches them: SIGTERM/SIGINT stop them gracefully, SIGHUP reloads, a dead worker is
+    replaced.
+
+    A reload loads and checks the configured index and model in the parent, as at start-up, forks a new generation
+    of workers from it, waits until each has answered its warm-up question, and only then retires the old workers
+    with SIGTERM (uvicorn lets their in-flight requests finish; the shared listening socket keeps accepting through
+    the new ones). A reload that fails anywhere (load, checks, a new worker not ready within ``reload_timeout_s``)
+    leaves the old generation serving and logs why.
+    """
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        make_config: Callable[..., uvicorn.Config],
+        engine: Engine,
+        sock: socket.socket,
+    ) -> None:
+        self.settings = settings
+        self.make_config = make_config
+        self.engine = engine
+        self.sock = sock
+        self.parent = os.getpid()
+        self.children: dict[int, _Worker] = {}
+        self.generation = 0
+        self.stopping = False
+        self.reload_requested = False
+        self.failed = False
+
+    def run(self) -> int:
+        self._freeze()
+        for number in range(self.settings.workers):
+            self._spawn(number, self.generation)
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        signal.signal(signal.SIGHUP, self._request_reload)
+        while self.children:
+            self._reap()
+            if self.reload_requested and not self.stopping:
+                self.reload_requested = False
+                self._reload()
+            time.sleep(POLL_S)
+        self.sock.close()
+        return 1 if self.failed else 0
+
+    def _spawn(self, number: int, generation: int, ready_fd: int | None = None) -> int:
+        on_ready = (lambda: os.write(ready_fd, b"r")) if ready_fd is not None else None
+        config = self.make_config(self.engine, on_ready=on_ready)
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
-                _die_with_parent(parent)
-                code = 0 if _run_uvicorn(config, sock) else 1
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the parent reloads; a worker is replaced, not reloaded
+                _die_with_parent(self.parent)
+                code = 0 if _run_uvicorn(config, self.sock) else 1
             finally:
                 os._exit(code)
-        children[pid] = (number, time.monotonic())
+        self.children[pid] = _Worker(number, time.monotonic(), generation)
+        return pid
 
-    def stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        for pid in list(children):
+    def _stop(self, signum: int, frame: object) -> None:
+        self.stopping = True
+        self._terminate(list(self.children))
+
+    def _request_reload(self, signum: int, frame: object) -> None:
+        self.reload_requested = True
+
+    @staticmethod
+    def _terminate(pids: list[int]) -> None:
+        for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
 
-    # Move everything loaded so far out of the garbage collector's reach: its passes write to every object's header,
-    # which would copy each page of the parent's heap into every worker.
-    gc.collect()
-    gc.freeze()
-    failed = False
-    for number in range(settings.workers):
-        spawn(number)
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    while children:
+    def _freeze(self) -> None:
+        # Move everything loaded so far out of the garbage collector's reach: its passes write to every object's
+        # header, which would copy each page of the parent's heap into every worker.
+        gc.collect()
+        gc.freeze()
+
+    def _reap(self) -> list[int]:
+        """Collect exited workers (without waiting); replace those of the serving generation. Returns their pids."""
+        reaped = []
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            worker = self.children.pop(pid, None)
+            if worker is None:
+                continue
+            reaped.append(pid)
+            _mark_dead(pid)
+            if self.stopping or worker.generation != self.generation:
+                continue  # stopping, retired by a reload, or a new worker of a reload that failed
+            if time.monotonic() - worker.started < WORKER_MIN_LIFETIME_S:
+                # dying as it starts: another would too; stop rather than fork in a loop
+                log.error(
+                    "worker %d (pid %d) exited with status %d right after starting; stopping",
+                    worker.number,
+                    pid,
+                    status,
+                )
+                self._stop(signal.SIGTERM, None)
+                self.failed = True
+                continue
+            log.warning("worker %d (pid %d) exited with status %d; starting another", worker.number, pid, status)
+            self._spawn(worker.number, self.generation)
+        return reaped
+
+    def _reload(self) -> None:
+        from kgqa.service import metrics
+        from kgqa.service.engine import Engine
+
+        started = time.perf_counter()
+        log.info("SIGHUP: reloading %s and %s", self.settings.index, self.settings.model)
+        old_engine, old_workers = (
+            self.engine,
+            [pid for pid, w in self.children.items() if w.generation == self.generation],
+        )
         try:
-            pid, status = os.wait()
-        except ChildProcessError:
-            break
-        found = children.pop(pid, None)
-        if found is None:
-            continue
-        number, started = found
-        _mark_dead(pid)
-        if stopping:
-            continue
-        if time.monotonic() - started < WORKER_MIN_LIFETIME_S:
-            # dying as it starts: another would too; stop rather than fork in a loop
-            log.error("worker %d (pid %d) exited with status %d right after starting; stopping", number, pid, status)
-            stop(signal.SIGTERM, None)
-            failed = True
-            continue
-        log.warning("worker %d (pid %d) exited with status %d; starting another", number, pid, status)
-        spawn(number)
-    sock.close()
-    return 1 if failed else 0
+            self.engine = Engine.load(self.settings)
+        except Exception as exc:  # whatever fails, the old workers keep serving
+            metrics.RELOADS.labels("failed").inc()
+            log.error("reload failed; the old workers keep serving: %s", exc)
+            return
+        self._freeze()
+        new_generation = self.generation + 1
+        read_fd, write_fd = os.pipe()
+        try:
+            new = [self._spawn(n, new_generation, write_fd) for n in range(self.settings.workers)]
+            os.close(write_fd)
+            ready = self._wait_ready(read_fd, new)
+        finally:
+            os.close(read_fd)
+        if not ready:
+            self._terminate(new)
+            self.engine = old_engine
+            metrics.RELOADS.labels("failed").inc()
+            if not self.stopping:
+                log.error("reload failed: the new workers did not get ready; the old workers keep serving")
+            return
+        self.generation = new_generation  # from here, the old workers are retired, not replaced
+        self._terminate(old_workers)  # each finishes its in-flight requests, then exits
+        del old_engine
+        gc.collect()
+        metrics.RELOADS.labels("ok").inc()
+        log.info(
+            "reloaded in %.1f s: %d new workers serve the index %s (manifest %s), %d old ones retire",
+            time.perf_counter() - started,
+            len(new),
+            self.engine.describe()["index"]["path"],
+            self.engine.index.checksum[:12],
+            len(old_workers),
+        )
+
+    def _wait_ready(self, read_fd: int, new: list[int]) -> bool:
+        """Until every new worker has said it is ready; False if one exits, the time runs out or the service stops."""
+        deadline = time.monotonic() + self.settings.reload_timeout_s
+        ready = 0
+        while ready < len(new):
+            if self.stopping or time.monotonic() > deadline:
+                return False
+            if set(self._reap()) & set(new):
+                return False
+            readable, _, _ = select.select([read_fd], [], [], POLL_S)
+            if readable:
+                ready += len(os.read(read_fd, len(new)))
+        return True
 
 
 def _run_uvicorn(config: object, sock: socket.socket) -> bool:

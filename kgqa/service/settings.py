@@ -33,6 +33,9 @@ class ServiceSettings(BaseSettings):
     max_body_bytes: int = Field(256 * 1024, ge=1024)
     max_entity_triples: int = Field(1000, ge=1)
 
+    reload_timeout_s: float = Field(
+        120.0, gt=0.0, description="SIGHUP with workers: how long new workers get to be ready before the reload fails"
+    )
     graceful_shutdown_s: float = Field(30.0, ge=0.0, description="time in-flight requests get to finish on SIGTERM")
     access_log: bool = True
     log_level: str = "info"

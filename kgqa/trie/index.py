@@ -16,7 +16,7 @@ import numpy as np
 
 from kgqa.data.knowledge import join_head
 from kgqa.trie.keys import END_CODE, SEP, PathKey, path_key, split_path_key
-from kgqa.trie.manifest import IndexLoadError, Manifest, rebuild_hint
+from kgqa.trie.manifest import MANIFEST_NAME, IndexLoadError, Manifest, rebuild_hint, sha256_file
 
 _NO_CODES = np.empty(0, dtype=np.uint32)
 # No key holds a NUL (the KB reader refuses control characters), but marisa-trie cuts C strings at one: its exact
@@ -41,6 +41,8 @@ class KBIndex:
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
         self.manifest = Manifest.read(self.directory)
+        # what is being served, in one value: the manifest holds every file's sha256
+        self.checksum = sha256_file(self.directory / MANIFEST_NAME)
         try:
             self._paths = mmap_trie(self.directory / "paths.marisa")
             self._object_text = _mmap_bytes(self.directory / "objects.bin")

@@ -1,0 +1,59 @@
+"""Live reload on SIGHUP, as nginx and gunicorn do: load the configured index and model again, check them as at
+start-up, then switch.
+
+In one process the switch happens between batches: the micro-batcher takes the state's engine afresh for each batch,
+so a batch already decoding finishes with the old engine and the next one uses the new. Loading runs in a thread
+beside the decoding one, so questions keep being answered meanwhile. A reload that fails its checks (an index that
+does not load, a model that cannot spell it, a warm-up question that fails) keeps the old engine and logs why.
+With workers the parent reloads and forks new workers (kgqa.service.server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from kgqa.service import metrics
+from kgqa.service.engine import Engine
+from kgqa.service.settings import ServiceSettings
+from kgqa.service.state import ServiceState
+
+log = logging.getLogger("kgqa.service")
+
+
+def load_checked(settings: ServiceSettings) -> Engine:
+    """The engine of the configured paths, checked as at start-up and warmed by one question; raises if unusable."""
+    engine = Engine.load(settings)
+    engine.warm_up()
+    return engine
+
+
+async def reload_engine(state: ServiceState) -> bool:
+    """Load and switch to the configured index and model; False (the old engine still serving) if that fails."""
+    if state.reloading:
+        log.warning("reload requested while one is running: ignored")
+        return False
+    state.reloading = True
+    started = time.perf_counter()
+    try:
+        try:
+            engine = await asyncio.to_thread(load_checked, state.settings)
+        except Exception as exc:  # whatever fails, the old engine keeps serving
+            metrics.RELOADS.labels("failed").inc()
+            log.error("reload failed; still serving the index %s: %s", _served(state), exc)
+            return False
+        state.engine = engine
+        metrics.record_served(engine.describe())
+        metrics.RELOADS.labels("ok").inc()
+        log.info("reloaded in %.1f s; now serving the index %s", time.perf_counter() - started, _served(state))
+        return True
+    finally:
+        state.reloading = False
+
+
+def _served(state: ServiceState) -> str:
+    index = state.engine.describe()["index"] if state.engine else {}
+    return (
+        f"{index.get('path')} ({index.get('triples', 0):,} triples, manifest {index.get('manifest_sha256', '')[:12]})"
+    )
