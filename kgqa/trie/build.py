@@ -115,9 +115,13 @@ def build_index(
             manifest.build_seconds = time.perf_counter() - started
             manifest.created_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
             manifest.write(work)
+            # two renames, no copy: a service reading out_dir (or a reload of it) sees the old index or the new one,
+            # never a half-written one; a service still serving the old files keeps its mappings of them
+            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
             if out_dir.exists():
-                shutil.rmtree(out_dir)
+                out_dir.rename(old)
             work.rename(out_dir)
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -127,8 +131,8 @@ def build_index(
 
 
 def _remove_abandoned_builds(out_dir: Path) -> None:
-    """Remove work directories left by builds that were killed (their process is gone)."""
-    for stale in out_dir.parent.glob(f".{out_dir.name}.building-*"):
+    """Remove work (and replaced) directories left by builds that were killed (their process is gone)."""
+    for stale in [*out_dir.parent.glob(f".{out_dir.name}.building-*"), *out_dir.parent.glob(f".{out_dir.name}.old-*")]:
         pid = stale.name.rsplit("-", 1)[1]
         if pid.isdigit() and not Path(f"/proc/{pid}").exists():
             shutil.rmtree(stale, ignore_errors=True)

@@ -40,19 +40,21 @@ class KBIndex:
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
-        self.manifest = Manifest.read(self.directory)
+        # every file from one directory, even if a symlink on the way is switched to another index meanwhile
+        files = self.directory.resolve()
+        self.manifest = Manifest.read(files)
         # what is being served, in one value: the manifest holds every file's sha256
-        self.checksum = sha256_file(self.directory / MANIFEST_NAME)
+        self.checksum = sha256_file(files / MANIFEST_NAME)
         try:
-            self._paths = mmap_trie(self.directory / "paths.marisa")
-            self._object_text = _mmap_bytes(self.directory / "objects.bin")
-            self._object_text_offsets = np.load(self.directory / "objects.offsets.npy", mmap_mode="r")
-            self._heavy = mmap_trie(self.directory / "heavy.marisa")
-            self._path_object_offsets = np.load(self.directory / "path_objects.offsets.npy", mmap_mode="r")
-            self._path_object_ids = np.load(self.directory / "path_objects.ids.npy", mmap_mode="r")
-            self._heavy_offsets = np.load(self.directory / "heavy_children.offsets.npy", mmap_mode="r")
-            self._heavy_codes = np.load(self.directory / "heavy_children.codes.npy", mmap_mode="r")
-            self.alphabet = (self.directory / "alphabet.txt").read_text(encoding="utf-8")
+            self._paths = mmap_trie(files / "paths.marisa")
+            self._object_text = _mmap_bytes(files / "objects.bin")
+            self._object_text_offsets = np.load(files / "objects.offsets.npy", mmap_mode="r")
+            self._heavy = mmap_trie(files / "heavy.marisa")
+            self._path_object_offsets = np.load(files / "path_objects.offsets.npy", mmap_mode="r")
+            self._path_object_ids = np.load(files / "path_objects.ids.npy", mmap_mode="r")
+            self._heavy_offsets = np.load(files / "heavy_children.offsets.npy", mmap_mode="r")
+            self._heavy_codes = np.load(files / "heavy_children.codes.npy", mmap_mode="r")
+            self.alphabet = (files / "alphabet.txt").read_text(encoding="utf-8")
         except (OSError, ValueError, RuntimeError) as exc:
             raise IndexLoadError(
                 f"index at {self.directory} cannot be read ({exc}); " + rebuild_hint(self.directory)

@@ -118,3 +118,15 @@ def test_a_killed_build_leaves_nothing_that_outlives_the_next_build(tmp_path: Pa
     kb = write_kb(tmp_path / "kb.tsv", ["甲\t关系\t乙"])
     build_index([kb], tmp_path / "index", progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index", "kb.tsv"]
+
+
+def test_an_index_loaded_before_a_rebuild_in_place_keeps_its_own_files(built: Path) -> None:
+    """What a running service relies on: its mappings survive `kgqa index build --out` over its directory."""
+    before = KBIndex(built)
+    old_triples = before.triples("甲")
+    assert old_triples
+    build_index([write_kb(built.parent / "kb3.tsv", ["新\t关系\t值"])], built, progress=False)
+    after = KBIndex(built)
+    assert before.triples("甲") == old_triples and not before.has_name("新")
+    assert after.has_name("新") and after.checksum != before.checksum
+    assert not list(built.parent.glob(f".{built.name}.*"))  # the replaced directory is gone
