@@ -1,5 +1,7 @@
 # kgqa's HTTP service on the CPU. Build: `make docker-smoke` (or see README, "Deploy with Docker").
 # The model (models/kgqa-default) is baked in; the KB index is mounted at /srv/kgqa/index (or set KGQA_INDEX).
+# A new KB without a restart: rebuild the index on the host, then `docker kill -s HUP <container>` (run with --init);
+# mount the directory holding the index for that (README, "Updating the KB of a running service").
 ARG PYTHON_IMAGE=python:3.11-slim
 
 FROM ${PYTHON_IMAGE} AS build

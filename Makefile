@@ -15,7 +15,7 @@ TRAIN = "$$($(BIN)/kgqa data locate --no-download)/train.json"
 MATCHER_INIT ?= jieba
 
 .PHONY: run setup index test lint format train train-no-augment train-order-nmr evaluate eval-table bench-decode \
-	bench-index bench-index-20m bench-service serve ask docker-smoke clean ranker
+	bench-index bench-index-20m bench-service bench-unseen bench-scale serve ask docker-smoke clean ranker
 
 # The main job on a fresh clone: create .venv, install, find the KgCLUE data, build the KB index, answer a question
 # on the command line, then serve the HTTP API on 127.0.0.1:8000 (it prints the URL; Ctrl-C stops it).
@@ -132,6 +132,34 @@ bench-index-20m: setup
 # The service under load on loopback: latency and throughput at concurrency 1, 8, 32; RSS of 1 vs 2 workers.
 bench-service: index
 	$(BIN)/python scripts/bench_service.py --model $(MODEL) --index $(INDEX) --json $(BENCH)/service.json
+
+# Open vocabulary: a seeded 10% of dev's answer names get a character the model has never seen (in the KB and the
+# questions); dev EM_O on those questions, on the same questions unrenamed, and on all of dev over the renamed KB.
+UNSEEN := $(BENCH)/unseen
+bench-unseen: index
+	test -f $(UNSEEN)/index/manifest.json || ( $(BIN)/kgqa bench unseen-kb --model $(MODEL) --qa $(DEV) --seed 0 \
+		--share 0.1 --out $(UNSEEN) && $(BIN)/kgqa index build --kb $(UNSEEN)/knowledge.tsv.gz --out $(UNSEEN)/index )
+	$(BIN)/kgqa evaluate --model $(MODEL) --index $(INDEX) --qa $(UNSEEN)/original.json --quantize \
+		--json $(UNSEEN)/eval-original.json --label "renamed questions, before renaming (KgCLUE-sim KB)"
+	$(BIN)/kgqa evaluate --model $(MODEL) --index $(UNSEEN)/index --qa $(UNSEEN)/changed.json --quantize \
+		--json $(UNSEEN)/eval-changed.json --label "renamed questions, a character never seen (renamed KB)"
+	$(BIN)/kgqa evaluate --model $(MODEL) --index $(INDEX) --qa $(UNSEEN)/original.json --quantize --no-ranker \
+		--json $(UNSEEN)/eval-original-no-ranker.json --label "before renaming, --no-ranker"
+	$(BIN)/kgqa evaluate --model $(MODEL) --index $(UNSEEN)/index --qa $(UNSEEN)/changed.json --quantize --no-ranker \
+		--json $(UNSEEN)/eval-changed-no-ranker.json --label "a character never seen, --no-ranker"
+	$(BIN)/kgqa evaluate --model $(MODEL) --index $(INDEX) --qa $(DEV) --quantize \
+		--json $(UNSEEN)/eval-dev.json --label "all of dev (KgCLUE-sim KB)"
+	$(BIN)/kgqa evaluate --model $(MODEL) --index $(UNSEEN)/index --qa $(UNSEEN)/questions.json --quantize \
+		--json $(UNSEEN)/eval-all.json --label "all of dev, 10% renamed (renamed KB)"
+	$(BIN)/kgqa bench table $(UNSEEN)/eval-original.json $(UNSEEN)/eval-changed.json \
+		$(UNSEEN)/eval-original-no-ranker.json $(UNSEEN)/eval-changed-no-ranker.json \
+		$(UNSEEN)/eval-dev.json $(UNSEEN)/eval-all.json | tee $(UNSEEN)/table.md
+
+# The service at KgCLUE's full scale (the KgCLUE-sim KB + synthetic triples to 20.56M, written and indexed once)
+# against the 2.4M-triple KB, in the same run: start-up, latency, throughput, memory of 1 and 2 workers, reload time,
+# dev EM_O. Table on stdout, JSON in $(BENCH)/scale.json.
+bench-scale: index
+	$(BIN)/python scripts/bench_scale.py --model $(MODEL) --index $(INDEX) --work $(BENCH)/scale --json $(BENCH)/scale.json
 
 # Build the Docker image (docker, else podman), run it, ask it real questions over HTTP, remove it.
 docker-smoke: index

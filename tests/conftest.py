@@ -30,6 +30,23 @@ def write_kb(path: Path, lines: list[str]) -> Path:
     return path
 
 
+def save_word_piece_checkpoint(directory: Path, words: list[str]) -> Path:
+    """A real (untrained) seq2seq checkpoint with a word-piece tokenizer over ``words``: one kgqa cannot extend."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from kgqa.model.modeling import build_model, save_checkpoint
+
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[SEP]", "[CLS]", *words])}
+    core = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]", sep_token="[SEP]", eos_token="[SEP]"
+    )
+    save_checkpoint(build_model(tokenizer, "tiny"), tokenizer, directory, {})
+    return directory
+
+
 @pytest.fixture(scope="session")
 def kgclue_sim_index(kgclue_kb: Path, tmp_path_factory: pytest.TempPathFactory) -> KBIndex:
     """The index of the KgCLUE-sim KB, built once per test session (about 30 s)."""

@@ -29,7 +29,8 @@ class TokenConstraint:
             sample = "".join(missing[:20])
             raise VocabularyMismatchError(
                 f"the tokenizer has no token for {len(missing)} character(s) of the index at {index.directory} "
-                f"(e.g. {sample!r}); build the tokenizer from this knowledge base, or the index from the model's KB"
+                f"(e.g. {sample!r}), and it is not kgqa's character tokenizer (that one gains missing characters at "
+                "load); serve an index of the KB the model can spell, or train a kgqa model on this index"
             )
         self.index = index
         self.sep_token_id = sep_token_id

@@ -64,14 +64,17 @@ def test_init_from_a_saved_checkpoint(tiny_model: Path, tiny_index: KBIndex, tin
         assert all(tiny_index.is_path(c.name, c.relation, c.meaning) for c in candidates)
 
 
-def test_a_tokenizer_that_cannot_spell_the_kb_is_refused(tiny_index: KBIndex, tiny_qa: Path, tmp_path: Path) -> None:
+def test_a_character_model_missing_kb_characters_is_extended_at_load_and_for_init(
+    tiny_index: KBIndex, tiny_qa: Path, tmp_path: Path
+) -> None:
     tokenizer = build_char_tokenizer(["守望星光的歌手是谁"])  # not every KB character
     save_checkpoint(build_model(tokenizer, "tiny"), tokenizer, tmp_path / "narrow", {})
-    with pytest.raises(VocabularyMismatchError, match="no token for"):
-        QuestionAnswerer.load(tmp_path / "narrow", tiny_index)
-    with pytest.raises(VocabularyMismatchError, match="no token for"):
-        train(_config(tiny_index, tiny_qa, tmp_path / "out", init=str(tmp_path / "narrow")), progress=False)
-    assert not (tmp_path / "out" / "model.safetensors").exists()
+    answerer = QuestionAnswerer.load(tmp_path / "narrow", tiny_index)
+    assert set(answerer.added_characters) == set(tiny_index.alphabet) - set("守望星光的歌手是谁")
+    for candidates in answerer.answer(["龙编站的坐标"], top_k=3):
+        assert candidates and all(tiny_index.is_path(c.name, c.relation, c.meaning) for c in candidates)
+    train(_config(tiny_index, tiny_qa, tmp_path / "out", init=str(tmp_path / "narrow"), max_steps=2), progress=False)
+    assert QuestionAnswerer.load(tmp_path / "out", tiny_index).added_characters == []  # saved with its new tokens
 
 
 def test_training_log_lines_are_json(tiny_model: Path) -> None:

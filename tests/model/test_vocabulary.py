@@ -9,8 +9,6 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast
 
 from kgqa.data import join_head
 from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
@@ -18,7 +16,7 @@ from kgqa.model.modeling import build_model, load_checkpoint, save_checkpoint
 from kgqa.model.tokenizer import build_char_tokenizer
 from kgqa.model.vocabulary import extend_for_index, is_char_tokenizer, missing_characters
 from kgqa.trie import KBIndex, VocabularyMismatchError, build_index
-from tests.conftest import write_kb
+from tests.conftest import save_word_piece_checkpoint, write_kb
 
 SEEN = "ab龙星"
 UNSEEN = "㐆丮垚珰%℃"  # outside the tokenizer built from SEEN
@@ -91,15 +89,9 @@ def test_a_kb_without_new_characters_changes_nothing(tmp_path: Path) -> None:
 
 def test_a_word_piece_tokenizer_that_cannot_spell_the_kb_is_refused(tmp_path: Path) -> None:
     index = _index([("㐆星", "", "ab", "x")], tmp_path)
-    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[SEP]", "[CLS]", "a", "b", "星", "##b", "ab"])}
-    core = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
-    core.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]", sep_token="[SEP]", eos_token="[SEP]"
-    )
+    directory = save_word_piece_checkpoint(tmp_path / "wordpiece", ["a", "b", "星", "##b", "ab"])
+    model, tokenizer = load_checkpoint(directory)
     assert not is_char_tokenizer(tokenizer)
-    model = build_model(build_char_tokenizer(["ab星"]), "tiny")
     assert extend_for_index(model, tokenizer, index) == []  # not a character tokenizer: left as it is
-    save_checkpoint(model, tokenizer, tmp_path / "wordpiece", {})
     with pytest.raises(VocabularyMismatchError, match="no token for 1 character"):
-        QuestionAnswerer.load(tmp_path / "wordpiece", index)
+        QuestionAnswerer.load(directory, index)

@@ -113,9 +113,16 @@ def test_odd_characters_in_a_question_are_answered_or_refused_never_5xx(client: 
     assert surrogate.status_code == 422 and "question" in surrogate.json()["detail"]
 
 
-def test_probes_and_docs(client: TestClient) -> None:
+def test_probes_and_docs(client: TestClient, engine: Engine) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").json() == {"status": "ready"}
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready"
+    assert ready["index"]["manifest_sha256"] == engine.index.checksum
+    assert ready["index"]["triples"] == engine.index.manifest.counts["triples"] == 2_412_328
+    assert ready["model"] == {"path": str(engine.model_path), "quantized": True, "added_characters": 0}
+    metrics = client.get("/metrics").text
+    assert f'kgqa_index_info{{manifest_sha256="{engine.index.checksum}",' in metrics
+    assert "kgqa_index_triples 2.412328e+06" in metrics
     schema = client.get("/openapi.json").json()
     assert {"/v1/answer", "/v1/answer/batch", "/v1/entities/{name}", "/healthz", "/readyz", "/metrics"} <= set(
         schema["paths"]
