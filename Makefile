@@ -32,11 +32,12 @@ index: setup
 
 setup: $(VENV)/.installed
 
+# The dev tools and the optional Ray engine (its tests run here; the Docker image installs neither).
 # torch is pinned to 2.13.0: that release is the CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
 	touch $@
 
 test: setup lint

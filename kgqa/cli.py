@@ -260,12 +260,35 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from kgqa.model.answerer import QuestionAnswerer
+    from kgqa.model.candidate import top_answers
     from kgqa.model.evaluate import predict_file
 
-    answerer = QuestionAnswerer.load(args.model, args.index, _decode_options(args), quantize=args.quantize)
-    count, unanswered = predict_file(answerer, args.qa, args.out)
-    print(f"wrote {count:,} answers to {args.out}" + (f" ({unanswered} with no KB path)" if unanswered else ""))
+    options = _decode_options(args)
+    if args.engine == "ray":
+        from kgqa.model.ray_engine import RayNotInstalledError, import_ray, predict_with_ray
+
+        try:
+            import_ray()  # before any work: say so at once when Ray is not installed
+        except RayNotInstalledError as exc:
+            print(f"kgqa: error: {exc}", file=sys.stderr)
+            return 2
+
+        def answer_all(questions: list[str]) -> list:
+            return predict_with_ray(
+                args.model, args.index, questions, options, args.quantize, address=args.address, actors=args.actors
+            )
+
+    else:
+        from kgqa.model.answerer import QuestionAnswerer
+
+        answerer = QuestionAnswerer.load(args.model, args.index, options, quantize=args.quantize)
+
+        def answer_all(questions: list[str]) -> list:
+            return top_answers(answerer.answer(questions, top_k=1, progress=True))
+
+    count, unanswered = predict_file(answer_all, args.qa, args.out, args.shard)
+    shard = f" (shard {args.shard[0]}/{args.shard[1]})" if args.shard else ""
+    print(f"wrote {count:,} answers{shard} to {args.out}" + (f" ({unanswered} with no KB path)" if unanswered else ""))
     return 0
 
 
@@ -389,6 +412,25 @@ def _add_quantize_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quantize", action="store_true", help="int8 Linear layers (CPU): faster decoding")
 
 
+def _add_engine_flags(parser: argparse.ArgumentParser) -> None:
+    from kgqa.data.questions import parse_shard
+
+    def shard(spec: str) -> tuple[int, int]:
+        try:
+            return parse_shard(spec)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+
+    parser.add_argument(
+        "--engine", choices=["local", "ray"], default="local", help="ray: Ray Data over an actor pool (kgqa[ray])"
+    )
+    parser.add_argument("--address", help="--engine ray: the cluster to join (default: start Ray on this machine)")
+    parser.add_argument("--actors", type=int, default=2, help="--engine ray: actors, each with the model loaded (2)")
+    parser.add_argument(
+        "--shard", type=shard, metavar="I/N", help="only the I-th of N contiguous parts of --qa (job arrays)"
+    )
+
+
 def _add_model_commands(commands: argparse._SubParsersAction) -> None:
     tr = commands.add_parser("train", help="train a model (from scratch, or --init a local seq2seq checkpoint)")
     tr.add_argument("--index", type=Path, default=DEFAULT_INDEX_DIR, help="KB index (%(default)s)")
@@ -439,6 +481,7 @@ def _add_model_commands(commands: argparse._SubParsersAction) -> None:
             sub.add_argument("--limit", type=int, help="at most N questions (after --skip)")
         else:
             sub.add_argument("--out", type=Path, required=True, help='JSON lines {"id", "answer": "S ||| P ||| O"}')
+            _add_engine_flags(sub)
         sub.set_defaults(run=run)
 
     tune = commands.add_parser(

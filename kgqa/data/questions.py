@@ -43,6 +43,20 @@ def parse_answer(text: str) -> Answer:
     return Answer(*(p.strip() for p in parts))
 
 
+def parse_shard(spec: str) -> tuple[int, int]:
+    """``"I/N"`` (0 ≤ I < N) as ``(I, N)``: the I-th of N shards, as Kubernetes Indexed Jobs and Slurm arrays number."""
+    index, _, count = spec.partition("/")
+    if not (index.isdigit() and count.isdigit() and 0 <= int(index) < int(count)):
+        raise ValueError(f"a shard is I/N with 0 <= I < N, e.g. 0/4 (got {spec!r})")
+    return int(index), int(count)
+
+
+def take_shard(items: list[T], index: int, count: int) -> list[T]:
+    """The ``index``-th of ``count`` contiguous parts of ``items``, sizes differing by at most one: the shards, in
+    order, concatenate to ``items`` (so their prediction files do too)."""
+    return items[index * len(items) // count : (index + 1) * len(items) // count]
+
+
 def read_questions(path: str | Path) -> list[Question]:
     """Read a KgCLUE question file. Blank lines are ignored; anything else malformed raises QuestionFileError."""
     return list(_json_lines(path, "question", _question))

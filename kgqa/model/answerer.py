@@ -61,11 +61,25 @@ class DecodeOptions:
         "anchor_paths",
     )
 
+    def clean(self, question: str) -> str:
+        """What is decoded of a question: without outer white space, cut to ``max_question_chars``."""
+        return question.strip()[: self.max_question_chars]
+
     @classmethod
     def from_training_info(cls, info: dict[str, Any], **changes: Any) -> DecodeOptions:
         """The options a model was tuned with (its ``kgqa.json``), with ``changes`` on top."""
         tuned = {k: v for k, v in info.get("decoding", {}).items() if k in cls.TUNED}
         return cls(**(tuned | changes))
+
+
+def batch_plan(questions: Sequence[str], batch_size: int) -> list[list[int]]:
+    """Which questions decode together: the non-empty ones, longest first (little padding), ``batch_size`` a batch.
+
+    Answers can depend on the batch (padding, and int8 layers quantize each batch's activations with one scale), so
+    every engine that must answer exactly as ``answer`` does (kgqa.model.ray_engine) batches by this plan.
+    """
+    order = sorted((i for i, q in enumerate(questions) if q), key=lambda i: len(questions[i]), reverse=True)
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 class QuestionAnswerer:
@@ -157,11 +171,9 @@ class QuestionAnswerer:
         progress: bool,
     ) -> list[list[Candidate]]:
         results: list[list[Candidate]] = [[] for _ in questions]
-        cleaned = [q.strip()[: self.options.max_question_chars] for q in questions]
-        order = sorted((i for i, q in enumerate(cleaned) if q), key=lambda i: len(cleaned[i]), reverse=True)
-        size = self.options.batch_size
-        batches = [order[start : start + size] for start in range(0, len(order), size)]
-        with tqdm(total=len(order), desc="answering", unit="q", disable=not progress) as bar:
+        cleaned = [self.options.clean(q) for q in questions]
+        batches = batch_plan(cleaned, self.options.batch_size)
+        with tqdm(total=sum(map(len, batches)), desc="answering", unit="q", disable=not progress) as bar:
             for batch in batches:
                 for i, candidates in zip(batch, run([cleaned[i] for i in batch]), strict=True):
                     results[i] = candidates

@@ -12,6 +12,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from kgqa.data import METRIC_KEYS, Answer, Question, evaluate_answers, read_questions
+from kgqa.data.questions import take_shard
 from kgqa.model.answerer import QuestionAnswerer
 from kgqa.model.candidate import top_answers
 from kgqa.model.peer import LongestNamePeer
@@ -57,10 +58,18 @@ def evaluate_file(
     return result
 
 
-def predict_file(answerer: QuestionAnswerer, qa_file: str | Path, out: str | Path) -> tuple[int, int]:
-    """Write the submission file; returns (questions, questions with no KB path)."""
+def predict_file(
+    answer_all: Callable[[list[str]], list[Answer | None]],
+    qa_file: str | Path,
+    out: str | Path,
+    shard: tuple[int, int] | None = None,
+) -> tuple[int, int]:
+    """Write the submission file of ``qa_file`` (or of its ``shard``: index, count) with the answers of
+    ``answer_all`` (any engine); returns (questions, questions with no KB path)."""
     questions = read_questions(qa_file)
-    answers = top_answers(answerer.answer([q.question for q in questions], top_k=1, progress=True))
+    if shard is not None:
+        questions = take_shard(questions, *shard)
+    answers = answer_all([q.question for q in questions])
     write_predictions(questions, answers, out)
     return len(questions), sum(a is None for a in answers)
 

@@ -64,7 +64,9 @@ class Engine:
             quantize = settings.quantize and default_device().type == "cpu"
             answerer = QuestionAnswerer.load(settings.model, index, options, quantize=quantize)
         except VocabularyMismatchError as exc:
-            raise StartupError(f"the model at {settings.model} does not fit the index at {settings.index}: {exc}") from exc
+            raise StartupError(
+                f"the model at {settings.model} does not fit the index at {settings.index}: {exc}"
+            ) from exc
         except (CheckpointError, OSError, ValueError) as exc:
             raise StartupError(
                 f"cannot load the model at {settings.model}: {exc}. Point --model (KGQA_MODEL) at a directory "
