@@ -1,4 +1,5 @@
-"""Build the image, run it on 127.0.0.1, wait for /readyz, ask real questions, check the answers, remove it.
+"""Build the image, run it on 127.0.0.1 with a read-only root filesystem (as deploy/k8s runs it; /tmp a tmpfs),
+wait for /readyz, ask real questions, check the answers, reload it with SIGHUP, remove it.
 
 Uses docker where a Docker engine answers, else podman (on machines without an engine, `podman-setup.sh` from
 ../shared/container makes podman usable and provides a local python:3.11-slim). Exits non-zero on any failure.
@@ -80,9 +81,10 @@ def main() -> int:
 
     port = free_port()
     index = args.index.resolve()
+    # a read-only root filesystem with /tmp writable, as deploy/k8s runs it
+    flags = ["-d", "--init", "--read-only", "--tmpfs", "/tmp", "-p", f"127.0.0.1:{port}:8000"]
     container = run(
-        [*engine, "run", "-d", "--init", "-p", f"127.0.0.1:{port}:8000", "-v", f"{index}:/srv/kgqa/index:ro", IMAGE],
-        capture_output=True,
+        [*engine, "run", *flags, "-v", f"{index}:/srv/kgqa/index:ro", IMAGE], capture_output=True
     ).stdout.strip()
     url = f"http://127.0.0.1:{port}"
     try:
@@ -119,6 +121,16 @@ def main() -> int:
             log(f"blank question -> {bad.status_code} {bad.json()['detail']}")
             metrics = http.get("/metrics").text
             assert 'route="/v1/answer",status="200"' in metrics
+            # a live reload as the README says to send it (through --init to kgqa serve); the same index comes back
+            served = http.get("/readyz").json()["index"]["manifest_sha256"]
+            run([*engine, "kill", "--signal", "HUP", container], capture_output=True)
+            reload_deadline = time.monotonic() + 120
+            while 'kgqa_reloads_total{result="ok"} 1.0' not in http.get("/metrics").text:
+                assert time.monotonic() < reload_deadline, "SIGHUP did not reload"
+                time.sleep(0.5)
+            assert http.get("/readyz").json()["index"]["manifest_sha256"] == served
+            assert http.post("/v1/answer", json={"question": EXPECTED[0][0]}).status_code == 200
+            log("SIGHUP (kill --signal HUP) reloaded the index; still answering")
         if engine == ["podman"]:
             check = subprocess.run(["podman", "healthcheck", "run", container], capture_output=True, text=True)
             log(f"HEALTHCHECK: {'healthy' if check.returncode == 0 else 'unhealthy: ' + check.stdout + check.stderr}")
