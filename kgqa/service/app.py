@@ -20,7 +20,7 @@ from kgqa.service.batcher import MicroBatcher
 from kgqa.service.engine import WARM_UP_QUESTION, Engine
 from kgqa.service.errors import BodySizeLimitMiddleware, install_error_handlers
 from kgqa.service.metrics import MetricsMiddleware
-from kgqa.service.reload import reload_engine
+from kgqa.service.reload import CloseWhenDraining, reload_engine
 from kgqa.service.routes import api, probes
 from kgqa.service.settings import ServiceSettings
 from kgqa.service.state import ServiceState
@@ -33,11 +33,13 @@ def create_app(
     engine: Engine | None = None,
     reload_on_sighup: bool = False,
     on_ready: Callable[[], None] | None = None,
+    drain_on_sigusr1: bool = False,
 ) -> FastAPI:
     """The app; ``engine`` already loaded (``kgqa serve`` loads it before forking workers) or loaded at start-up.
 
     ``reload_on_sighup``: SIGHUP reloads the index and model in this process (``kgqa serve`` with one worker; the
     handler needs the main thread). ``on_ready``: called once warmed up (a forked worker tells its parent).
+    ``drain_on_sigusr1``: a forked worker that SIGUSR1 tells to drain before it retires.
     """
     settings = settings or ServiceSettings()
     state = ServiceState(settings=settings, engine=engine)
@@ -73,12 +75,16 @@ def create_app(
 
         if reload_on_sighup:
             loop.add_signal_handler(signal.SIGHUP, request_reload)
+        if drain_on_sigusr1:
+            loop.add_signal_handler(signal.SIGUSR1, lambda: setattr(state, "draining", True))
         try:
             yield
         finally:
             state.ready = False
             if reload_on_sighup:
                 loop.remove_signal_handler(signal.SIGHUP)
+            if drain_on_sigusr1:
+                loop.remove_signal_handler(signal.SIGUSR1)
             await asyncio.gather(*reloads)
             await state.batcher.stop()  # requests still in flight were let finish by uvicorn before this
 
@@ -93,6 +99,7 @@ def create_app(
     app.include_router(api)
     app.include_router(probes)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(CloseWhenDraining, state=state)
     app.add_middleware(MetricsMiddleware)  # outermost: it sees the status of every response, 413s included
     return app
 

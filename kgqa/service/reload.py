@@ -5,7 +5,10 @@ In one process the switch happens between batches: the micro-batcher takes the s
 so a batch already decoding finishes with the old engine and the next one uses the new. Loading runs in a thread
 beside the decoding one, so questions keep being answered meanwhile. A reload that fails its checks (an index that
 does not load, a model that cannot spell it, a warm-up question that fails) keeps the old engine and logs why.
-With workers the parent reloads and forks new workers (kgqa.service.server).
+With workers the parent reloads and forks new workers (kgqa.service.server); the old ones first drain (SIGUSR1:
+every response says ``Connection: close``, so a client busy on a keep-alive connection is moved off it cleanly, by
+its next answer), then retire (SIGTERM). Without the drain, a request sent on an idle keep-alive connection just as
+the retiring worker closes it is lost (a connection reset), the race of every graceful restart.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kgqa.service import metrics
 from kgqa.service.engine import Engine
@@ -57,3 +62,26 @@ def _served(state: ServiceState) -> str:
     return (
         f"{index.get('path')} ({index.get('triples', 0):,} triples, manifest {index.get('manifest_sha256', '')[:12]})"
     )
+
+
+CLOSE = (b"connection", b"close")
+
+
+class CloseWhenDraining:
+    """ASGI middleware: while the worker drains, each response closes its connection (``Connection: close``)."""
+
+    def __init__(self, app: ASGIApp, state: ServiceState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_closing(message: Message) -> None:
+            if message["type"] == "http.response.start" and self.state.draining:
+                message = {**message, "headers": [*message.get("headers", []), CLOSE]}
+            await send(message)
+
+        await self.app(scope, receive, send_closing)

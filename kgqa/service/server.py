@@ -37,6 +37,8 @@ log = logging.getLogger("kgqa.service")
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent dies
 WORKER_MIN_LIFETIME_S = 10.0  # a worker that dies sooner is not replaced: the service stops
 POLL_S = 0.05  # how often the parent looks at its workers and signals
+DRAIN_S = 2.0  # a retiring worker's responses close their connections this long before it stops (a client that
+# sends back to back gets its answer and reconnects, to a new worker; one idle longer meets the usual close)
 
 
 def serve(settings: ServiceSettings) -> int:
@@ -71,8 +73,10 @@ def serve(settings: ServiceSettings) -> int:
     def make_config(
         engine: Engine, reload_on_sighup: bool = False, on_ready: Callable[[], None] | None = None
     ) -> uvicorn.Config:
+        # one process reloads itself on SIGHUP; forked workers drain on SIGUSR1 before a reload retires them
+        worker = settings.workers > 1
         return uvicorn.Config(
-            create_app(settings, engine, reload_on_sighup=reload_on_sighup, on_ready=on_ready),
+            create_app(settings, engine, reload_on_sighup=reload_on_sighup, on_ready=on_ready, drain_on_sigusr1=worker),
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level,
@@ -161,6 +165,7 @@ class Supervisor:
             code = 1
             try:
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the parent reloads; a worker is replaced, not reloaded
+                signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # until the app's drain handler is in place
                 _die_with_parent(self.parent)
                 code = 0 if _run_uvicorn(config, self.sock) else 1
             finally:
@@ -176,10 +181,13 @@ class Supervisor:
         self.reload_requested = True
 
     @staticmethod
-    def _terminate(pids: list[int]) -> None:
+    def _signal(pids: list[int], signum: int) -> None:
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+                os.kill(pid, signum)
+
+    def _terminate(self, pids: list[int]) -> None:
+        self._signal(pids, signal.SIGTERM)
 
     def _freeze(self) -> None:
         # Move everything loaded so far out of the garbage collector's reach: its passes write to every object's
@@ -252,7 +260,7 @@ class Supervisor:
                 log.error("reload failed: the new workers did not get ready; the old workers keep serving")
             return
         self.generation = new_generation  # from here, the old workers are retired, not replaced
-        self._terminate(old_workers)  # each finishes its in-flight requests, then exits
+        self._retire(old_workers)
         del old_engine
         gc.collect()
         metrics.RELOADS.labels("ok").inc()
@@ -264,6 +272,15 @@ class Supervisor:
             self.engine.index.checksum[:12],
             len(old_workers),
         )
+
+    def _retire(self, pids: list[int]) -> None:
+        """Drain (each response closes its keep-alive connection), then SIGTERM: in-flight requests finish."""
+        self._signal(pids, signal.SIGUSR1)
+        deadline = time.monotonic() + DRAIN_S
+        while time.monotonic() < deadline and not self.stopping:
+            self._reap()
+            time.sleep(POLL_S)
+        self._terminate(pids)
 
     def _wait_ready(self, read_fd: int, new: list[int]) -> bool:
         """Until every new worker has said it is ready; False if one exits, the time runs out or the service stops."""

@@ -18,6 +18,7 @@ class ServiceState:
     batcher: MicroBatcher | None = field(default=None, repr=False)
     ready: bool = False
     reloading: bool = False
+    draining: bool = False  # retiring after a reload: responses close their connections (kgqa.service.reload)
 
     def answer(self, questions: Sequence[str], top_k: int) -> list[list[Candidate]]:
         """The engine of the moment answers (a reload switches engines between batches, never within one)."""

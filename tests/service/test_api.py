@@ -239,3 +239,15 @@ def test_overload_is_503_with_retry_after(service_settings: ServiceSettings, eng
         assert response.status_code == 503
         assert response.headers["retry-after"] == "1" and "overloaded" in response.json()["detail"]
         assert small_client.post("/v1/answer/batch", json={"questions": [QUESTION] * 2}).status_code == 200
+
+
+def test_a_draining_worker_closes_each_connection_after_its_response(client: TestClient) -> None:
+    """What a worker retired by a reload does for its last seconds (SIGUSR1), so keep-alive clients move off it."""
+    assert "connection" not in client.get("/healthz").headers
+    state = client.app.state.kgqa
+    state.draining = True
+    try:
+        response = client.post("/v1/answer", json={"question": "守望星光的歌手是谁？"})
+        assert response.status_code == 200 and response.headers["connection"] == "close"
+    finally:
+        state.draining = False

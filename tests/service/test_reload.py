@@ -113,6 +113,8 @@ def test_sighup_reloads_under_load_without_a_failed_request(
             assert f'manifest_sha256="{new.checksum}"' in metrics
             assert 'kgqa_reloads_total{result="ok"} 1.0' in metrics
             assert 'kgqa_reloads_total{result="failed"} 1.0' in metrics
+            print(f"\n{workers} worker(s): {len(statuses)} requests during the test, statuses {sorted(set(statuses))}")
+            print("".join(line for line in server.output if "reload" in line.lower()), end="")
     finally:
         stop.set()
         assert server.stop() == 0
