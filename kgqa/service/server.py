@@ -260,9 +260,7 @@ class Supervisor:
                 log.error("reload failed: the new workers did not get ready; the old workers keep serving")
             return
         self.generation = new_generation  # from here, the old workers are retired, not replaced
-        self._retire(old_workers)
-        del old_engine
-        gc.collect()
+        # counted and logged once the new workers serve; the old ones then drain and stop
         metrics.RELOADS.labels("ok").inc()
         log.info(
             "reloaded in %.1f s: %d new workers serve the index %s (manifest %s), %d old ones retire",
@@ -272,6 +270,9 @@ class Supervisor:
             self.engine.index.checksum[:12],
             len(old_workers),
         )
+        self._retire(old_workers)
+        del old_engine
+        gc.collect()
 
     def _retire(self, pids: list[int]) -> None:
         """Drain (each response closes its keep-alive connection), then SIGTERM: in-flight requests finish."""
