@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +18,6 @@ from kgqa.trie import KBIndex
 from kgqa.trie.index import IndexedTriple
 from kgqa.trie.manifest import IndexLoadError
 from kgqa.trie.tokens import VocabularyMismatchError
-
-log = logging.getLogger("kgqa.service")
-
 
 WARM_UP_QUESTION = "你知道守望星光是哪家公司出品的吗？"  # any text works
 
@@ -72,12 +68,6 @@ class Engine:
                 f"cannot load the model at {settings.model}: {exc}. Point --model (KGQA_MODEL) at a directory "
                 "written by kgqa train, e.g. models/kgqa-default"
             ) from exc
-        if answerer.added_characters:
-            log.info(
-                "the model has no token for %d character(s) of the index: added (open vocabulary, e.g. %r)",
-                len(answerer.added_characters),
-                "".join(answerer.added_characters[:10]),
-            )
         return cls(answerer, quantized=quantize, model_path=settings.model)
 
     def describe(self) -> dict[str, object]:
