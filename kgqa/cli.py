@@ -633,6 +633,9 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--no-ranker", action="store_true", help="rank by log-probability, not the learned ranker")
     srv.add_argument("--max-batch-size", type=int, help="questions decoded together (KGQA_MAX_BATCH_SIZE; 32)")
     srv.add_argument("--batch-wait-ms", type=float, help="how long a batch waits to fill (KGQA_BATCH_WAIT_MS; 5)")
+    srv.add_argument(
+        "--request-timeout-s", type=float, help="a request not answered by then gets 504 (KGQA_REQUEST_TIMEOUT_S; 60)"
+    )
     srv.add_argument("--log-level", help="KGQA_LOG_LEVEL (default info)")
     srv.add_argument("--no-access-log", action="store_true", help="no line per request")
     srv.set_defaults(run=_cmd_serve)
@@ -664,6 +667,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         "ranker": False if args.no_ranker else None,
         "max_batch_size": args.max_batch_size,
         "batch_wait_ms": args.batch_wait_ms,
+        "request_timeout_s": args.request_timeout_s,
         "log_level": args.log_level,
         "access_log": False if args.no_access_log else None,
     }

@@ -3,6 +3,10 @@
 A batch starts when it is full or when its first question has waited ``max_wait_s``; while one batch decodes, the
 next fills, so under load batches grow and throughput with them. Decoding runs in one worker thread (one model per
 process; torch parallelises inside the batch), never on the event loop.
+
+Batches are filled round-robin over requests, one question of each waiting request in turn, not first come first
+served: a request of 256 questions then takes its share of each batch, and a single question sent meanwhile goes
+into the next batch instead of waiting behind all 256.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,6 +26,10 @@ AnswerFn = Callable[[Sequence[str], int], list[list[Candidate]]]
 
 class QueueFullError(RuntimeError):
     """More questions are waiting than the service accepts; the client should retry later."""
+
+
+class DeadlineExceededError(RuntimeError):
+    """A request's questions were not all answered within its deadline; those still waiting are dropped."""
 
 
 @dataclass
@@ -49,7 +58,9 @@ class MicroBatcher:
         self.min_top_k = min_top_k  # top_k up to this (the beam width) costs the same: such questions batch together
         self._on_batch = on_batch or (lambda size, seconds: None)
         self._on_queue_depth = on_queue_depth or (lambda depth: None)
-        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._requests: deque[deque[_Job]] = deque()  # each request's questions still waiting, served in turn
+        self._waiting = 0
+        self._arrived = asyncio.Event()
         self._executor = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="kgqa-decode", initializer=thread_setup or (lambda: None)
         )
@@ -61,7 +72,7 @@ class MicroBatcher:
 
     async def stop(self) -> None:
         """Finish what was submitted, then stop."""
-        while self._queue.qsize() or self._busy:
+        while self._waiting or self._busy:
             await asyncio.sleep(0.01)
         if self._task is not None:
             self._task.cancel()
@@ -69,36 +80,64 @@ class MicroBatcher:
                 await self._task
         self._executor.shutdown(wait=True)
 
-    async def submit(self, questions: Sequence[str], top_k: int) -> list[list[Candidate]]:
-        """Each question's candidates, in order; QueueFullError when too many are waiting already."""
+    async def submit(
+        self, questions: Sequence[str], top_k: int, timeout_s: float | None = None
+    ) -> list[list[Candidate]]:
+        """Each question's candidates, in order; QueueFullError when too many are waiting already,
+        DeadlineExceededError when not all are answered within ``timeout_s`` (its questions still waiting are dropped).
+        """
         if self._task is None or self._task.done():
             raise RuntimeError("the batcher is not running")
-        if self._queue.qsize() + len(questions) > self.max_queue:
-            raise QueueFullError(f"{self._queue.qsize()} questions are waiting (at most {self.max_queue})")
+        if self._waiting + len(questions) > self.max_queue:
+            raise QueueFullError(f"{self._waiting} questions are waiting (at most {self.max_queue})")
         loop = asyncio.get_running_loop()
         jobs = [_Job(q, top_k, loop.create_future()) for q in questions]
-        for job in jobs:
-            self._queue.put_nowait(job)
-        self._on_queue_depth(self._queue.qsize())
-        return list(await asyncio.gather(*(job.future for job in jobs)))
+        if jobs:
+            self._requests.append(deque(jobs))
+            self._waiting += len(jobs)
+            self._arrived.set()
+        self._on_queue_depth(self._waiting)
+        try:
+            return list(await asyncio.wait_for(asyncio.gather(*(job.future for job in jobs)), timeout_s))
+        except TimeoutError:
+            raise DeadlineExceededError(f"{len(jobs)} question(s) not answered within {timeout_s:g} s") from None
+
+    def _take(self) -> _Job | None:
+        """The next question, round-robin over the waiting requests; None when none waits."""
+        while self._requests:
+            request = self._requests.popleft()
+            job = request.popleft()
+            self._waiting -= 1
+            if request:
+                self._requests.append(request)  # its next question after every other request's
+            if not job.future.done():  # a cancelled request's questions are dropped here
+                return job
+        return None
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = [await self._queue.get()]
+            await self._arrived.wait()
+            first = self._take()
+            if first is None:
+                self._arrived.clear()
+                continue
+            batch = [first]
             deadline = loop.time() + self.max_wait_s
             while len(batch) < self.max_batch_size:
-                if self._queue.empty():
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        break
-                    try:
-                        batch.append(await asyncio.wait_for(self._queue.get(), remaining))
-                    except TimeoutError:
-                        break
-                else:
-                    batch.append(self._queue.get_nowait())
-            self._on_queue_depth(self._queue.qsize())
+                job = self._take()
+                if job is not None:
+                    batch.append(job)
+                    continue
+                self._arrived.clear()
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), remaining)
+                except TimeoutError:
+                    break
+            self._on_queue_depth(self._waiting)
             self._busy = len(batch)
             try:
                 for group in self._groups(batch):

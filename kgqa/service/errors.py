@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kgqa.service.batcher import QueueFullError
+from kgqa.service.batcher import DeadlineExceededError, QueueFullError
 
 
 def _field(error: dict[str, Any]) -> str:
@@ -54,6 +54,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(DeadlineExceededError)
+    async def deadline_exceeded(request: Request, exc: DeadlineExceededError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": f"the service is too busy: {exc} (KGQA_REQUEST_TIMEOUT_S); retry later"}, status_code=504
+        )
 
     @app.exception_handler(QueueFullError)
     async def queue_full(request: Request, exc: QueueFullError) -> JSONResponse:

@@ -30,6 +30,7 @@ ERRORS = {
     415: {"model": ErrorResponse, "description": "the body is not sent as application/json"},
     422: {"model": ErrorResponse, "description": "a field is missing, unknown, of the wrong type or out of range"},
     503: {"model": ErrorResponse, "description": "not ready yet (loading) or overloaded"},
+    504: {"model": ErrorResponse, "description": "not answered within KGQA_REQUEST_TIMEOUT_S"},
 }
 
 api = APIRouter(prefix="/v1", tags=["questions"], responses=ERRORS)
@@ -54,7 +55,7 @@ def _response(question: str, candidates: list[Candidate], took_ms: float) -> Ans
 async def answer(body: AnswerRequest, request: Request) -> AnswerResponse:
     state = _state(request)
     started = time.perf_counter()
-    [candidates] = await state.batcher.submit([body.question], body.top_k)
+    [candidates] = await state.batcher.submit([body.question], body.top_k, state.settings.request_timeout_s)
     return _response(body.question, candidates, round(1000 * (time.perf_counter() - started), 2))
 
 
@@ -62,7 +63,7 @@ async def answer(body: AnswerRequest, request: Request) -> AnswerResponse:
 async def answer_batch(body: BatchRequest, request: Request) -> BatchResponse:
     state = _state(request)
     started = time.perf_counter()
-    results = await state.batcher.submit(body.questions, body.top_k)
+    results = await state.batcher.submit(body.questions, body.top_k, state.settings.request_timeout_s)
     took_ms = round(1000 * (time.perf_counter() - started), 2)
     return BatchResponse(
         results=[_response(q, c, took_ms) for q, c in zip(body.questions, results, strict=True)], took_ms=took_ms

@@ -251,3 +251,12 @@ def test_a_draining_worker_closes_each_connection_after_its_response(client: Tes
         assert response.status_code == 200 and response.headers["connection"] == "close"
     finally:
         state.draining = False
+
+
+def test_a_request_past_its_deadline_gets_504_json(service_settings: ServiceSettings, engine: Engine) -> None:
+    settings = service_settings.model_copy(update={"request_timeout_s": 1e-6})
+    with TestClient(create_app(settings, engine), raise_server_exceptions=False) as late:
+        wait_ready(late)
+        response = late.post("/v1/answer/batch", json={"questions": ["守望星光的歌手是谁？"] * 8})
+        assert response.status_code == 504
+        assert "KGQA_REQUEST_TIMEOUT_S" in response.json()["detail"]

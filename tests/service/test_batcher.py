@@ -110,3 +110,28 @@ def test_a_cancelled_request_is_not_decoded(engine: Engine) -> None:
 
     asyncio.run(scenario())
     assert recorder.calls == [(1, 1)]
+
+
+def test_a_single_question_is_answered_while_a_large_request_decodes(engine: Engine) -> None:
+    """Round-robin over requests: a question sent after a 12-question request goes into the next batch (of 3),
+    not behind the other request's remaining 9 questions."""
+    recorder = RecordingEngine(engine)
+    finished: list[str] = []
+
+    async def scenario() -> None:
+        batcher = batcher_for(recorder, max_batch_size=3)
+        batcher.start()
+
+        async def ask(name: str, questions: list[str]) -> None:
+            await batcher.submit(questions, 1)
+            finished.append(name)
+
+        large = asyncio.ensure_future(ask("large", QUESTIONS * 3))
+        await asyncio.sleep(0)  # the large request is queued first; its first batch starts
+        single = asyncio.ensure_future(ask("single", QUESTIONS[1:2]))
+        await asyncio.gather(large, single)
+        await batcher.stop()
+
+    asyncio.run(scenario())
+    assert finished == ["single", "large"]
+    assert [n for n, _ in recorder.calls] == [3, 3, 3, 3, 1]  # 13 questions in batches of at most 3
