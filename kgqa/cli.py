@@ -634,7 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--max-batch-size", type=int, help="questions decoded together (KGQA_MAX_BATCH_SIZE; 32)")
     srv.add_argument("--batch-wait-ms", type=float, help="how long a batch waits to fill (KGQA_BATCH_WAIT_MS; 5)")
     srv.add_argument(
-        "--request-timeout-s", type=float, help="a request not answered by then gets 504 (KGQA_REQUEST_TIMEOUT_S; 60)"
+        "--request-timeout-s", type=float, help="a request not answered by then gets 504 (KGQA_REQUEST_TIMEOUT_S; 300)"
     )
     srv.add_argument("--log-level", help="KGQA_LOG_LEVEL (default info)")
     srv.add_argument("--no-access-log", action="store_true", help="no line per request")

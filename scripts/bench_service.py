@@ -125,6 +125,44 @@ async def load(url: str, questions: list[str], concurrency: int, seconds: float,
     }
 
 
+async def fairness(url: str, questions: list[str], seconds_between: float = 0.5) -> dict:
+    """Single questions, one every ``seconds_between``, while one batch request of 256 questions of 256 characters
+    with top_k 20 (the largest the API accepts) decodes: their latency, and how long the batch took."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    long_questions = [(q * 20)[:256] for q in questions[:256]]
+    batch_connection = Connection(host, int(port))
+    started = time.perf_counter()
+    batch = asyncio.ensure_future(
+        batch_connection.post_json("/v1/answer/batch", {"questions": long_questions, "top_k": 20})
+    )
+    latencies: list[float] = []
+    errors = 0
+    single = Connection(host, int(port))
+    await asyncio.sleep(1.0)  # the batch is in and decoding
+    while not batch.done():
+        sent = time.perf_counter()
+        status, _ = await single.post_json("/v1/answer", {"question": questions[len(latencies) % len(questions)]})
+        if status == 200:
+            latencies.append(time.perf_counter() - sent)
+        else:
+            errors += 1
+        await asyncio.sleep(seconds_between)
+    batch_status, _ = await batch
+    batch_seconds = time.perf_counter() - started
+    await single.close()
+    await batch_connection.close()
+    quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [latencies[0]] * 99
+    return {
+        "batch_status": batch_status,
+        "batch_seconds": round(batch_seconds, 1),
+        "single_questions": len(latencies),
+        "single_errors": errors,
+        "single_p50_ms": round(1000 * statistics.median(latencies), 1),
+        "single_p99_ms": round(1000 * quantiles[98], 1),
+        "single_max_ms": round(1000 * max(latencies), 1),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=Path("models/kgqa-default"))
@@ -136,6 +174,9 @@ def main() -> int:
     parser.add_argument("--serve-flags", default="", help='passed to kgqa serve, e.g. "--threads 1"')
     parser.add_argument("--workers", type=int, default=1, help="workers for the latency/throughput levels")
     parser.add_argument("--skip-memory", action="store_true", help="no 1-vs-2-worker memory runs")
+    parser.add_argument(
+        "--fairness-only", action="store_true", help="only single questions' latency beside a 256-question batch"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -144,6 +185,17 @@ def main() -> int:
 
     result["workers"] = args.workers
     flags = shlex.split(args.serve_flags)
+    if args.fairness_only:
+        server = ServerProcess(args.model, args.index, "--workers", str(args.workers), *flags).start()
+        try:
+            result["fairness"] = asyncio.run(fairness(server.url, questions))
+        finally:
+            server.stop()
+        print(f"single questions beside a 256 x 256-character batch (top_k 20): {result['fairness']}")
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+        return 0
     server = ServerProcess(args.model, args.index, "--workers", str(args.workers), *flags).start()
     url = server.url
     try:
