@@ -17,6 +17,8 @@ import threading
 import time
 from pathlib import Path
 
+from bench_service import memory_mb
+
 from kgqa.data.locate import find_data_dir
 
 KGQA = [sys.executable, "-m", "kgqa.cli"]
@@ -38,22 +40,6 @@ def descendants(pid: int) -> list[int]:
     return tree
 
 
-def tree_memory_mb(pid: int) -> tuple[float, float, int]:
-    rss = pss = 0
-    pids = descendants(pid)
-    for p in pids:
-        try:
-            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
-                name, _, rest = line.partition(":")
-                if name == "Rss":
-                    rss += int(rest.split()[0])
-                elif name == "Pss":
-                    pss += int(rest.split()[0])
-        except OSError:
-            pass
-    return rss / 1024, pss / 1024, len(pids)
-
-
 def run(command: list[str]) -> dict:
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -62,12 +48,8 @@ def run(command: list[str]) -> dict:
     reader = threading.Thread(target=lambda: output.extend(process.stdout or []), daemon=True)
     reader.start()
     while process.poll() is None:
-        rss, pss, count = tree_memory_mb(process.pid)
-        peak = {
-            "rss_mb": max(peak["rss_mb"], round(rss, 1)),
-            "pss_mb": max(peak["pss_mb"], round(pss, 1)),
-            "processes": max(peak["processes"], count),
-        }
+        now = memory_mb(descendants(process.pid))
+        peak = {key: max(peak[key], now[key]) for key in peak}
         time.sleep(0.2)
     reader.join()
     if process.returncode != 0:

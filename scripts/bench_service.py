@@ -28,7 +28,11 @@ from kgqa.service.process import ServerProcess, child_pids
 
 def tree_memory_mb(pid: int) -> dict[str, float]:
     """RSS and PSS (shared pages split among their users) summed over a process and its children."""
-    pids = [pid, *child_pids(pid)]
+    return memory_mb([pid, *child_pids(pid)])
+
+
+def memory_mb(pids: list[int]) -> dict[str, float]:
+    """RSS and PSS summed over ``pids`` (from /proc/*/smaps_rollup; a process gone meanwhile counts nothing)."""
     rss = pss = 0
     for p in pids:
         try:
