@@ -30,6 +30,16 @@ def write_kb(path: Path, lines: list[str]) -> Path:
     return path
 
 
+def index_of_triples(triples: list[tuple[str, str, str, str]], root: Path) -> KBIndex:
+    """The index of ``(name, meaning, relation, object)`` tuples, built under ``root``."""
+    from kgqa.data import join_head
+    from kgqa.trie import build_index
+
+    lines = [f"{join_head(name, meaning)}\t{relation}\t{obj}" for name, meaning, relation, obj in triples]
+    build_index([write_kb(root / "kb.tsv", lines)], root / "index", progress=False)
+    return KBIndex(root / "index")
+
+
 def save_word_piece_checkpoint(directory: Path, words: list[str]) -> Path:
     """A real (untrained) seq2seq checkpoint with a word-piece tokenizer over ``words``: one kgqa cannot extend."""
     from tokenizers import Tokenizer, models, pre_tokenizers

@@ -11,26 +11,19 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kgqa.data import join_head
 from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
 from kgqa.model.constrained import KBConstraintLogitsProcessor
 from kgqa.model.lookahead import RelationLookahead
 from kgqa.model.modeling import build_model
 from kgqa.model.targets import TargetCodec
 from kgqa.model.tokenizer import build_char_tokenizer
-from kgqa.trie import SEP, KBIndex, build_index
-from tests.conftest import write_kb
+from kgqa.trie import SEP, KBIndex
+from tests.conftest import index_of_triples
 
 NAME_CHARS = "ab龙星光x"
 WORD = st.text(alphabet=NAME_CHARS, min_size=1, max_size=4)
 TRIPLE = st.tuples(WORD, st.one_of(st.just(""), WORD), WORD, WORD)  # name, meaning, relation, object
 KBS = st.lists(TRIPLE, min_size=1, max_size=12)
-
-
-def _index(triples: list[tuple[str, str, str, str]], root: Path) -> KBIndex:
-    lines = [f"{join_head(name, meaning)}\t{relation}\t{obj}" for name, meaning, relation, obj in triples]
-    build_index([write_kb(root / "kb.tsv", lines)], root / "index", progress=False)
-    return KBIndex(root / "index")
 
 
 def _kb_set(triples: list[tuple[str, str, str, str]]) -> set[tuple[str, str, str, str]]:
@@ -52,7 +45,7 @@ def test_random_model_on_random_kb_outputs_only_kb_triples(
 ) -> None:
     """A randomly initialised model gives random logits; whatever they are, every answer is a triple of the KB."""
     with tempfile.TemporaryDirectory() as root:
-        index = _index(triples, Path(root))
+        index = index_of_triples(triples, Path(root))
         tokenizer = build_char_tokenizer([index.alphabet, "的是什么?"])
         torch.manual_seed(seed)
         model = build_model(tokenizer, "tiny")
@@ -81,7 +74,7 @@ def test_ending_when_one_key_is_left_changes_no_greedy_path_or_score(
 ) -> None:
     """The steps it skips are forced, each worth log-prob 0 after renormalising: the same path, the same score."""
     with tempfile.TemporaryDirectory() as root:
-        index = _index(triples, Path(root))
+        index = index_of_triples(triples, Path(root))
         tokenizer = build_char_tokenizer([index.alphabet, "的是什么?"])
         torch.manual_seed(seed)
         answerer = QuestionAnswerer(
@@ -146,7 +139,7 @@ def test_unconstrained_decoding_may_leave_the_kb_but_never_invents_objects(
 @given(triples=KBS, question=st.text(alphabet=NAME_CHARS + "的", max_size=10), data=st.data())
 def test_lookahead_never_admits_a_forbidden_token(triples: list, question: str, data: st.DataObject) -> None:
     with tempfile.TemporaryDirectory() as root:
-        index = _index(triples, Path(root))
+        index = index_of_triples(triples, Path(root))
         tokenizer = build_char_tokenizer([index.alphabet])
         codec = TargetCodec(tokenizer)
         constraint = codec.constraint(index)
@@ -208,7 +201,7 @@ def test_beam_search_keeps_searching_while_a_running_path_can_still_win(tmp_path
     # "a" has five meanings: its beam branches into five hypotheses that finish one or two steps later
     short = [("a", meaning, "r", "x") for meaning in ["", "w", "x", "y", "z"]]
     triples = [*short, ("bbbbbbbbbb", "", "r", "4")]
-    index = _index(triples, tmp_path)
+    index = index_of_triples(triples, tmp_path)
     tokenizer = build_char_tokenizer([index.alphabet])
     model = build_model(tokenizer, "tiny")
     with torch.no_grad():  # a model whose logits are a fixed bias at every step: p(b) high, p(a, c, d) low

@@ -10,24 +10,17 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kgqa.data import join_head
 from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
 from kgqa.model.modeling import build_model, load_checkpoint, save_checkpoint
 from kgqa.model.tokenizer import build_char_tokenizer
 from kgqa.model.vocabulary import extend_for_index, is_char_tokenizer, missing_characters
-from kgqa.trie import KBIndex, VocabularyMismatchError, build_index
-from tests.conftest import save_word_piece_checkpoint, write_kb
+from kgqa.trie import VocabularyMismatchError
+from tests.conftest import index_of_triples, save_word_piece_checkpoint
 
 SEEN = "ab龙星"
 UNSEEN = "㐆丮垚珰%℃"  # outside the tokenizer built from SEEN
 WORD = st.text(alphabet=SEEN + UNSEEN, min_size=1, max_size=3)
 TRIPLE = st.tuples(WORD, st.one_of(st.just(""), WORD), WORD, WORD)  # name, meaning, relation, object
-
-
-def _index(triples: list[tuple[str, str, str, str]], root: Path) -> KBIndex:
-    lines = [f"{join_head(name, meaning)}\t{relation}\t{obj}" for name, meaning, relation, obj in triples]
-    build_index([write_kb(root / "kb.tsv", lines)], root / "index", progress=False)
-    return KBIndex(root / "index")
 
 
 def _narrow_model(root: Path, seed: int = 0) -> Path:
@@ -43,7 +36,7 @@ def _narrow_model(root: Path, seed: int = 0) -> Path:
 def test_every_kb_path_is_reachable_and_nothing_else(triples: list, seed: int, data: st.DataObject) -> None:
     """With as many beams as the KB has paths, beam search returns exactly the KB's paths, new characters or not."""
     with tempfile.TemporaryDirectory() as root:
-        index = _index(triples, Path(root))
+        index = index_of_triples(triples, Path(root))
         paths = {(n, r, m) for n, m, r, _ in triples}
         beams = len(paths)
         options = DecodeOptions(num_beams=beams, end_when_determined=data.draw(st.booleans(), label="end_early"))
@@ -57,7 +50,7 @@ def test_every_kb_path_is_reachable_and_nothing_else(triples: list, seed: int, d
 
 
 def test_new_rows_are_distinct_drawn_like_trained_rows_and_the_same_on_every_load(tmp_path: Path) -> None:
-    index = _index([("㐆星", "", "a垚", "x"), ("龙", "b", "星", "y")], tmp_path)
+    index = index_of_triples([("㐆星", "", "a垚", "x"), ("龙", "b", "星", "y")], tmp_path)
     model_dir = _narrow_model(tmp_path)
     loaded = [load_checkpoint(model_dir) for _ in range(2)]
     trained = build_char_tokenizer([SEEN, "的是什么?"])
@@ -77,7 +70,7 @@ def test_new_rows_are_distinct_drawn_like_trained_rows_and_the_same_on_every_loa
 
 
 def test_a_kb_without_new_characters_changes_nothing(tmp_path: Path) -> None:
-    index = _index([("龙星", "", "ab", "x"), ("龙", "b", "星", "y")], tmp_path)
+    index = index_of_triples([("龙星", "", "ab", "x"), ("龙", "b", "星", "y")], tmp_path)
     model, tokenizer = load_checkpoint(_narrow_model(tmp_path))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     vocab = tokenizer.get_vocab()
@@ -88,7 +81,7 @@ def test_a_kb_without_new_characters_changes_nothing(tmp_path: Path) -> None:
 
 
 def test_a_word_piece_tokenizer_that_cannot_spell_the_kb_is_refused(tmp_path: Path) -> None:
-    index = _index([("㐆星", "", "ab", "x")], tmp_path)
+    index = index_of_triples([("㐆星", "", "ab", "x")], tmp_path)
     directory = save_word_piece_checkpoint(tmp_path / "wordpiece", ["a", "b", "星", "##b", "ab"])
     model, tokenizer = load_checkpoint(directory)
     assert not is_char_tokenizer(tokenizer)
