@@ -14,12 +14,17 @@ from functools import partial
 
 import torch
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 
 from kgqa.service import metrics
+from kgqa.service.access import HEADER as REQUEST_ID_HEADER
+from kgqa.service.access import RequestIdMiddleware
 from kgqa.service.batcher import MicroBatcher
 from kgqa.service.engine import WARM_UP_QUESTION, Engine
 from kgqa.service.errors import BodySizeLimitMiddleware, install_error_handlers
 from kgqa.service.metrics import MetricsMiddleware
+from kgqa.service.page import install_page
 from kgqa.service.reload import CloseWhenDraining, reload_engine
 from kgqa.service.routes import api, probes
 from kgqa.service.settings import ServiceSettings
@@ -88,19 +93,31 @@ def create_app(
             await asyncio.gather(*reloads)
             await state.batcher.stop()  # requests still in flight were let finish by uvicorn before this
 
-    app = FastAPI(
+    # /docs and /redoc with Swagger UI's and ReDoc's files served by the app itself: they work without internet
+    app = FastAPIOffline(
         title="kgqa",
         summary="Question answering over a knowledge graph: trie-constrained seq2seq decoding of KB paths",
         version="1",
         lifespan=lifespan,
+        swagger_ui_parameters={"validatorUrl": None},  # else Swagger UI sends the schema to validator.swagger.io
     )
     app.state.kgqa = state
     install_error_handlers(app)
     app.include_router(api)
     app.include_router(probes)
+    install_page(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(CloseWhenDraining, state=state)
-    app.add_middleware(MetricsMiddleware)  # outermost: it sees the status of every response, 413s included
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", REQUEST_ID_HEADER],
+            expose_headers=[REQUEST_ID_HEADER],
+        )
+    app.add_middleware(MetricsMiddleware)  # it sees the status of every response, 413s included
+    app.add_middleware(RequestIdMiddleware, log_requests=settings.access_log)  # outermost: every response has an id
     return app
 
 

@@ -5,14 +5,18 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 from kgqa.data import split_head
 from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
 from kgqa.model.candidate import Candidate
+from kgqa.model.explain import PathTrace, trace_path
 from kgqa.model.modeling import CheckpointError, default_device, read_training_info
-from kgqa.service.schemas import MAX_QUESTION_CHARS
+from kgqa.model.summary import model_summary
+from kgqa.service.limits import MAX_QUESTION_CHARS
 from kgqa.service.settings import ServiceSettings
 from kgqa.trie import KBIndex
 from kgqa.trie.index import IndexedTriple
@@ -38,6 +42,7 @@ class Engine:
         self.quantized = quantized
         self.model_path = model_path or Path("")
         self.index = answerer.index
+        self.model_summary = model_summary(self.model_path) if self.model_path.is_dir() else {}
         self._trim = _malloc_trim()
 
     @classmethod
@@ -87,6 +92,40 @@ class Engine:
             },
         }
 
+    def info(self) -> dict[str, Any]:
+        """What ``GET /v1/info`` reports of this engine: kgqa's version, the model, the index, the decoding options."""
+        manifest = self.index.manifest
+        counts = manifest.counts
+        return {
+            "version": _kgqa_version(),
+            "model": self.model_summary
+            | {
+                "name": self.model_summary.get("name", self.model_path.name),
+                "vocabulary_size": len(self.answerer.tokenizer),
+                "added_characters": len(self.answerer.added_characters),
+                "quantized": self.quantized,
+                "ranker": self.answerer.ranker is not None and self.answerer.options.use_ranker,
+            },
+            "index": {
+                "name": self.index.directory.name,
+                "triples": counts.get("triples", 0),
+                "names": counts.get("names", 0),
+                "relations": counts.get("relations", 0),
+                "objects": counts.get("objects", 0),
+                "manifest_sha256": self.index.checksum,
+                "created_at": manifest.created_at,
+                "key_order": self.index.key_order,
+                # file names only: the machine's directories are nobody's business
+                "sources": [{"file": Path(s["path"]).name, "sha256": s.get("sha256")} for s in manifest.sources],
+            },
+            "decoding": asdict(self.answerer.options),
+        }
+
+    def explain(self, candidate: Candidate) -> PathTrace:
+        """The constraint's view of each step of ``candidate``'s path (``"explain": true``)."""
+        answerer = self.answerer
+        return trace_path(candidate, answerer.codec, answerer.constraint, answerer.options.end_when_determined)
+
     def warm_up(self) -> None:
         """Answer one question: the first decode pays one-off costs, and a reloaded engine proves it works."""
         self.answer([WARM_UP_QUESTION], 1)
@@ -106,6 +145,13 @@ class Engine:
             if meaning:
                 triples = [t for t in self.index.triples(bare) if t.meaning == meaning]
         return EntityTriples(triples[:limit], len(triples))
+
+
+def _kgqa_version() -> str:
+    try:
+        return version("kgqa")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 def _malloc_trim():

@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import JSONResponse, Response
 
 from kgqa.model.candidate import Candidate
 from kgqa.service import metrics
+from kgqa.service.dependencies import ReadyState, require_api_key, service_state
+from kgqa.service.limits import MAX_BATCH_QUESTIONS, MAX_QUESTION_CHARS, MAX_TOP_K
 from kgqa.service.schemas import (
     Answer,
     AnswerRequest,
@@ -19,13 +21,16 @@ from kgqa.service.schemas import (
     EntityResponse,
     ErrorResponse,
     Health,
+    Info,
     Readiness,
+    Trace,
 )
 from kgqa.service.schemas import Path as PathOut
 from kgqa.service.state import ServiceState
 
 ERRORS = {
     400: {"model": ErrorResponse, "description": "the body is not valid JSON"},
+    401: {"model": ErrorResponse, "description": "no or a wrong API key (only when the service has KGQA_API_KEY)"},
     413: {"model": ErrorResponse, "description": "the body is too large"},
     415: {"model": ErrorResponse, "description": "the body is not sent as application/json"},
     422: {"model": ErrorResponse, "description": "a field is missing, unknown, of the wrong type or out of range"},
@@ -33,15 +38,8 @@ ERRORS = {
     504: {"model": ErrorResponse, "description": "not answered within KGQA_REQUEST_TIMEOUT_S"},
 }
 
-api = APIRouter(prefix="/v1", tags=["questions"], responses=ERRORS)
+api = APIRouter(prefix="/v1", tags=["questions"], responses=ERRORS, dependencies=[Depends(require_api_key)])
 probes = APIRouter(tags=["operations"])
-
-
-def _state(request: Request) -> ServiceState:
-    state: ServiceState = request.app.state.kgqa
-    if not state.ready:
-        raise HTTPException(503, "the model is still loading; retry shortly (GET /readyz says when it is ready)")
-    return state
 
 
 def _response(question: str, candidates: list[Candidate], took_ms: float) -> AnswerResponse:
@@ -52,16 +50,17 @@ def _response(question: str, candidates: list[Candidate], took_ms: float) -> Ans
 
 
 @api.post("/answer", response_model=AnswerResponse, summary="Answer one question")
-async def answer(body: AnswerRequest, request: Request) -> AnswerResponse:
-    state = _state(request)
+async def answer(body: AnswerRequest, state: ReadyState) -> AnswerResponse:
     started = time.perf_counter()
     [candidates] = await state.batcher.submit([body.question], body.top_k, state.settings.request_timeout_s)
-    return _response(body.question, candidates, round(1000 * (time.perf_counter() - started), 2))
+    response = _response(body.question, candidates, round(1000 * (time.perf_counter() - started), 2))
+    if body.explain and candidates:
+        response.trace = Trace.of(state.engine.explain(candidates[0]), candidates[0])
+    return response
 
 
 @api.post("/answer/batch", response_model=BatchResponse, summary="Answer up to 256 questions, in order")
-async def answer_batch(body: BatchRequest, request: Request) -> BatchResponse:
-    state = _state(request)
+async def answer_batch(body: BatchRequest, state: ReadyState) -> BatchResponse:
     started = time.perf_counter()
     results = await state.batcher.submit(body.questions, body.top_k, state.settings.request_timeout_s)
     took_ms = round(1000 * (time.perf_counter() - started), 2)
@@ -77,11 +76,10 @@ async def answer_batch(body: BatchRequest, request: Request) -> BatchResponse:
     responses={404: {"model": ErrorResponse, "description": "no such name in the KB"}},
 )
 async def entity(
-    request: Request,
+    state: ReadyState,
     name: Annotated[str, Path(min_length=1, max_length=1024)],
     limit: Annotated[int, Query(ge=1, le=10_000, description="at most this many triples")] = 1000,
 ) -> EntityResponse:
-    state = _state(request)
     found = state.engine.entity(name, min(limit, state.settings.max_entity_triples))
     if not found.total:
         raise HTTPException(404, f"no entity named {name!r} in the knowledge base")
@@ -90,6 +88,27 @@ async def entity(
         for t in found.triples
     ]
     return EntityResponse(name=name, count=found.total, truncated=len(triples) < found.total, triples=triples)
+
+
+@api.get("/info", response_model=Info, summary="What is served: kgqa's version, the model, the index, the settings")
+async def info(state: ReadyState) -> Info:
+    settings = state.settings
+    service = {
+        "workers": settings.workers,
+        "max_batch_size": settings.max_batch_size,
+        "batch_wait_ms": settings.batch_wait_ms,
+        "max_queue": settings.max_queue,
+        "request_timeout_s": settings.request_timeout_s,
+        "api_key_required": settings.api_key is not None,
+        "limits": {
+            "question_characters": MAX_QUESTION_CHARS,
+            "top_k": MAX_TOP_K,
+            "batch_questions": MAX_BATCH_QUESTIONS,
+            "body_bytes": settings.max_body_bytes,
+            "entity_triples": settings.max_entity_triples,
+        },
+    }
+    return Info(**state.engine.info(), service=service)
 
 
 @probes.get("/healthz", response_model=Health, summary="The process is up")
@@ -103,8 +122,7 @@ async def healthz() -> Health:
     summary="The model and the index are loaded and warmed up; which index (its manifest checksum) is served",
     responses={503: {"model": Health, "description": "still loading"}},
 )
-async def readyz(request: Request) -> Response:
-    state: ServiceState = request.app.state.kgqa
+async def readyz(state: Annotated[ServiceState, Depends(service_state)]) -> Response:
     if not state.ready or state.engine is None:
         return JSONResponse({"status": "loading"}, status_code=503)
     return JSONResponse({"status": "ready", **state.engine.describe()})

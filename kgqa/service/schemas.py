@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from kgqa.model.candidate import Candidate
-
-# Fixed at import (the schema must be static); ServiceSettings' limits of the same names default to these and can
-# only tighten them, checked in the routes.
-MAX_QUESTION_CHARS = 256
-MAX_TOP_K = 20
-MAX_BATCH_QUESTIONS = 256
+from kgqa.model.explain import PathTrace
+from kgqa.service.limits import MAX_BATCH_QUESTIONS, MAX_QUESTION_CHARS, MAX_TOP_K
 
 
 def _not_blank(text: str) -> str:
@@ -50,6 +46,9 @@ class _Strict(BaseModel):
 class AnswerRequest(_Strict):
     question: Question
     top_k: TopK = 1
+    explain: bool = Field(
+        False, strict=True, description="also return the best path's trace: what the KB allowed at each step"
+    )
 
 
 class BatchRequest(_Strict):
@@ -91,11 +90,42 @@ class Answer(Path):
         )
 
 
+class TraceStep(BaseModel):
+    part: str = Field(description="name, relation, meaning, separator (between parts) or end")
+    text: str = Field(description="the character decoded; empty for a separator or the end")
+    allowed: int = Field(description="how many tokens the KB allowed at this step (the end of a path counts as one)")
+    forced: bool = Field(description="the KB allowed only this token")
+    decoded: bool = Field(description="false where the KB completed the path: one KB key was left, decoding stopped")
+
+
+class Trace(BaseModel):
+    source: str = Field(description="beam (decoded) or name-anchored (a KB name in the question, scored by the model)")
+    steps: list[TraceStep]
+    forced_steps: int
+    decoded_steps: int
+    log_probability: dict[str, float] = Field(
+        default_factory=dict, description="the path's log-probability by part: name, relation, meaning"
+    )
+
+    @classmethod
+    def of(cls, trace: PathTrace, candidate: Candidate) -> Trace:
+        segments = candidate.segments
+        parts = {"name": segments.name, "relation": segments.relation, "meaning": segments.meaning} if segments else {}
+        return cls(
+            source=trace.source,
+            steps=[TraceStep(**vars(step)) for step in trace.steps],
+            forced_steps=trace.forced_steps,
+            decoded_steps=trace.decoded_steps,
+            log_probability=parts,
+        )
+
+
 class AnswerResponse(BaseModel):
     question: str
     answer: Answer | None = Field(description="the best candidate; null when no KB path fits the question")
     candidates: list[Answer]
     took_ms: float
+    trace: Trace | None = Field(None, description='the answer\'s path step by step, with "explain": true')
 
 
 class BatchResponse(BaseModel):
@@ -135,3 +165,47 @@ class ServedModel(BaseModel):
 class Readiness(Health):
     index: ServedIndex
     model: ServedModel
+
+
+class InfoModel(BaseModel):
+    name: str = Field(description="the model directory's name")
+    parameters: int = Field(description="parameters stored in model.safetensors")
+    vocabulary_size: int = Field(description="tokens, including characters added at load for this index")
+    added_characters: int
+    quantized: bool
+    ranker: bool = Field(description="candidates are ordered by the learned ranker")
+    architecture: dict[str, Any] = Field(default_factory=dict)
+    training: dict[str, Any] = Field(default_factory=dict, description="from the model's kgqa.json")
+    dev: dict[str, Any] = Field(
+        default_factory=dict, description="dev figures recorded by training, tuning and the ranker fit (out of fold)"
+    )
+
+
+class InfoIndex(BaseModel):
+    name: str
+    triples: int
+    names: int
+    relations: int
+    objects: int
+    manifest_sha256: str
+    created_at: str
+    key_order: str
+    sources: list[dict[str, Any]] = Field(description="the KB files it was built from: file name and sha256")
+
+
+class InfoService(BaseModel):
+    workers: int
+    max_batch_size: int
+    batch_wait_ms: float
+    max_queue: int
+    request_timeout_s: float
+    api_key_required: bool
+    limits: dict[str, int]
+
+
+class Info(BaseModel):
+    version: str = Field(description="kgqa's version")
+    model: InfoModel
+    index: InfoIndex
+    decoding: dict[str, Any] = Field(description="the decoding options in force")
+    service: InfoService

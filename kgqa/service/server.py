@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from kgqa.service.logs import configure_logging
 from kgqa.service.settings import ServiceSettings
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ DRAIN_S = 2.0  # a retiring worker's responses close their connections this long
 
 
 def serve(settings: ServiceSettings) -> int:
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # before prometheus_client is imported: every worker's samples go to files /metrics sums up
         metrics_dir = tempfile.mkdtemp(prefix="kgqa-metrics-")
@@ -80,7 +81,8 @@ def serve(settings: ServiceSettings) -> int:
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level,
-            access_log=settings.access_log,
+            log_config=None,  # uvicorn's lines go through configure_logging's handler (text or JSON)
+            access_log=False,  # kgqa.service.access writes the access log, with request ids
             timeout_graceful_shutdown=settings.graceful_shutdown_s or None,
         )
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class ServiceSettings(BaseSettings):
@@ -43,6 +44,26 @@ class ServiceSettings(BaseSettings):
     graceful_shutdown_s: float = Field(30.0, ge=0.0, description="time in-flight requests get to finish on SIGTERM")
     access_log: bool = True
     log_level: str = "info"
+    log_format: Literal["text", "json"] = Field("text", description="json: one JSON object a log line")
+
+    # who may call: with an API key, /v1/* needs "Authorization: Bearer <key>" (the probes, /metrics and the page's
+    # static files stay open); browsers of these origins may call the API from their pages (none by default)
+    api_key: SecretStr | None = Field(None, description="KGQA_API_KEY; none: the API is open")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="comma-separated origins, e.g. https://a.example,https://b.example; * any"
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _no_empty_key(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     def threads_per_worker(self) -> int:
         return self.torch_threads or max(1, (os.cpu_count() or 1) // self.workers)
