@@ -620,25 +620,9 @@ def build_parser() -> argparse.ArgumentParser:
     bdec.add_argument("--json", type=Path)
     bdec.set_defaults(run=_cmd_bench_decode, unconstrained=False, no_lookahead=False, lookahead_strength=None)
 
-    srv = commands.add_parser(
-        "serve", help="the HTTP API (FastAPI under uvicorn); every flag can also be a KGQA_* environment variable"
-    )
-    srv.add_argument("--model", type=Path, help="model directory (KGQA_MODEL; default models/kgqa-default)")
-    srv.add_argument("--index", type=Path, help="index directory (KGQA_INDEX; default indexes/kgclue-sim)")
-    srv.add_argument("--host", help="KGQA_HOST (default 127.0.0.1; 0.0.0.0 to listen on every interface)")
-    srv.add_argument("--port", type=int, help="KGQA_PORT (default 8000; 0 picks a free port)")
-    srv.add_argument("--workers", type=int, help="worker processes, forked after loading (KGQA_WORKERS; default 1)")
-    srv.add_argument("--threads", type=int, help="torch threads per worker (KGQA_TORCH_THREADS; default CPUs/workers)")
-    srv.add_argument("--no-quantize", action="store_true", help="float32 Linear layers instead of int8 (slower)")
-    srv.add_argument("--no-ranker", action="store_true", help="rank by log-probability, not the learned ranker")
-    srv.add_argument("--max-batch-size", type=int, help="questions decoded together (KGQA_MAX_BATCH_SIZE; 32)")
-    srv.add_argument("--batch-wait-ms", type=float, help="how long a batch waits to fill (KGQA_BATCH_WAIT_MS; 5)")
-    srv.add_argument(
-        "--request-timeout-s", type=float, help="a request not answered by then gets 504 (KGQA_REQUEST_TIMEOUT_S; 300)"
-    )
-    srv.add_argument("--log-level", help="KGQA_LOG_LEVEL (default info)")
-    srv.add_argument("--no-access-log", action="store_true", help="no line per request")
-    srv.set_defaults(run=_cmd_serve)
+    from kgqa.service.commands import add_serve_command
+
+    add_serve_command(commands)
     btab = bench.add_parser("table", help="markdown table of `kgqa evaluate/baseline --json` files")
     btab.add_argument("files", type=Path, nargs="+")
     btab.set_defaults(run=_cmd_bench_table)
@@ -647,36 +631,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_ranker_commands(commands, DEFAULT_INDEX_DIR)
     return parser
-
-
-def _cmd_serve(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
-    from kgqa.service.server import serve
-    from kgqa.service.settings import ServiceSettings
-
-    # flags given on the command line win; the rest come from KGQA_* variables, then the defaults
-    given = {
-        "model": args.model,
-        "index": args.index,
-        "host": args.host,
-        "port": args.port,
-        "workers": args.workers,
-        "torch_threads": args.threads,
-        "quantize": False if args.no_quantize else None,
-        "ranker": False if args.no_ranker else None,
-        "max_batch_size": args.max_batch_size,
-        "batch_wait_ms": args.batch_wait_ms,
-        "request_timeout_s": args.request_timeout_s,
-        "log_level": args.log_level,
-        "access_log": False if args.no_access_log else None,
-    }
-    try:
-        settings = ServiceSettings(**{k: v for k, v in given.items() if v is not None})
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ValueError(f"invalid service settings (flags or KGQA_* variables): {problems}") from exc
-    return serve(settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

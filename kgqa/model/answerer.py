@@ -103,6 +103,7 @@ class QuestionAnswerer:
         self.features = FeatureExtractor(index, matcher)
         self.ranker = ranker
         self.added_characters: list[str] = []  # index characters the model was extended by (kgqa.model.vocabulary)
+        self.parameters = model.num_parameters()
 
     @classmethod
     def load(
@@ -119,6 +120,7 @@ class QuestionAnswerer:
         off; RankerMismatchError when they were fit for another model.
         """
         model, tokenizer = load_checkpoint(model_dir)
+        parameters = model.num_parameters()  # as trained: before rows are added, before int8 packs the weights
         index = index if isinstance(index, KBIndex) else KBIndex(index)
         added = extend_for_index(model, tokenizer, index)  # before quantizing: new rows in the float weights
         model = quantize_for_cpu(model) if quantize else model.to(device or default_device())
@@ -126,6 +128,7 @@ class QuestionAnswerer:
         matcher = RelationMatcher.load(model_dir) if use_ranker and RelationMatcher.present(model_dir) else None
         answerer = cls(model, tokenizer, index, options, matcher=matcher)
         answerer.added_characters = added
+        answerer.parameters = parameters
         if use_ranker:
             matcher_file = Path(model_dir) / MATCHER_FILE if matcher is not None else None
             answerer.ranker = LearnedRanker.load(model_dir, answerer.features.names, matcher_file)

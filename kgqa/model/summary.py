@@ -7,30 +7,18 @@ Read from the files ``kgqa train``, ``kgqa tune`` and ``kgqa ranker fit`` write 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
-from safetensors import safe_open
-
 from kgqa.model.modeling import read_training_info
-from kgqa.model.ranker import MODEL_WEIGHTS, RANKER_INFO
+from kgqa.model.ranker import RANKER_INFO
 
 # the training settings worth showing (the rest are paths and evaluation knobs)
 _TRAINING_FIELDS = ("size", "train_file", "dev_file", "epochs", "batch_size", "learning_rate", "augment_ratio", "seed")
 
 
-def count_parameters(model_dir: Path) -> int:
-    """Parameters stored in ``model.safetensors`` (tied weights once); 0 when there is no such file."""
-    path = Path(model_dir) / MODEL_WEIGHTS
-    if not path.is_file():
-        return 0
-    with safe_open(str(path), framework="pt") as weights:
-        return sum(math.prod(weights.get_slice(name).get_shape()) for name in weights.keys())  # noqa: SIM118
-
-
 def model_summary(model_dir: Path) -> dict[str, Any]:
-    """``{name, parameters, architecture, training, dev}`` of a model directory (fields absent where unknown)."""
+    """``{name, architecture, training, dev}`` of a model directory (fields absent where unknown)."""
     model_dir = Path(model_dir)
     config_file = model_dir / "config.json"
     config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
@@ -40,7 +28,6 @@ def model_summary(model_dir: Path) -> dict[str, Any]:
     best = max((entry for entry in log if entry.get("best")), key=lambda e: e.get("epoch", 0), default=None)
     summary: dict[str, Any] = {
         "name": model_dir.name,
-        "parameters": count_parameters(model_dir),
         "architecture": {
             key: config[key]
             for key in ("model_type", "d_model", "encoder_layers", "decoder_layers", "vocab_size")

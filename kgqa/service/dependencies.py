@@ -16,18 +16,18 @@ _bearer = HTTPBearer(
 )
 
 
-def service_state(request: Request) -> ServiceState:
+async def service_state(request: Request) -> ServiceState:
     return request.app.state.kgqa
 
 
-def ready_state(state: Annotated[ServiceState, Depends(service_state)]) -> ServiceState:
+async def ready_state(state: Annotated[ServiceState, Depends(service_state)]) -> ServiceState:
     """The state, once the engine is loaded and warmed up; 503 before."""
     if not state.ready or state.engine is None or state.batcher is None:
         raise HTTPException(503, "the model is still loading; retry shortly (GET /readyz says when it is ready)")
     return state
 
 
-def require_api_key(
+async def require_api_key(
     state: Annotated[ServiceState, Depends(service_state)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:

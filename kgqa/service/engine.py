@@ -101,6 +101,7 @@ class Engine:
             "model": self.model_summary
             | {
                 "name": self.model_summary.get("name", self.model_path.name),
+                "parameters": self.answerer.parameters,
                 "vocabulary_size": len(self.answerer.tokenizer),
                 "added_characters": len(self.answerer.added_characters),
                 "quantized": self.quantized,

@@ -20,9 +20,9 @@ from pathlib import Path
 class ServerProcess:
     """``kgqa serve --port 0`` on loopback; ``url`` is known once it has printed it, ``start`` returns when ready."""
 
-    def __init__(self, model: Path, index: Path, *flags: str) -> None:
+    def __init__(self, model: Path, index: Path, *flags: str, access_log: bool = False) -> None:
         self.command = [sys.executable, "-m", "kgqa.cli", "serve", "--model", str(model), "--index", str(index)]
-        self.command += ["--host", "127.0.0.1", "--port", "0", "--no-access-log", *flags]
+        self.command += ["--host", "127.0.0.1", "--port", "0", *([] if access_log else ["--no-access-log"]), *flags]
         self.output: list[str] = []
         self.url = ""
         self.process: subprocess.Popen[str] | None = None

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from kgqa.model.candidate import Candidate
+from kgqa.model.explain import trace_path
+from kgqa.model.modeling import load_checkpoint
+from kgqa.model.targets import TargetCodec
+from kgqa.trie import KBIndex
+from kgqa.trie.keys import END_CODE, SEP, path_key
+
+
+def _codec(tiny_model: Path) -> TargetCodec:
+    _, tokenizer = load_checkpoint(tiny_model)
+    return TargetCodec(tokenizer)
+
+
+def test_each_step_allows_what_the_index_allows_and_the_kb_completes_a_determined_path(
+    tiny_model: Path, tiny_index: KBIndex
+) -> None:
+    codec = _codec(tiny_model)
+    constraint = codec.constraint(tiny_index)
+    candidate = Candidate("刘晓华", "主讲课程", "广东工业大学教授", "《固体物理》", 0.0, beam_rank=0)
+    trace = trace_path(candidate, codec, constraint)
+
+    key = path_key("刘晓华", "主讲课程", "广东工业大学教授")
+    assert len(trace.steps) == len(key) + 1  # every character and separator, then the end
+    assert "".join(s.text if s.part != "separator" else SEP for s in trace.steps[:-1]) == key
+    assert [s.part for s in trace.steps[:5]] == ["name", "name", "name", "separator", "relation"]
+    assert trace.steps[-1].part == "end"
+    ended_at = None
+    for position, step in enumerate(trace.steps):
+        allowed = tiny_index.next_codepoints(key[:position])
+        assert step.allowed == len(allowed)
+        assert step.forced == (len(allowed) == 1)
+        if ended_at is None and len(allowed) == 1 and allowed[0] != END_CODE and tiny_index.completion(key[:position]):
+            ended_at = position
+    # 刘 starts two keys (two 刘晓华 entities); after 刘晓华|主 only one key is left: decoding ended there
+    assert ended_at == len("刘晓华|主")
+    assert trace.steps[ended_at].text == "讲"
+    assert all(s.decoded for s in trace.steps[:ended_at]) and not any(s.decoded for s in trace.steps[ended_at:])
+    assert trace.source == "beam"
+    assert trace.forced_steps == sum(s.allowed == 1 for s in trace.steps)
+    assert trace.decoded_steps == ended_at
+
+
+def test_without_early_ending_or_for_an_anchored_path_every_step_is_decoded(
+    tiny_model: Path, tiny_index: KBIndex
+) -> None:
+    codec = _codec(tiny_model)
+    constraint = codec.constraint(tiny_index)
+    beam = Candidate("龙编站", "坐标", "", "21°2′22.9″N105°51′1.1″E", 0.0, beam_rank=0)
+    assert all(s.decoded for s in trace_path(beam, codec, constraint, end_when_determined=False).steps)
+    anchored = Candidate("龙编站", "坐标", "", "21°2′22.9″N105°51′1.1″E", 0.0)
+    trace = trace_path(anchored, codec, constraint)
+    assert trace.source == "name-anchored"
+    assert trace.decoded_steps == len(trace.steps)
+    # an empty meaning: the key ends right after the second separator
+    assert [s.part for s in trace.steps[-2:]] == ["separator", "end"]
