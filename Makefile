@@ -15,7 +15,7 @@ TRAIN = "$$($(BIN)/kgqa data locate --no-download)/train.json"
 MATCHER_INIT ?= jieba
 
 .PHONY: run setup index test lint format train train-no-augment train-order-nmr evaluate eval-table bench-decode \
-	bench-index bench-index-20m bench-service bench-unseen bench-scale serve ask docker-smoke clean ranker
+	test-browser bench-index bench-index-20m bench-service bench-unseen bench-scale serve ask docker-smoke clean ranker
 
 # The main job on a fresh clone: create .venv, install, find the KgCLUE data, build the KB index, answer a question
 # on the command line, then serve the HTTP API on 127.0.0.1:8000 (it prints the URL; Ctrl-C stops it).
@@ -41,7 +41,15 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 test: setup lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not browser"
+
+# The web page in a real browser: Debian's Chromium and a CJK font (apt), Playwright for Python (no browser download).
+# Writes the README's screenshot.
+test-browser: setup
+	command -v chromium >/dev/null || (apt-get update && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium fonts-wqy-microhei)
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray,browser]'
+	KGQA_REQUIRE_BROWSER=1 KGQA_SCREENSHOT=docs/page.png $(BIN)/python -m pytest -m browser -v
 
 lint: setup
 	$(BIN)/ruff check .

@@ -190,12 +190,33 @@ def main() -> int:
     result["workers"] = args.workers
     flags = shlex.split(args.serve_flags)
     if args.fairness_only:
-        server = ServerProcess(args.model, args.index, "--workers", str(args.workers), *flags).start()
-        try:
-            result["fairness"] = asyncio.run(fairness(server.url, questions))
-        finally:
-            server.stop()
-        print(f"single questions beside a 256 x 256-character batch (top_k 20): {result['fairness']}")
+        # the baseline in the same run: batches bounded by their number of questions only, as before the cost bound
+        runs = {"no cost bound (baseline)": ["--max-batch-cost", str(10**9)], "default cost bound": []}
+        result["fairness"] = {}
+        for label, extra in runs.items():
+            server = ServerProcess(args.model, args.index, "--workers", str(args.workers), *flags, *extra).start()
+            try:
+                result["fairness"][label] = asyncio.run(fairness(server.url, questions))
+            finally:
+                server.stop()
+            print(
+                f"{label}: single questions beside a 256 x 256-character batch (top_k 20): {result['fairness'][label]}",
+                flush=True,
+            )
+        base, bounded = result["fairness"].values()
+        print()
+        print("| batching | batch request (s) | single questions | single p50 ms | single p99 ms | single max ms |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for label, r in result["fairness"].items():
+            print(
+                f"| {label} | {r['batch_seconds']} | {r['single_questions']} | {r['single_p50_ms']} | "
+                f"{r['single_p99_ms']} | {r['single_max_ms']} |"
+            )
+        print(
+            f"| ratio (bounded / baseline) | {bounded['batch_seconds'] / base['batch_seconds']:.2f}x | | "
+            f"{bounded['single_p50_ms'] / base['single_p50_ms']:.2f}x | "
+            f"{bounded['single_p99_ms'] / base['single_p99_ms']:.2f}x | |"
+        )
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -121,6 +121,13 @@ def main() -> int:
             log(f"blank question -> {bad.status_code} {bad.json()['detail']}")
             metrics = http.get("/metrics").text
             assert 'route="/v1/answer",status="200"' in metrics
+            # the web page and the offline docs are in the image (package data), with their files
+            page = http.get("/")
+            assert page.status_code == 200 and "/static/app.js" in page.text, page.status_code
+            assert http.get("/static/app.js").status_code == 200
+            assert http.get("/static-offline-docs/swagger-ui-bundle.js").status_code == 200
+            info = http.get("/v1/info").json()
+            log(f"page, docs and /v1/info served: model {info['model']['name']}, {info['index']['triples']} triples")
             # a live reload as the README says to send it (through --init to kgqa serve); the same index comes back
             served = http.get("/readyz").json()["index"]["manifest_sha256"]
             run([*engine, "kill", "--signal", "HUP", container], capture_output=True)

@@ -57,6 +57,7 @@ def create_app(
         state.batcher = MicroBatcher(
             state.answer,
             max_batch_size=settings.max_batch_size,
+            max_batch_cost=settings.max_batch_cost,
             max_wait_s=settings.batch_wait_ms / 1000,
             max_queue=settings.max_queue,
             min_top_k=settings.num_beams,

@@ -7,12 +7,19 @@ process; torch parallelises inside the batch), never on the event loop.
 Batches are filled round-robin over requests, one question of each waiting request in turn, not first come first
 served: a request of 256 questions then takes its share of each batch, and a single question sent meanwhile goes
 into the next batch instead of waiting behind all 256.
+
+A batch is also bounded by its cost, in beam-characters: each question costs its beam width times its length (plus
+``COST_OVERHEAD_CHARS``). Decoding time grows faster than linearly with the beam rows of a batch (on a 2-core CPU, 8
+questions of 256 characters at top_k 20 took 9.1 s, one took 0.72 s), so a batch of such questions would hold
+every other request for many seconds; under the default budget one of them fills a batch, while 32 KgCLUE-sized
+questions at beam 5 still fit in one. Within a batch, the cheapest top_k group decodes first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -32,11 +39,15 @@ class DeadlineExceededError(RuntimeError):
     """A request's questions were not all answered within its deadline; those still waiting are dropped."""
 
 
+COST_OVERHEAD_CHARS = 16  # a question's fixed share of the decoding work (the path decoded, the special tokens)
+
+
 @dataclass
 class _Job:
     question: str
     top_k: int
     future: asyncio.Future[list[Candidate]] = field(repr=False)
+    cost: int = 0  # beam-characters: beam width × (length + COST_OVERHEAD_CHARS)
 
 
 class MicroBatcher:
@@ -47,6 +58,7 @@ class MicroBatcher:
         max_wait_s: float,
         max_queue: int,
         min_top_k: int = 1,
+        max_batch_cost: int | None = None,
         on_batch: Callable[[int, float], None] | None = None,
         on_queue_depth: Callable[[int], None] | None = None,
         thread_setup: Callable[[], None] | None = None,
@@ -56,6 +68,7 @@ class MicroBatcher:
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
         self.min_top_k = min_top_k  # top_k up to this (the beam width) costs the same: such questions batch together
+        self.max_batch_cost = max_batch_cost  # beam-characters a batch may hold (its first question always goes in)
         self._on_batch = on_batch or (lambda size, seconds: None)
         self._on_queue_depth = on_queue_depth or (lambda depth: None)
         self._requests: deque[deque[_Job]] = deque()  # each request's questions still waiting, served in turn
@@ -91,7 +104,7 @@ class MicroBatcher:
         if self._waiting + len(questions) > self.max_queue:
             raise QueueFullError(f"{self._waiting} questions are waiting (at most {self.max_queue})")
         loop = asyncio.get_running_loop()
-        jobs = [_Job(q, top_k, loop.create_future()) for q in questions]
+        jobs = [_Job(q, top_k, loop.create_future(), self.cost(q, top_k)) for q in questions]
         if jobs:
             self._requests.append(deque(jobs))
             self._waiting += len(jobs)
@@ -102,9 +115,16 @@ class MicroBatcher:
         except TimeoutError:
             raise DeadlineExceededError(f"{len(jobs)} question(s) not answered within {timeout_s:g} s") from None
 
-    def _take(self) -> _Job | None:
-        """The next question, round-robin over the waiting requests; None when none waits."""
+    def cost(self, question: str, top_k: int) -> int:
+        """A question's share of a batch's decoding work, in beam-characters."""
+        return max(top_k, self.min_top_k) * (len(question) + COST_OVERHEAD_CHARS)
+
+    def _take(self, budget: float = math.inf) -> _Job | None:
+        """The next question, round-robin over the waiting requests; None when none waits or it costs over
+        ``budget`` (it stays first in line, for the next batch)."""
         while self._requests:
+            if self._requests[0][0].cost > budget and not self._requests[0][0].future.done():
+                return None
             request = self._requests.popleft()
             job = request.popleft()
             self._waiting -= 1
@@ -123,12 +143,16 @@ class MicroBatcher:
                 self._arrived.clear()
                 continue
             batch = [first]
+            budget = (self.max_batch_cost or math.inf) - first.cost
             deadline = loop.time() + self.max_wait_s
             while len(batch) < self.max_batch_size:
-                job = self._take()
+                job = self._take(budget)
                 if job is not None:
                     batch.append(job)
+                    budget -= job.cost
                     continue
+                if self._waiting:  # the next question does not fit this batch: it starts the next one
+                    break
                 self._arrived.clear()
                 remaining = deadline - loop.time()
                 if remaining <= 0:
@@ -146,11 +170,12 @@ class MicroBatcher:
                 self._busy = 0
 
     def _groups(self, batch: list[_Job]) -> list[list[_Job]]:
-        """Jobs whose top_k fits in the beam decode together; a larger top_k widens the beam, so it goes apart."""
+        """Jobs whose top_k fits in the beam decode together; a larger top_k widens the beam, so it goes apart.
+        The cheapest group first: a single short question does not wait for a wide beam in the same batch."""
         groups: dict[int, list[_Job]] = {}
         for job in batch:
             groups.setdefault(max(job.top_k, self.min_top_k), []).append(job)
-        return list(groups.values())
+        return sorted(groups.values(), key=lambda group: sum(job.cost for job in group))
 
     async def _decode(self, group: list[_Job]) -> None:
         live = [job for job in group if not job.future.done()]  # a cancelled request's questions are skipped

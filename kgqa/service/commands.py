@@ -14,6 +14,7 @@ _FLAGS: list[tuple[str, str, type, str]] = [
     ("--workers", "workers", int, "worker processes, forked after loading"),
     ("--threads", "torch_threads", int, "torch threads per worker; 0: the CPUs divided among the workers"),
     ("--max-batch-size", "max_batch_size", int, "questions decoded together"),
+    ("--max-batch-cost", "max_batch_cost", int, "beam-characters a batch may hold: beams × (length + 16), summed"),
     ("--batch-wait-ms", "batch_wait_ms", float, "how long a batch waits to fill"),
     ("--request-timeout-s", "request_timeout_s", float, "a request not answered by then gets 504"),
     ("--cors-origins", "cors_origins", str, "comma-separated origins whose pages may call the API"),

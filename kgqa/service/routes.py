@@ -96,6 +96,7 @@ async def info(state: ReadyState) -> Info:
     service = {
         "workers": settings.workers,
         "max_batch_size": settings.max_batch_size,
+        "max_batch_cost": settings.max_batch_cost,
         "batch_wait_ms": settings.batch_wait_ms,
         "max_queue": settings.max_queue,
         "request_timeout_s": settings.request_timeout_s,

@@ -27,6 +27,10 @@ class ServiceSettings(BaseSettings):
 
     # micro-batching: a batch starts when it is full or when its first question has waited this long
     max_batch_size: int = Field(32, ge=1, le=256)
+    # 32 questions of 48 characters at beam 5; one question of 256 characters at top_k 20 (5,440) fills a batch alone
+    max_batch_cost: int = Field(
+        10240, ge=1, description="beam-characters a batch may hold: beam width × (question length + 16), summed"
+    )
     batch_wait_ms: float = Field(5.0, ge=0.0, le=1000.0)
     max_queue: int = Field(2048, ge=1, description="questions waiting; beyond it requests get 503, not a hang")
     # the largest request the API accepts (256 questions of 256 characters, top_k 20) took over 60 s here

@@ -135,3 +135,33 @@ def test_a_single_question_is_answered_while_a_large_request_decodes(engine: Eng
     asyncio.run(scenario())
     assert finished == ["single", "large"]
     assert [n for n, _ in recorder.calls] == [3, 3, 3, 3, 1]  # 13 questions in batches of at most 3
+
+
+def test_a_batch_holds_at_most_its_cost_and_its_cheapest_group_decodes_first(engine: Engine) -> None:
+    """Wide-beam questions fill a batch by cost, one each here; a single short question sent meanwhile joins the next
+    batch and decodes before the wide question beside it."""
+    recorder = RecordingEngine(engine)
+    wide, single = QUESTIONS[0], QUESTIONS[1]
+    finished: list[str] = []
+
+    async def scenario() -> None:
+        probe = batcher_for(recorder)
+        budget = probe.cost(wide, 20) + probe.cost(single, 1)  # one wide question and the single one
+        assert probe.cost(wide, 20) == 20 * (len(wide) + 16) and probe.cost(single, 1) == 5 * (len(single) + 16)
+        batcher = batcher_for(recorder, max_batch_cost=budget)
+        batcher.start()
+
+        async def ask(name: str, questions: list[str], top_k: int) -> None:
+            await batcher.submit(questions, top_k)
+            finished.append(name)
+
+        large = asyncio.ensure_future(ask("wide", [wide] * 4, 20))
+        await asyncio.sleep(0)  # the wide request is queued first; its first batch starts
+        short = asyncio.ensure_future(ask("single", [single], 1))
+        await asyncio.gather(large, short)
+        await batcher.stop()
+
+    asyncio.run(scenario())
+    assert finished == ["single", "wide"]
+    # batch 1: a wide question alone; batch 2: the single question (decoded first), then the next wide one
+    assert recorder.calls == [(1, 20), (1, 1), (1, 20), (1, 20), (1, 20)]

@@ -95,7 +95,9 @@ def _float_model(engine: Engine):
 
 def test_docs_and_redoc_load_nothing_from_another_host(client: TestClient) -> None:
     for route in ("/docs", "/redoc"):
-        html = client.get(route).text
+        response = client.get(route)
+        assert "default-src 'self'" in response.headers["content-security-policy"]  # the browser refuses any other
+        html = response.text
         assert not re.search(r"(https?:)?//", html), route
         assets = re.findall(r'(?:src|href)="([^"]+)"', html)
         assert assets and all(a.startswith("/static-offline-docs/") for a in assets)

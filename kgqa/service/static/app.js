@@ -94,7 +94,8 @@ function showTrace(trace) {
     list.append(item);
   }
   const lp = trace.log_probability;
-  const parts = Object.keys(lp).map((k) => `${k} ${lp[k].toFixed(3)}`).join(", ");
+  const fixed = (v) => (Math.abs(v) < 0.0005 ? 0 : v).toFixed(3);  // no "-0.000"
+  const parts = Object.keys(lp).map((k) => `${k} ${fixed(lp[k])}`).join(", ");
   $("trace-summary").textContent =
     `${trace.steps.length} steps: ${trace.forced_steps} forced by the KB, ${trace.decoded_steps} decoded by the model` +
     (trace.source === "beam" ? "" : " (a path of a KB name found in the question, scored by the model)") +
