@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from kgqa.model.candidate import Candidate
 from kgqa.model.targets import TargetCodec
 from kgqa.trie import TokenConstraint
-from kgqa.trie.keys import NAME_MEANING_RELATION
+from kgqa.trie.keys import key_parts
 
 
 @dataclass(frozen=True)
@@ -45,9 +45,7 @@ def trace_path(
 ) -> PathTrace:
     """The steps of ``candidate``'s target, as the constraint saw them."""
     target = codec.encode(candidate.name, candidate.relation, candidate.meaning)
-    parts = ("name", "relation", "meaning")
-    if codec.key_order == NAME_MEANING_RELATION:
-        parts = ("name", "meaning", "relation")
+    parts = key_parts(codec.key_order)
     beam = candidate.beam_rank is not None
     steps: list[TraceStep] = []
     segment = 0

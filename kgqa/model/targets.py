@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from transformers import PreTrainedTokenizerBase
 
 from kgqa.model.tokenizer import single_char_vocab
-from kgqa.trie import KBIndex, PathKey, TokenConstraint, VocabularyMismatchError
-from kgqa.trie.keys import NAME_MEANING_RELATION, NAME_RELATION_MEANING
+from kgqa.trie import SEP, KBIndex, PathKey, TokenConstraint, VocabularyMismatchError, path_key, split_path_key
+from kgqa.trie.keys import NAME_RELATION_MEANING
 
 
 class TargetCodec:
@@ -33,21 +33,15 @@ class TargetCodec:
 
     def encode(self, name: str, relation: str, meaning: str = "") -> list[int]:
         """Target ids of a path, ending with EOS. KeyError if a character has no token (check with ``can_spell``)."""
-        second, third = (meaning, relation) if self.key_order == NAME_MEANING_RELATION else (relation, meaning)
-        ids: list[int] = []
-        for part in (name, second):
-            ids += [self.char_to_id[ch] for ch in part]
-            ids.append(self.sep_token_id)
-        ids += [self.char_to_id[ch] for ch in third]
-        ids.append(self.eos_token_id)
-        return ids
+        key = path_key(name, relation, meaning, self.key_order)
+        return [self.sep_token_id if ch == SEP else self.char_to_id[ch] for ch in key] + [self.eos_token_id]
 
     def can_spell(self, text: str) -> bool:
         return all(ch in self.char_to_id for ch in text)
 
     def decode(self, token_ids: Sequence[int]) -> PathKey | None:
         """The path spelled by generated ids (up to EOS, pads ignored); None if they do not spell three parts."""
-        parts: list[list[str]] = [[]]
+        chars: list[str] = []
         for token_id in token_ids:
             token_id = int(token_id)
             if token_id == self.eos_token_id:
@@ -55,16 +49,16 @@ class TargetCodec:
             if token_id == self.pad_token_id:
                 continue
             if token_id == self.sep_token_id:
-                parts.append([])
+                chars.append(SEP)
             elif token_id in self.id_to_char:
-                parts[-1].append(self.id_to_char[token_id])
+                chars.append(self.id_to_char[token_id])
             else:
                 return None
-        if len(parts) != 3:
+        key = "".join(chars)
+        if key.count(SEP) != 2:
             return None
-        name, second, third = ("".join(p) for p in parts)
-        relation, meaning = (third, second) if self.key_order == NAME_MEANING_RELATION else (second, third)
-        return PathKey(name, relation, meaning) if name and relation else None
+        path = split_path_key(key, self.key_order)
+        return path if path.name and path.relation else None
 
     def constraint(self, index: KBIndex) -> TokenConstraint:
         """The index's allowed next tokens in this vocabulary; refuses a vocabulary missing KB characters."""

@@ -30,6 +30,14 @@ NAME_MEANING_RELATION = "name,meaning,relation"
 KEY_ORDERS = (NAME_RELATION_MEANING, NAME_MEANING_RELATION)
 
 
+def key_parts(order: str = NAME_RELATION_MEANING) -> tuple[str, str, str]:
+    """The parts of a key in ``order``: ("name", "relation", "meaning") or ("name", "meaning", "relation")."""
+    if order not in KEY_ORDERS:
+        raise ValueError(f"unknown key order {order!r}: one of {', '.join(KEY_ORDERS)}")
+    return ("name", "meaning", "relation") if order == NAME_MEANING_RELATION else ("name", "relation", "meaning")
+
+
+# the two below run for every triple of an index build: plain f-strings, not key_parts
 def path_key(name: str, relation: str, meaning: str = "", order: str = NAME_RELATION_MEANING) -> str:
     if order == NAME_MEANING_RELATION:
         return f"{name}{SEP}{meaning}{SEP}{relation}"
@@ -37,6 +45,7 @@ def path_key(name: str, relation: str, meaning: str = "", order: str = NAME_RELA
 
 
 def split_path_key(key: str, order: str = NAME_RELATION_MEANING) -> PathKey:
+    """The path of a whole key; ValueError unless it has exactly three parts."""
     name, second, third = key.split(SEP)
     if order == NAME_MEANING_RELATION:
         return PathKey(name, third, second)

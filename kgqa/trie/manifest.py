@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kgqa.trie.keys import NAME_RELATION_MEANING
+
 FORMAT = "kgqa-index"
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -36,7 +38,7 @@ class Manifest:
     build_seconds: float = 0.0
     created_at: str = ""
     kgqa_version: str = ""
-    key_order: str = "name,relation,meaning"
+    key_order: str = NAME_RELATION_MEANING
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
 

@@ -24,6 +24,10 @@ class TokenConstraint:
     """Allowed next token ids for a partial target ``name [SEP] relation [SEP] meaning [EOS]``."""
 
     def __init__(self, index: KBIndex, vocab: Mapping[str, int], sep_token_id: int, eos_token_id: int) -> None:
+        """``vocab``: single characters → token ids (the target codec's map, shared, not copied)."""
+        longer = [token for token in vocab if len(token) != 1][:3]
+        if longer:
+            raise ValueError(f"the constraint spells with single characters; the vocabulary has {longer}")
         missing = sorted({ch for ch in index.alphabet if ch not in vocab})
         if missing:
             sample = "".join(missing[:20])
@@ -37,12 +41,10 @@ class TokenConstraint:
         self.eos_token_id = eos_token_id
         self._code_to_id = np.full(_CODE_POINTS, -1, dtype=np.int64)
         self._id_to_char: dict[int, str] = {}
-        self.char_to_id: dict[str, int] = {}
+        self.char_to_id = vocab
         for token, token_id in vocab.items():
-            if len(token) == 1:
-                self._code_to_id[ord(token)] = token_id
-                self._id_to_char[token_id] = token
-                self.char_to_id[token] = token_id
+            self._code_to_id[ord(token)] = token_id
+            self._id_to_char[token_id] = token
         self._code_to_id[SEP_CODE] = sep_token_id
         self._code_to_id[END_CODE] = eos_token_id
         self._id_to_char[sep_token_id] = SEP
@@ -56,12 +58,18 @@ class TokenConstraint:
 
     def completion(self, token_ids: Sequence[int]) -> str | None:
         """The one index key that ``token_ids`` (a target so far) can still become, or None (none, several, or EOS)."""
-        prefix = self.prefix_text(token_ids)
+        return self.completion_of(self.prefix_text(token_ids))
+
+    def completion_of(self, prefix: str | None) -> str | None:
+        """:meth:`completion` of a prefix already spelled as text (``prefix_text``)."""
         return None if prefix is None else self.index.completion(prefix)
 
     def allowed_token_ids(self, token_ids: Sequence[int]) -> np.ndarray:
         """Token ids allowed after ``token_ids`` (the target so far, without the decoder start token)."""
-        prefix = self.prefix_text(token_ids)
+        return self.allowed_after(self.prefix_text(token_ids))
+
+    def allowed_after(self, prefix: str | None) -> np.ndarray:
+        """:meth:`allowed_token_ids` of a prefix already spelled as text (``prefix_text``; None allows nothing)."""
         if prefix is None:
             return np.empty(0, dtype=np.int64)
         return self._code_to_id[self.index.next_codepoints(prefix)]
