@@ -20,8 +20,9 @@ from transformers import GenerationConfig, LogitsProcessorList, PreTrainedModel,
 from kgqa.data import lcs_length, normalize
 from kgqa.model.candidate import Candidate
 from kgqa.model.constrained import KBConstraintLogitsProcessor
+from kgqa.model.decoding_step import DecodingStep
 from kgqa.model.features import FeatureExtractor
-from kgqa.model.lookahead import RelationLookahead
+from kgqa.model.lookahead import RelationLookahead, RelationLookaheadLogitsProcessor
 from kgqa.model.matcher import MATCHER_FILE, RelationMatcher
 from kgqa.model.modeling import default_device, load_checkpoint, quantize_for_cpu, target_order
 from kgqa.model.pathscore import PathScorer
@@ -60,6 +61,10 @@ class DecodeOptions:
         "anchor_names",
         "anchor_paths",
     )
+
+    def beam_width(self, top_k: int) -> int:
+        """The beam for ``top_k`` answers: ``num_beams``, widened when more are asked for (the one rule)."""
+        return max(self.num_beams, top_k)
 
     def clean(self, question: str) -> str:
         """What is decoded of a question: without outer white space, cut to ``max_question_chars``."""
@@ -154,31 +159,39 @@ class QuestionAnswerer:
         other.ranker = None
         return other
 
-    def answer(self, questions: Sequence[str], top_k: int = 1, progress: bool = False) -> list[list[Candidate]]:
-        """Up to ``top_k`` candidates per question, best first; an empty list when no KB path fits."""
+    def answer(
+        self, questions: Sequence[str], top_k: int | Sequence[int] = 1, progress: bool = False
+    ) -> list[list[Candidate]]:
+        """Up to ``top_k`` candidates per question (one number, or one per question), best first; an empty list when
+        no KB path fits. A batch decodes with the beam of its largest top_k; each question's list is cut to its own."""
+        top_ks = [top_k] * len(questions) if isinstance(top_k, int) else list(top_k)
         # name-anchored candidates only where the learned ranker orders them: it was fit on them; the bonuses were
         # tuned on the beam alone (so --no-ranker is the beam as before)
         anchored = self.ranker is not None and self.options.use_ranker
-        return self._batched(
-            questions, lambda texts: self._rank(texts, self._propose(texts, top_k, anchored), top_k), progress
-        )
+
+        def run(texts: list[str], rows: list[int]) -> list[list[Candidate]]:
+            ks = [top_ks[i] for i in rows]
+            return self._rank(texts, self._propose(texts, max(ks), anchored), ks)
+
+        return self._batched(questions, run, progress)
 
     def propose(self, questions: Sequence[str], progress: bool = False) -> list[list[Candidate]]:
         """Every candidate path of each question, unranked (the beam's best first, then name-anchored ones)."""
-        return self._batched(questions, lambda texts: self._propose(texts, 1, anchored=True), progress)
+        return self._batched(questions, lambda texts, rows: self._propose(texts, 1, anchored=True), progress)
 
     def _batched(
         self,
         questions: Sequence[str],
-        run: Callable[[list[str]], list[list[Candidate]]],
+        run: Callable[[list[str], list[int]], list[list[Candidate]]],
         progress: bool,
     ) -> list[list[Candidate]]:
+        """``run(texts, rows)`` on each batch of ``batch_plan``: the cleaned questions and their places in the input."""
         results: list[list[Candidate]] = [[] for _ in questions]
         cleaned = [self.options.clean(q) for q in questions]
         batches = batch_plan(cleaned, self.options.batch_size)
         with tqdm(total=sum(map(len, batches)), desc="answering", unit="q", disable=not progress) as bar:
             for batch in batches:
-                for i, candidates in zip(batch, run([cleaned[i] for i in batch]), strict=True):
+                for i, candidates in zip(batch, run([cleaned[i] for i in batch], batch), strict=True):
                     results[i] = candidates
                 bar.update(len(batch))
         return results
@@ -187,21 +200,21 @@ class QuestionAnswerer:
     def _propose(self, questions: list[str], top_k: int, anchored: bool) -> list[list[Candidate]]:
         """Every candidate of each question, unranked: the beam's distinct paths, then name-anchored ones."""
         options = self.options
-        num_beams = max(options.num_beams, top_k)
+        num_beams = options.beam_width(top_k)
         encoded = self.tokenizer(questions, padding=True, return_tensors="pt", add_special_tokens=True)
         device = self.model.device
         processors = LogitsProcessorList()
+        constraint: KBConstraintLogitsProcessor | None = None
         if options.constrained:
-            processors.append(
-                KBConstraintLogitsProcessor(
-                    self.constraint,
-                    num_beams=num_beams,
-                    questions=questions,
-                    lookahead=self.lookahead if options.lookahead else None,
-                    lookahead_strength=options.lookahead_strength,
-                    end_when_determined=options.end_when_determined,
+            step = DecodingStep(self.constraint)  # each step's targets read once, for both processors
+            constraint = KBConstraintLogitsProcessor(self.constraint, step, options.end_when_determined)
+            processors.append(constraint)
+            if options.lookahead:
+                processors.append(
+                    RelationLookaheadLogitsProcessor(
+                        self.lookahead, self.constraint, questions, num_beams, options.lookahead_strength, step
+                    )
                 )
-            )
         # last: it sees the scores the search ranks by (transformers keeps them only with output_scores, at a cost)
         recorder = PathScoreRecorder(num_beams, self.codec.eos_token_id, normalize=num_beams == 1 and not processors)
         processors.append(recorder)
@@ -237,7 +250,7 @@ class QuestionAnswerer:
         for q in range(len(questions)):
             rows = range(q * num_beams, (q + 1) * num_beams)
             hypotheses = [(sequences[r], recorder.score(q, sequences[r])) for r in rows]
-            beams.append(self._candidates(q, hypotheses, recorder))
+            beams.append(self._candidates(q, hypotheses, recorder, constraint.completed if constraint else {}))
         if not (anchored and options.anchor_names and options.constrained):
             return beams
         anchors = [self._anchor_paths(question, beam) for question, beam in zip(questions, beams, strict=True)]
@@ -246,16 +259,17 @@ class QuestionAnswerer:
             beam + self._anchored(paths, segments) for beam, paths, segments in zip(beams, anchors, scored, strict=True)
         ]
 
-    def _rank(self, questions: list[str], proposed: list[list[Candidate]], top_k: int) -> list[list[Candidate]]:
+    def _rank(self, questions: list[str], proposed: list[list[Candidate]], top_ks: list[int]) -> list[list[Candidate]]:
+        """Each question's candidates, ordered, cut to its own top_k (the one cut)."""
         options = self.options
         ranker = self.ranker if options.use_ranker else None
         if ranker is not None:
             rows = self.features.rows_many(questions, proposed)
-            return [ranker.rank(candidates, r, top_k) for candidates, r in zip(proposed, rows, strict=True)]
+            return [ranker.rank(candidates, r, k) for candidates, r, k in zip(proposed, rows, top_ks, strict=True)]
         weights = RerankWeights(options.rerank_relation_weight, options.rerank_name_weight)
         return [
-            rerank(question, candidates, self.index, weights)[:top_k]
-            for question, candidates in zip(questions, proposed, strict=True)
+            rerank(question, candidates, self.index, weights)[:k]
+            for question, candidates, k in zip(questions, proposed, top_ks, strict=True)
         ]
 
     def _anchor_paths(self, question: str, beam: list[Candidate]) -> list[PathKey]:
@@ -293,21 +307,27 @@ class QuestionAnswerer:
         return found
 
     def _candidates(
-        self, q: int, hypotheses: list[tuple[list[int], float]], recorder: PathScoreRecorder
+        self,
+        q: int,
+        hypotheses: list[tuple[list[int], float]],
+        recorder: PathScoreRecorder,
+        completed: dict[tuple[int, ...], str],
     ) -> list[Candidate]:
-        """Distinct paths of the finished hypotheses, best first (those cut off before their end dropped)."""
+        """Distinct paths of the finished hypotheses, best first (those cut off before their end dropped).
+
+        ``completed``: the constraint's record of hypotheses it ended early (one KB key left ahead) → that key.
+        """
         found: list[Candidate] = []
         seen: set[tuple[str, str, str]] = set()
+        eos = self.codec.eos_token_id
         for token_ids, score in sorted(hypotheses, key=lambda h: h[1], reverse=True):
             if not math.isfinite(score):
                 continue
-            path = self.codec.decode(token_ids)
+            key = completed.get(tuple(token_ids[: token_ids.index(eos)])) if eos in token_ids else None
+            path = split_path_key(key, self.index.key_order) if key is not None else self.codec.decode(token_ids)
             objects = self.index.objects(path.name, path.relation, path.meaning) if path else []
             if not objects and self.options.constrained:
-                path = self._completed(token_ids)  # ended where one KB key was left ahead: that key
-                objects = self.index.objects(path.name, path.relation, path.meaning) if path else []
-                if not objects:
-                    continue  # cut off before its end (max_new_tokens): not a KB path
+                continue  # cut off before its end (max_new_tokens): not a KB path
             if path is None or path in seen:
                 continue
             seen.add(path)
@@ -326,11 +346,3 @@ class QuestionAnswerer:
                 )
             )
         return found
-
-    def _completed(self, token_ids: list[int]) -> PathKey | None:
-        """The one KB path a target that ended early (EOS before its end) leads to."""
-        eos = self.codec.eos_token_id
-        if eos not in token_ids:
-            return None
-        key = self.constraint.completion(token_ids[: token_ids.index(eos)])
-        return split_path_key(key, self.index.key_order) if key else None

@@ -5,12 +5,23 @@ subsequence (LCS) with the question among the name's relations that continue the
 ``Δ(c) = max LCS(r, question) - LCS(prefix, question)`` over relations r starting with prefix + c.
 Its probability p becomes p ** (1 / (Δ + 1)), i.e. its log-probability is divided by Δ + 1. Ending the relation has
 Δ = 0 and is left as it is. Only characters the trie already allows are re-weighted, never added.
+
+``RelationLookaheadLogitsProcessor`` applies it during decoding, after ``KBConstraintLogitsProcessor`` (it divides the
+masked, renormalised log-probs); it owns the questions, which no other processor needs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from transformers import LogitsProcessor
+
 from kgqa.data import lcs_length, normalize
-from kgqa.trie import KBIndex
+from kgqa.model.decoding_step import DecodingStep
+from kgqa.trie import SEP, KBIndex, TokenConstraint
+from kgqa.trie.keys import key_parts
 
 
 class RelationLookahead:
@@ -47,3 +58,67 @@ class RelationLookahead:
                 if score > best.get(ch, -1):
                     best[ch] = score
         return {ch: score - base for ch, score in best.items()}
+
+
+class RelationLookaheadLogitsProcessor(LogitsProcessor):
+    """While a relation is spelled, divides each allowed next character's log-prob by α·Δ + 1.
+
+    Rows are hypotheses, ``num_beams`` per question, in the order of ``questions``. Place it after the KB constraint
+    processor, sharing its ``DecodingStep``.
+
+    Example:
+        >>> step = DecodingStep(constraint)
+        >>> lookahead = RelationLookahead(index)
+        >>> processors = LogitsProcessorList([
+        ...     KBConstraintLogitsProcessor(constraint, step),
+        ...     RelationLookaheadLogitsProcessor(lookahead, constraint, questions, num_beams=5, step=step),
+        ... ])
+    """
+
+    def __init__(
+        self,
+        lookahead: RelationLookahead,
+        constraint: TokenConstraint,
+        questions: Sequence[str],
+        num_beams: int = 1,
+        strength: float = 1.0,
+        step: DecodingStep | None = None,
+    ) -> None:
+        self.lookahead = lookahead
+        self.constraint = constraint
+        self.questions = questions
+        self.num_beams = num_beams
+        self.strength = strength  # α in p ** (1 / (α·Δ + 1)); 1 is the published formula
+        self.step = step or DecodingStep(constraint)
+        # which part of the key is the relation: 1 (name, relation, meaning) or 2 (name, meaning, relation)
+        self.relation_part = key_parts(constraint.index.key_order).index("relation")
+        self._divisors: dict[tuple[str, tuple[int, ...]], tuple[torch.Tensor, torch.Tensor] | None] = {}
+
+    def divisors(self, question: str, target: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(token ids, α·Δ + 1) for the next character of ``target``, or None outside a relation."""
+        key = (question, target)  # the gains depend on these two only, so rows (and steps) asking the same share them
+        if key in self._divisors:
+            return self._divisors[key]
+        result = None
+        prefix = self.step.text(target)
+        parts = prefix.split(SEP) if prefix is not None else []
+        if len(parts) == self.relation_part + 1:
+            meaning = parts[1] if self.relation_part == 2 else None
+            gains = self.lookahead.gains(question, parts[0], parts[-1], meaning)
+            if gains:
+                vocab = self.constraint.char_to_id
+                ids = np.fromiter((vocab[ch] for ch in gains), dtype=np.int64, count=len(gains))
+                divisors = np.fromiter(
+                    (self.strength * d + 1.0 for d in gains.values()), dtype=np.float32, count=len(gains)
+                )
+                result = (torch.from_numpy(ids), torch.from_numpy(divisors))
+        self._divisors[key] = result
+        return result
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        for row, target in enumerate(self.step.targets(input_ids)):
+            found = self.divisors(self.questions[row // self.num_beams], target)
+            if found is not None:
+                ids, divisors = found
+                scores[row, ids] = scores[row, ids] / divisors
+        return scores

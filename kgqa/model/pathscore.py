@@ -2,8 +2,9 @@
 
 Beam search finds the paths the model likes; name-anchored candidates (a KB name found in the question, with each of
 its relations and meanings) are paths it may not have reached. To rank both on one scale, a given path is scored
-exactly as beam search would have scored it: each step's log-probs pass through the same
-``KBConstraintLogitsProcessor`` (mask, renormalise, look-ahead), and the chosen token's value is summed. A step the
+exactly as beam search would have scored it: each step's log-probs pass through the same processors
+(``KBConstraintLogitsProcessor``: mask, renormalise; ``RelationLookaheadLogitsProcessor``), and the chosen token's
+value is summed. A step the
 KB forces is worth 0 either way, so the score equals the beam's for a path the beam found (tested).
 
 Scores are split by segment — name (with its separator), relation (with its separator), meaning (with EOS) — for the
@@ -18,7 +19,8 @@ import torch
 from transformers import PreTrainedModel
 
 from kgqa.model.constrained import KBConstraintLogitsProcessor
-from kgqa.model.lookahead import RelationLookahead
+from kgqa.model.decoding_step import DecodingStep
+from kgqa.model.lookahead import RelationLookahead, RelationLookaheadLogitsProcessor
 from kgqa.model.segments import SegmentScores, split_segments
 from kgqa.model.targets import TargetCodec
 from kgqa.trie import PathKey, TokenConstraint
@@ -89,21 +91,24 @@ class PathScorer:
         ).logits.float()
         # rows are paths, each with its own question; the processor's caches (allowed tokens by prefix, look-ahead
         # gains by question and prefix) serve every step and every path sharing a prefix
-        processor = KBConstraintLogitsProcessor(
-            self.constraint,
-            num_beams=1,
-            questions=[],
-            lookahead=self.lookahead,
-            lookahead_strength=self.lookahead_strength,
-        )
+        step = DecodingStep(self.constraint)
+        constraint = KBConstraintLogitsProcessor(self.constraint, step)
+        lookahead = None
+        if self.lookahead is not None:
+            lookahead = RelationLookaheadLogitsProcessor(
+                self.lookahead, self.constraint, [], strength=self.lookahead_strength, step=step
+            )
         steps = torch.zeros(len(paths), length)
         for t in range(length):
             live = [p for p, target in enumerate(targets) if t < len(target)]
             if not live:
                 break
             rows = torch.tensor(live, dtype=torch.long)
-            processor.questions = [questions[owners[p]] for p in live]
-            processed = processor(decoder_input[rows, : t + 1], torch.log_softmax(logits[rows, t].cpu(), dim=-1))
+            ids = decoder_input[rows, : t + 1]
+            processed = constraint(ids, torch.log_softmax(logits[rows, t].cpu(), dim=-1))
+            if lookahead is not None:
+                lookahead.questions = [questions[owners[p]] for p in live]
+                processed = lookahead(ids, processed)
             steps[rows, t] = processed[torch.arange(len(live)), labels[rows, t]]
         return [
             split_segments(steps[p, : len(target)].tolist(), target, self.codec.sep_token_id)

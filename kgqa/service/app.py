@@ -60,7 +60,7 @@ def create_app(
             max_batch_cost=settings.max_batch_cost,
             max_wait_s=settings.batch_wait_ms / 1000,
             max_queue=settings.max_queue,
-            min_top_k=settings.num_beams,
+            beam_width=lambda top_k: state.engine.answerer.options.beam_width(top_k),  # the engine of the moment
             on_batch=metrics.record_batch,
             on_queue_depth=metrics.QUEUE_DEPTH.set,
             thread_setup=partial(torch.set_num_threads, settings.threads_per_worker()),

@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 
 from kgqa.model.candidate import Candidate
 
-AnswerFn = Callable[[Sequence[str], int], list[list[Candidate]]]
+# each question's candidates, up to its own top_k (one per question), decoded with the beam of the largest
+AnswerFn = Callable[[Sequence[str], Sequence[int]], list[list[Candidate]]]
+BeamWidthFn = Callable[[int], int]
 
 
 class QueueFullError(RuntimeError):
@@ -57,7 +59,7 @@ class MicroBatcher:
         max_batch_size: int,
         max_wait_s: float,
         max_queue: int,
-        min_top_k: int = 1,
+        beam_width: BeamWidthFn = lambda top_k: top_k,
         max_batch_cost: int | None = None,
         on_batch: Callable[[int, float], None] | None = None,
         on_queue_depth: Callable[[int], None] | None = None,
@@ -67,7 +69,7 @@ class MicroBatcher:
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
-        self.min_top_k = min_top_k  # top_k up to this (the beam width) costs the same: such questions batch together
+        self.beam_width = beam_width  # the decoding's rule (DecodeOptions.beam_width): top_k → beam
         self.max_batch_cost = max_batch_cost  # beam-characters a batch may hold (its first question always goes in)
         self._on_batch = on_batch or (lambda size, seconds: None)
         self._on_queue_depth = on_queue_depth or (lambda depth: None)
@@ -117,7 +119,7 @@ class MicroBatcher:
 
     def cost(self, question: str, top_k: int) -> int:
         """A question's share of a batch's decoding work, in beam-characters."""
-        return max(top_k, self.min_top_k) * (len(question) + COST_OVERHEAD_CHARS)
+        return self.beam_width(top_k) * (len(question) + COST_OVERHEAD_CHARS)
 
     def _take(self, budget: float = math.inf) -> _Job | None:
         """The next question, round-robin over the waiting requests; None when none waits or it costs over
@@ -174,18 +176,17 @@ class MicroBatcher:
         The cheapest group first: a single short question does not wait for a wide beam in the same batch."""
         groups: dict[int, list[_Job]] = {}
         for job in batch:
-            groups.setdefault(max(job.top_k, self.min_top_k), []).append(job)
+            groups.setdefault(self.beam_width(job.top_k), []).append(job)
         return sorted(groups.values(), key=lambda group: sum(job.cost for job in group))
 
     async def _decode(self, group: list[_Job]) -> None:
         live = [job for job in group if not job.future.done()]  # a cancelled request's questions are skipped
         if not live:
             return
-        top_k = max(job.top_k for job in live)
         started = time.perf_counter()
         try:
             results = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._answer, [job.question for job in live], top_k
+                self._executor, self._answer, [job.question for job in live], [job.top_k for job in live]
             )
         except Exception as exc:
             for job in live:
@@ -195,4 +196,4 @@ class MicroBatcher:
         self._on_batch(len(live), time.perf_counter() - started)
         for job, candidates in zip(live, results, strict=True):
             if not job.future.done():
-                job.future.set_result(candidates[: job.top_k])
+                job.future.set_result(candidates)

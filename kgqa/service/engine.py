@@ -131,7 +131,7 @@ class Engine:
         """Answer one question: the first decode pays one-off costs, and a reloaded engine proves it works."""
         self.answer([WARM_UP_QUESTION], 1)
 
-    def answer(self, questions: Sequence[str], top_k: int) -> list[list[Candidate]]:
+    def answer(self, questions: Sequence[str], top_k: int | Sequence[int]) -> list[list[Candidate]]:
         try:
             return self.answerer.answer(questions, top_k=top_k)
         finally:

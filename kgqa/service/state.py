@@ -20,7 +20,7 @@ class ServiceState:
     reloading: bool = False
     draining: bool = False  # retiring after a reload: responses close their connections (kgqa.service.reload)
 
-    def answer(self, questions: Sequence[str], top_k: int) -> list[list[Candidate]]:
+    def answer(self, questions: Sequence[str], top_k: int | Sequence[int]) -> list[list[Candidate]]:
         """The engine of the moment answers (a reload switches engines between batches, never within one)."""
         engine = self.engine
         assert engine is not None, "answer() before the engine is loaded"

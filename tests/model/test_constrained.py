@@ -10,14 +10,16 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from transformers import LogitsProcessorList
 
 from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
 from kgqa.model.constrained import KBConstraintLogitsProcessor
-from kgqa.model.lookahead import RelationLookahead
+from kgqa.model.decoding_step import DecodingStep
+from kgqa.model.lookahead import RelationLookahead, RelationLookaheadLogitsProcessor
 from kgqa.model.modeling import build_model
 from kgqa.model.targets import TargetCodec
 from kgqa.model.tokenizer import build_char_tokenizer
-from kgqa.trie import SEP, KBIndex
+from kgqa.trie import SEP, KBIndex, path_key
 from tests.conftest import index_of_triples
 
 NAME_CHARS = "ab龙星光x"
@@ -89,23 +91,36 @@ def test_ending_when_one_key_is_left_changes_no_greedy_path_or_score(
             assert [c.score for c in a] == pytest.approx([c.score for c in b], abs=1e-5)
 
 
+def _with_lookahead(constraint, lookahead: RelationLookahead, question: str) -> LogitsProcessorList:
+    """The constraint, then the look-ahead, sharing one decoding step (as the answerer runs them)."""
+    step = DecodingStep(constraint)
+    return LogitsProcessorList(
+        [
+            KBConstraintLogitsProcessor(constraint, step),
+            RelationLookaheadLogitsProcessor(lookahead, constraint, [question], step=step),
+        ]
+    )
+
+
 def test_processor_ends_a_hypothesis_once_one_key_is_left(tiny_index: KBIndex) -> None:
     tokenizer = build_char_tokenizer([tiny_index.alphabet])
     codec = TargetCodec(tokenizer)
     constraint = codec.constraint(tiny_index)
     scores = torch.randn((1, len(tokenizer)))
-    processor = KBConstraintLogitsProcessor(constraint, num_beams=1, end_when_determined=True)
+    processor = KBConstraintLogitsProcessor(constraint, end_when_determined=True)
     # "守望星光|歌" leads to one key only (歌手, of one meaning): end here, at log-prob 0
     determined = codec.encode("守望星光", "歌手", "韩玉玲、刘东考演唱歌曲")[: len("守望星光") + 2]
     assert constraint.completion(determined) is not None
     out = processor(torch.tensor([[tokenizer.bos_token_id, *determined]]), scores.clone())[0]
     assert torch.nonzero(torch.isfinite(out)).flatten().tolist() == [codec.eos_token_id]
     assert out[codec.eos_token_id].item() == 0.0
+    # the processor hands back the key the ended hypothesis leads to
+    assert processor.completed[tuple(determined)] == path_key("守望星光", "歌手", "韩玉玲、刘东考演唱歌曲")
     # at the start of the relation several keys are ahead: exactly the plain constraint
     open_prefix = determined[:-1]
     assert constraint.completion(open_prefix) is None
     ids = torch.tensor([[tokenizer.bos_token_id, *open_prefix]])
-    plain = KBConstraintLogitsProcessor(constraint, num_beams=1)(ids, scores.clone())
+    plain = KBConstraintLogitsProcessor(constraint)(ids, scores.clone())
     assert torch.equal(processor(ids, scores.clone()), plain)
 
 
@@ -148,9 +163,7 @@ def test_lookahead_never_admits_a_forbidden_token(triples: list, question: str, 
         full = codec.encode(name, relation, "")[:-1]
         cut = data.draw(st.integers(0, len(full)))
         target = full[:cut]
-        processor = KBConstraintLogitsProcessor(
-            constraint, num_beams=1, questions=[question], lookahead=RelationLookahead(index)
-        )
+        processor = _with_lookahead(constraint, RelationLookahead(index), question)
         generator = torch.Generator().manual_seed(data.draw(st.integers(0, 2**16)))
         scores = torch.randn((1, len(tokenizer)), generator=generator) * 5
         input_ids = torch.tensor([[tokenizer.bos_token_id, *target]])
@@ -159,7 +172,7 @@ def test_lookahead_never_admits_a_forbidden_token(triples: list, question: str, 
         finite = set(torch.nonzero(torch.isfinite(out[0])).flatten().tolist())
         assert finite == allowed
         # still a distribution over the allowed tokens before re-weighting; re-weighting only raises them
-        plain = KBConstraintLogitsProcessor(constraint, num_beams=1)(input_ids, scores.clone())
+        plain = KBConstraintLogitsProcessor(constraint)(input_ids, scores.clone())
         assert torch.logsumexp(plain[0], dim=-1).item() == pytest.approx(0.0, abs=1e-4)
         assert bool((out[0][list(allowed)] >= plain[0][list(allowed)] - 1e-6).all())
 
@@ -184,10 +197,8 @@ def test_processor_reweights_by_one_over_gain_plus_one(tiny_index: KBIndex) -> N
     target = codec.encode("守望星光", "出品公司", "")[: len("守望星光") + 1]  # name and the first SEP
     input_ids = torch.tensor([[tokenizer.bos_token_id, *target]])
     scores = torch.zeros((1, len(tokenizer)))
-    plain = KBConstraintLogitsProcessor(constraint, num_beams=1)(input_ids, scores.clone())[0]
-    weighted = KBConstraintLogitsProcessor(
-        constraint, num_beams=1, questions=[question], lookahead=RelationLookahead(tiny_index)
-    )(input_ids, scores.clone())[0]
+    plain = KBConstraintLogitsProcessor(constraint)(input_ids, scores.clone())[0]
+    weighted = _with_lookahead(constraint, RelationLookahead(tiny_index), question)(input_ids, scores.clone())[0]
     tid = codec.char_to_id
     assert weighted[tid["出"]].item() == pytest.approx(plain[tid["出"]].item() / (4 + 1))
     assert weighted[tid["歌"]].item() == pytest.approx(plain[tid["歌"]].item())

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
+from kgqa.model.answerer import DecodeOptions
 from kgqa.model.candidate import Candidate
 from kgqa.service.batcher import MicroBatcher, QueueFullError
 from kgqa.service.engine import Engine
@@ -26,13 +27,14 @@ class RecordingEngine:
         self.engine = engine
         self.calls: list[tuple[int, int]] = []
 
-    def answer(self, questions: Sequence[str], top_k: int) -> list[list[Candidate]]:
-        self.calls.append((len(questions), top_k))
+    def answer(self, questions: Sequence[str], top_k: Sequence[int]) -> list[list[Candidate]]:
+        self.calls.append((len(questions), max(top_k)))  # decoded with the beam of the largest
         return self.engine.answer(questions, top_k)
 
 
 def batcher_for(recorder: RecordingEngine, **changes: float) -> MicroBatcher:
-    settings = {"max_batch_size": 32, "max_wait_s": 0.05, "max_queue": 100, "min_top_k": 5} | changes
+    beam_width = DecodeOptions(num_beams=5).beam_width  # the service's rule
+    settings = {"max_batch_size": 32, "max_wait_s": 0.05, "max_queue": 100, "beam_width": beam_width} | changes
     return MicroBatcher(recorder.answer, **settings)  # type: ignore[arg-type]
 
 
