@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+from transformers import DataCollatorForSeq2Seq, set_seed
 
 from kgqa.data import Question, evaluate_answers, read_questions, split_head
 from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
@@ -69,12 +70,6 @@ class TrainConfig:
 Example = tuple[list[int], list[int]]  # (question ids, target ids)
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def _real_examples(questions: Sequence[Question], index: KBIndex, codec: TargetCodec, tokenizer: Any) -> list[Example]:
     examples, off_kb = [], 0
     for q in questions:
@@ -104,17 +99,10 @@ def _batches(examples: list[Example], batch_size: int, rng: random.Random) -> li
     return batches
 
 
-def _collate(batch: list[Example], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
-    source_len = max(len(s) for s, _ in batch)
-    target_len = max(len(t) for _, t in batch)
-    input_ids = torch.full((len(batch), source_len), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(batch), source_len), dtype=torch.long)
-    labels = torch.full((len(batch), target_len), -100, dtype=torch.long)
-    for row, (source, target) in enumerate(batch):
-        input_ids[row, : len(source)] = torch.tensor(source)
-        attention[row, : len(source)] = 1
-        labels[row, : len(target)] = torch.tensor(target)
-    return {"input_ids": input_ids.to(device), "attention_mask": attention.to(device), "labels": labels.to(device)}
+def _collate(batch: list[Example], collator: DataCollatorForSeq2Seq, device: torch.device) -> dict[str, torch.Tensor]:
+    """Padded inputs, their attention mask, and labels padded with -100 (ignored by the loss)."""
+    features = collator([{"input_ids": source, "labels": target} for source, target in batch])
+    return {name: features[name].to(device) for name in ("input_ids", "attention_mask", "labels")}
 
 
 def evaluate_model(
@@ -129,7 +117,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     out_dir = Path(config.out_dir)
     last_dir = out_dir / "last"
     device = default_device()
-    _seed_everything(config.seed)
+    set_seed(config.seed)  # Python's, NumPy's and torch's generators
     index = KBIndex(config.index_dir)
     train_questions = read_questions(config.train_file)
     dev_questions = read_questions(config.dev_file)[: config.dev_limit] if config.dev_file else []
@@ -154,6 +142,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     codec = TargetCodec(tokenizer, index.key_order)
     codec.constraint(index)  # refuses a tokenizer that cannot spell every KB string, before any training
     model.to(device).train()
+    collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, return_tensors="pt")
 
     real = _real_examples(train_questions, index, codec, tokenizer)
     bank = TemplateBank.mine(train_questions)
@@ -202,7 +191,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
         losses: list[float] = []
         bar = tqdm(_batches(examples, config.batch_size, rng), desc=f"epoch {epoch + 1}", disable=not progress)
         for batch in bar:
-            loss = model(**_collate(batch, codec.pad_token_id, device)).loss
+            loss = model(**_collate(batch, collator, device)).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
