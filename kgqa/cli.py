@@ -8,10 +8,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from kgqa.data.locate import DEFAULT_INDEX_DIR
+from kgqa.data.report import write_json
+from kgqa.model.commands import add_quantize_flag, decode_options
 from kgqa.trie.build import DEFAULT_HEAVY_THRESHOLD
 from kgqa.trie.keys import KEY_ORDERS, NAME_RELATION_MEANING
-
-DEFAULT_INDEX_DIR = Path("indexes/kgclue-sim")
 
 
 def _cmd_index_build(args: argparse.Namespace) -> int:
@@ -148,51 +149,6 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_bench_synth(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from kgqa.data.synthetic import write_synthetic_kb
-
-    with tqdm(total=args.triples, desc="synthetic KB", unit="triple", unit_scale=True) as bar:
-        counts = write_synthetic_kb(args.out, args.triples, args.seed, progress=bar.update)
-    print(f"{args.out}: " + ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in counts.items()))
-    return 0
-
-
-def _cmd_bench_unseen(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from kgqa.data import read_questions
-    from kgqa.data.unseen import write_unseen_set
-    from kgqa.model.tokenizer import load_tokenizer, single_char_vocab
-
-    known = set(single_char_vocab(load_tokenizer(args.model)))
-    kb = args.kb or _data_dir() / "knowledge_sim_dev.tsv.gz"
-    with tqdm(desc="unseen-character KB", unit="triple", unit_scale=True) as bar:
-        made = write_unseen_set(kb, read_questions(args.qa), known, args.share, args.seed, args.out, bar.update)
-    new_chars = sorted({ch for new in made.renamed.values() for ch in new} - known)
-    print(
-        f"{args.out}: {len(made.changed_ids):,} questions renamed ({len(made.renamed):,} names, "
-        f"{made.triples_renamed:,} of {made.triples:,} triples), {len(new_chars):,} characters the model has never "
-        f"seen (e.g. {''.join(new_chars[:8])})"
-    )
-    return 0
-
-
-def _cmd_bench_index(args: argparse.Namespace) -> int:
-    from kgqa.trie.bench import bench_index, format_table
-
-    result = bench_index(
-        args.kb, args.work, args.queries, args.baseline_seconds, args.seed, args.heavy_threshold, reuse=args.reuse
-    )
-    print(format_table(result))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-        print(f"\nwritten {args.json}")
-    return 0
-
-
 def _cmd_train(args: argparse.Namespace) -> int:
     from kgqa.model.train import TrainConfig, train
 
@@ -224,38 +180,17 @@ def _data_dir() -> Path:
     return find_data_dir()
 
 
-def _decode_options(args: argparse.Namespace) -> object:
-    """Decoding options from the command line; what it leaves out comes from the model's ``kgqa.json``."""
-    from kgqa.model.answerer import DecodeOptions
-    from kgqa.model.modeling import read_training_info
-
-    source = Path(getattr(args, "decoding_from", None) or args.model)
-    changes: dict = {
-        "num_beams": args.beams,
-        "constrained": not args.unconstrained,
-        "lookahead": not args.no_lookahead,
-        "batch_size": args.batch_size,
-    }
-    if getattr(args, "no_rerank", False):
-        changes |= {"rerank_relation_weight": 0.0, "rerank_name_weight": 0.0, "use_ranker": False}
-    if getattr(args, "no_ranker", False):
-        changes["use_ranker"] = False
-    if args.lookahead_strength is not None:
-        changes["lookahead_strength"] = args.lookahead_strength
-    return DecodeOptions.from_training_info(read_training_info(source) if source.is_dir() else {}, **changes)
-
-
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from kgqa.model.answerer import QuestionAnswerer
     from kgqa.model.evaluate import evaluate_file, format_metrics
 
-    answerer = QuestionAnswerer.load(args.model, args.index, _decode_options(args), quantize=args.quantize)
+    answerer = QuestionAnswerer.load(args.model, args.index, decode_options(args), quantize=args.quantize)
     result = {"label": args.label} | evaluate_file(
         answerer, args.qa, skip=args.skip, limit=args.limit, predictions_out=args.out
     )
     print(format_metrics(result))
     print(f"{result['questions']:,} questions in {result['seconds']:.1f} s ({result['questions_per_second']:.1f}/s)")
-    _write_json(args.json, result)
+    write_json(args.json, result)
     return 0
 
 
@@ -263,7 +198,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from kgqa.model.candidate import top_answers
     from kgqa.model.evaluate import predict_file
 
-    options = _decode_options(args)
+    options = decode_options(args)
     if args.engine == "ray":
         from kgqa.model.ray_engine import RayNotInstalledError, import_ray, predict_with_ray
 
@@ -301,59 +236,25 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
     )
     print(format_metrics(result))
     print(f"{result['questions']:,} questions in {result['seconds']:.1f} s")
-    _write_json(args.json, result)
+    write_json(args.json, result)
     return 0
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
     """Choose the look-ahead strength and the re-ranking weights on a slice of questions; record them in kgqa.json."""
-    from kgqa.data.metrics import evaluate_answers
     from kgqa.data.questions import read_questions
     from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
-    from kgqa.model.candidate import top_answers
-    from kgqa.model.modeling import TRAINING_INFO_FILE, read_training_info, write_training_info
-    from kgqa.model.rerank import RerankWeights, rerank
+    from kgqa.model.modeling import TRAINING_INFO_FILE
+    from kgqa.model.tune import record_tuning, tune_decoding
 
     questions = read_questions(args.qa)[args.start : args.stop]
-    golds = [q.answer for q in questions]
     # the bonuses re-rank the beam alone (no learned ranker, no name-anchored candidates)
     answerer = QuestionAnswerer.load(args.model, args.index, DecodeOptions(num_beams=args.beams, use_ranker=False))
-    table = []
-    for strength in args.strengths:
-        decoded = answerer.with_options(lookahead_strength=strength).answer(
-            [q.question for q in questions], top_k=args.beams, progress=True
-        )
-        for relation in args.relation_weights:
-            for name in args.name_weights:
-                weights = RerankWeights(relation, name)
-                pairs = zip(questions, decoded, strict=True)
-                best = [rerank(q.question, c, answerer.index, weights)[:1] for q, c in pairs]
-                em_o = evaluate_answers(top_answers(best), golds)["EM_O"]
-                table.append(
-                    {
-                        "lookahead_strength": strength,
-                        "rerank_relation_weight": relation,
-                        "rerank_name_weight": name,
-                        "EM_O": round(em_o, 2),
-                    }
-                )
-                print(f"α {strength:g}, relation weight {relation:g}, name weight {name:g}: EM_O {em_o:.2f}")
-    # ties go to the simplest setting: weaker look-ahead, smaller weights
-    chosen = max(
-        table,
-        key=lambda r: (r["EM_O"], -r["lookahead_strength"], -r["rerank_relation_weight"], -r["rerank_name_weight"]),
+    table, chosen = tune_decoding(
+        answerer, questions, args.strengths, args.relation_weights, args.name_weights, top_k=args.beams
     )
-    info = read_training_info(args.model)
-    tuned_here = ("lookahead_strength", "rerank_relation_weight", "rerank_name_weight")
-    info["decoding"] = (
-        info.get("decoding", {})
-        | {k: chosen[k] for k in tuned_here}
-        | {
-            "chosen_on": f"{Path(args.qa).name} questions [{args.start}:{args.stop}], beam {args.beams}, by EM_O",
-            "grid": table,
-        }
-    )
-    write_training_info(args.model, info)
+    chosen_on = f"{Path(args.qa).name} questions [{args.start}:{args.stop}], beam {args.beams}, by EM_O"
+    record_tuning(args.model, chosen, table, chosen_on)
     print(f"chose {chosen}; written to {Path(args.model) / TRAINING_INFO_FILE}")
     return 0
 
@@ -361,7 +262,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 def _cmd_ask(args: argparse.Namespace) -> int:
     from kgqa.model.answerer import QuestionAnswerer
 
-    answerer = QuestionAnswerer.load(args.model, args.index, _decode_options(args), quantize=args.quantize)
+    answerer = QuestionAnswerer.load(args.model, args.index, decode_options(args), quantize=args.quantize)
     for question, candidates in zip(args.questions, answerer.answer(args.questions, top_k=args.top_k), strict=True):
         print(question)
         if not candidates:
@@ -372,44 +273,6 @@ def _cmd_ask(args: argparse.Namespace) -> int:
                 moved = sorted(c.contributions, key=lambda gv: -abs(gv[1]))
                 print("      ranker: " + ", ".join(f"{group} {value:+.2f}" for group, value in moved))
     return 0
-
-
-def _cmd_bench_decode(args: argparse.Namespace) -> int:
-    from kgqa.data.questions import read_questions
-    from kgqa.model.answerer import QuestionAnswerer
-    from kgqa.model.bench import bench_decode, format_decode_table
-
-    answerer = QuestionAnswerer.load(args.model, args.index, _decode_options(args), quantize=args.quantize)
-    questions = [q.question for q in read_questions(args.qa)][: args.limit]
-    result = bench_decode(answerer, questions, rounds=args.rounds)
-    print(format_decode_table(result))
-    _write_json(args.json, result)
-    return 0
-
-
-def _cmd_bench_table(args: argparse.Namespace) -> int:
-    """A markdown table of evaluation JSON files (``kgqa evaluate/baseline --json``), one row each."""
-    from kgqa.data.metrics import METRIC_KEYS
-
-    print("| system | " + " | ".join(METRIC_KEYS) + " | seconds |")
-    print("| --- |" + " ---: |" * (len(METRIC_KEYS) + 1))
-    for path in args.files:
-        result = json.loads(path.read_text(encoding="utf-8"))
-        label = result.get("label") or path.stem
-        cells = " | ".join(f"{result[k]:.2f}" for k in METRIC_KEYS)
-        print(f"| {label} | {cells} | {result['seconds']:.1f} |")
-    return 0
-
-
-def _write_json(path: Path | None, data: dict) -> None:
-    if path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-        print(f"written {path}")
-
-
-def _add_quantize_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quantize", action="store_true", help="int8 Linear layers (CPU): faster decoding")
 
 
 def _add_engine_flags(parser: argparse.ArgumentParser) -> None:
@@ -472,7 +335,7 @@ def _add_model_commands(commands: argparse._SubParsersAction) -> None:
             "--decoding-from", type=Path, help="take the tuned decoding settings from this model's kgqa.json"
         )
         sub.add_argument("--unconstrained", action="store_true", help="no trie constraint (ablation)")
-        _add_quantize_flag(sub)
+        add_quantize_flag(sub)
         if name == "evaluate":
             sub.add_argument("--json", type=Path, help="write the metrics and timing as JSON")
             sub.add_argument("--label", help="name of this system in the JSON (for `kgqa bench table`)")
@@ -505,7 +368,7 @@ def _add_model_commands(commands: argparse._SubParsersAction) -> None:
     ask.add_argument("--top-k", type=int, default=1)
     ask.add_argument("--beams", type=int, default=5)
     ask.add_argument("--no-ranker", action="store_true", help="not the learned ranker (the beam, re-ranked)")
-    _add_quantize_flag(ask)
+    add_quantize_flag(ask)
     ask.set_defaults(run=_cmd_ask, unconstrained=False, no_lookahead=False, batch_size=64, lookahead_strength=None)
 
     base = commands.add_parser("baseline", help="the no-learning peer: longest KB name, then closest relation")
@@ -580,52 +443,12 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.add_argument("--json", type=Path, help="also write the metrics here")
     metrics.set_defaults(run=_cmd_metrics)
 
-    bench = commands.add_parser("bench", help="benchmarks").add_subparsers(dest="bench_command", required=True)
-    synth = bench.add_parser("synth-kb", help="write a synthetic KB shaped like KgCLUE's")
-    synth.add_argument("--triples", type=int, default=20_559_652)
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--out", type=Path, required=True, help="knowledge file (.gz to compress)")
-    synth.set_defaults(run=_cmd_bench_synth)
-    unseen = bench.add_parser(
-        "unseen-kb", help="a KB and dev file whose answer names carry characters the model has never seen (seeded)"
-    )
-    unseen.add_argument("--model", type=Path, required=True, help="whose vocabulary counts as seen")
-    unseen.add_argument("--qa", type=Path, required=True, help="questions with answers (dev.json)")
-    unseen.add_argument("--kb", type=Path, help="knowledge file (default: the KgCLUE-sim KB)")
-    unseen.add_argument("--share", type=float, default=0.1, help="share of the questions renamed (%(default)s)")
-    unseen.add_argument("--seed", type=int, default=0)
-    unseen.add_argument("--out", type=Path, required=True, help="directory for knowledge.tsv.gz and question files")
-    unseen.set_defaults(run=_cmd_bench_unseen)
-    bidx = bench.add_parser("index", help="index build/size/load/query benchmark against a GENRE-style baseline")
-    bidx.add_argument("--kb", type=Path, action="append", required=True)
-    bidx.add_argument("--work", type=Path, default=Path("bench/index"), help="where the index is built")
-    bidx.add_argument("--json", type=Path, help="write the results as JSON")
-    bidx.add_argument("--queries", type=int, default=2000, help="random real prefixes per depth (%(default)s)")
-    bidx.add_argument(
-        "--baseline-seconds", type=float, default=20.0, help="time budget of the baseline per depth (%(default)s)"
-    )
-    bidx.add_argument("--seed", type=int, default=0)
-    bidx.add_argument("--heavy-threshold", type=int)
-    bidx.add_argument("--reuse", action="store_true", help="reuse an index already built in --work")
-    bidx.set_defaults(run=_cmd_bench_index)
-    bdec = bench.add_parser("decode", help="constrained vs unconstrained decoding time, side by side")
-    bdec.add_argument("--model", type=Path, required=True)
-    bdec.add_argument("--index", type=Path, default=DEFAULT_INDEX_DIR)
-    bdec.add_argument("--qa", type=Path, required=True)
-    bdec.add_argument("--limit", type=int, default=1000, help="questions to decode per variant (%(default)s)")
-    bdec.add_argument("--beams", type=int, default=5)
-    _add_quantize_flag(bdec)
-    bdec.add_argument("--batch-size", type=int, default=64)
-    bdec.add_argument("--rounds", type=int, default=3)
-    bdec.add_argument("--json", type=Path)
-    bdec.set_defaults(run=_cmd_bench_decode, unconstrained=False, no_lookahead=False, lookahead_strength=None)
+    from kgqa.bench.commands import add_bench_commands
 
+    add_bench_commands(commands)
     from kgqa.service.commands import add_serve_command
 
     add_serve_command(commands)
-    btab = bench.add_parser("table", help="markdown table of `kgqa evaluate/baseline --json` files")
-    btab.add_argument("files", type=Path, nargs="+")
-    btab.set_defaults(run=_cmd_bench_table)
     _add_model_commands(commands)
     from kgqa.model.ranker_commands import add_ranker_commands
 

@@ -1,7 +1,7 @@
 """`kgqa predict` on dev with the local engine and on Ray (1 and 2 actors): wall time, questions/s, peak memory of
 the whole process tree (Ray's own processes and actors included), and whether the files are identical.
 
-A benchmark, not a test: it prints a table and writes JSON. Memory is sampled every 0.2 s from /proc/*/smaps_rollup
+A benchmark, not a test: it prints a table and writes JSON. Memory is sampled every 0.2 s (psutil: RSS and PSS)
 over every descendant of the command (RSS counts shared pages once per process; PSS splits them).
 
     .venv/bin/python scripts/bench_predict.py --json bench/predict.json
@@ -17,27 +17,10 @@ import threading
 import time
 from pathlib import Path
 
-from bench_service import memory_mb
-
+from kgqa.bench.process import descendants, memory_mb
 from kgqa.data.locate import find_data_dir
 
 KGQA = [sys.executable, "-m", "kgqa.cli"]
-
-
-def descendants(pid: int) -> list[int]:
-    """``pid`` and every process below it (Linux /proc)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-    tree, frontier = [pid], [pid]
-    while frontier:
-        frontier = [child for child, parent in parents.items() if parent in frontier]
-        tree += frontier
-    return tree
 
 
 def run(command: list[str]) -> dict:

@@ -28,10 +28,10 @@ from pathlib import Path
 
 from bench_service import load, tree_memory_mb
 
+from kgqa.bench.process import ServerProcess
+from kgqa.bench.synthetic import KGCLUE_TRIPLES
 from kgqa.data import read_questions
 from kgqa.data.locate import find_data_dir
-from kgqa.data.synthetic import KGCLUE_TRIPLES
-from kgqa.service.process import ServerProcess
 from kgqa.trie import KBIndex
 
 KGQA = [sys.executable, "-m", "kgqa.cli"]

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 from tqdm import tqdm
 
-from kgqa.trie.genre import EnumeratingTrie
+from kgqa.bench.genre import EnumeratingTrie
 from kgqa.trie.index import KBIndex, mmap_trie
 from kgqa.trie.keys import END_CODE, SEP_CODE
 from kgqa.trie.tokens import TokenConstraint
@@ -29,11 +30,7 @@ DEPTHS = (0, 1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32)
 
 
 def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    return psutil.Process().memory_info().rss / 2**20
 
 
 def _drop_page_cache() -> bool:
@@ -143,7 +140,7 @@ def bench_index(
         [
             sys.executable,
             "-m",
-            "kgqa.trie.bench",
+            "kgqa.bench.index",
             str(index_dir),
             str(queries_per_depth),
             str(baseline_seconds),

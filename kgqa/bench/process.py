@@ -16,6 +16,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import psutil
+
 
 class ServerProcess:
     """``kgqa serve --port 0`` on loopback; ``url`` is known once it has printed it, ``start`` returns when ready."""
@@ -77,14 +79,30 @@ class ServerProcess:
 
 
 def child_pids(pid: int) -> set[int]:
-    """The processes whose parent is ``pid`` (Linux /proc)."""
-    children = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                children.add(int(entry.name))
-    return children
+    """The processes whose parent is ``pid`` (none if it is gone)."""
+    try:
+        return {child.pid for child in psutil.Process(pid).children()}
+    except psutil.NoSuchProcess:
+        return set()
+
+
+def memory_mb(pids: list[int]) -> dict[str, float]:
+    """RSS and PSS (shared pages split among their users) summed over ``pids``; a process gone meanwhile counts
+    nothing."""
+    rss = pss = 0
+    for pid in pids:
+        try:
+            memory = psutil.Process(pid).memory_full_info()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        rss += memory.rss
+        pss += memory.pss
+    return {"processes": len(pids), "rss_mb": round(rss / 2**20, 1), "pss_mb": round(pss / 2**20, 1)}
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it."""
+    try:
+        return [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
+    except psutil.NoSuchProcess:
+        return [pid]

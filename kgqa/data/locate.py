@@ -14,6 +14,7 @@ from pathlib import Path
 
 QUESTION_FILES = ("train.json", "dev.json", "test.json")
 KNOWLEDGE_FILE = "knowledge_sim_dev.tsv.gz"
+DEFAULT_INDEX_DIR = Path("indexes/kgclue-sim")  # where `kgqa prepare` builds the index, and what commands read
 DEFAULT_DOWNLOAD_URL = "https://raw.githubusercontent.com/CLUEbenchmark/KgCLUE/main/datasets"
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 

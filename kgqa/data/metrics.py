@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pylcs
+
 from kgqa.data.questions import Answer
 
 METRIC_KEYS = ("EM_S", "EM_P", "EM_O", "EM_All", "F1_S", "F1_P", "F1_O", "F1_All", "score")
@@ -21,18 +23,9 @@ def normalize(text: str) -> str:
 
 
 def lcs_length(a: str, b: str) -> int:
-    """Length of the longest common subsequence of two strings (O(len a * len b), one row of memory)."""
-    if len(a) < len(b):
-        a, b = b, a
-    if not b:
-        return 0
-    previous = [0] * (len(b) + 1)
-    for ch in a:
-        current = [0]
-        for j, other in enumerate(b, 1):
-            current.append(previous[j - 1] + 1 if ch == other else max(previous[j], current[j - 1]))
-        previous = current
-    return previous[-1]
+    """Length of the longest common subsequence of two strings: pylcs, what KgCLUE's official script uses (C++,
+    about 20× the pure-Python dynamic programme; the look-ahead and the ranker's features call it inside decoding)."""
+    return pylcs.lcs_sequence_length(a, b)
 
 
 def f1_sim(a: str, b: str) -> float:

@@ -7,13 +7,13 @@ their defaults from ``MatcherConfig`` and ``DecodeOptions``.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kgqa.data import METRIC_KEYS
+from kgqa.data.report import write_json
 
 if TYPE_CHECKING:  # torch, transformers and lightgbm load only when a command runs, not to build the parser
     from kgqa.model.ranker import LearnedRanker, RankerParams
@@ -76,7 +76,7 @@ def _cmd_matcher(args: argparse.Namespace) -> int:
     Path(out).mkdir(parents=True, exist_ok=True)
     matcher.save(out, {"train_file": Path(args.train).name, "index": Path(args.index).name} | info)
     print(f"matcher written to {Path(out) / MATCHER_FILE} ({info['minutes']:.1f} min)")
-    _write_json(args.json, info)
+    write_json(args.json, info)
     return 0
 
 
@@ -131,7 +131,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         training["decoding"] = training.get("decoding", {}) | report["proposal"]
         write_training_info(args.model, training)
         print(f"ranker written to {Path(args.model) / 'ranker.txt'}; candidate settings to kgqa.json")
-    _write_json(args.json, report)
+    write_json(args.json, report)
     return 0
 
 
@@ -194,10 +194,3 @@ def format_report(report: dict[str, Any]) -> str:
             f"| {label} | {kinds['name']} | {kinds['relation']} | {kinds['meaning']} | {kinds['not_proposed']} |"
         )
     return "\n".join(lines)
-
-
-def _write_json(path: Path | None, data: dict) -> None:
-    if path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        print(f"written {path}")

@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from kgqa.data.locate import DEFAULT_INDEX_DIR
+
 
 class ServiceSettings(BaseSettings):
     """``KGQA_MODEL=models/kgqa-default KGQA_PORT=9000 kgqa serve`` is ``kgqa serve --model ... --port 9000``."""
@@ -16,7 +18,7 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KGQA_", extra="forbid")
 
     model: Path = Path("models/kgqa-default")
-    index: Path = Path("indexes/kgclue-sim")
+    index: Path = DEFAULT_INDEX_DIR
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64)

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kgqa.bench.synthetic import write_synthetic_kb
 from kgqa.data.knowledge import SkipCounter, iter_triples, split_head
-from kgqa.data.synthetic import write_synthetic_kb
 
 
 def test_synthetic_kb_is_seeded_and_kgclue_shaped(tmp_path: Path) -> None:

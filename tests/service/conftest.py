@@ -10,9 +10,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from kgqa.bench.process import ServerProcess
 from kgqa.service.app import create_app
 from kgqa.service.engine import Engine
-from kgqa.service.process import ServerProcess
 from kgqa.service.settings import ServiceSettings
 from kgqa.trie import KBIndex
 

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from kgqa.bench.process import ServerProcess
 from kgqa.service.app import create_app
 from kgqa.service.engine import Engine
 from kgqa.service.logs import JsonFormatter
-from kgqa.service.process import ServerProcess
 from kgqa.service.settings import ServiceSettings
 from kgqa.trie.keys import SEP, path_key
 from tests.service.conftest import wait_ready

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kgqa.service.process import ServerProcess
+from kgqa.bench.process import ServerProcess
 from kgqa.service.settings import ServiceSettings
 
 pytestmark = pytest.mark.browser

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kgqa.service.process import ServerProcess
+from kgqa.bench.process import ServerProcess
 from kgqa.service.settings import ServiceSettings
 from kgqa.trie import KBIndex, build_index
 from tests.conftest import write_kb

@@ -13,7 +13,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from kgqa.service.process import ServerProcess, child_pids
+from kgqa.bench.process import ServerProcess, child_pids
 from kgqa.service.server import WORKER_MIN_LIFETIME_S
 from kgqa.service.settings import ServiceSettings
 
