@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 
 from kgqa.data.locate import DEFAULT_INDEX_DIR
@@ -120,9 +121,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
         print(f"no knowledge file in {data_dir}: using the {count:,} answer triples of train and dev ({kb})")
     try:
         existing = KBIndex(args.out)
-        same = [s["path"] for s in existing.manifest.sources] == [str(kb.resolve())] and [
-            s["size"] for s in existing.manifest.sources
-        ] == [kb.stat().st_size]
+        same = existing.manifest.built_from([kb])
     except IndexLoadError:
         same = False
     if same and not args.force:
@@ -295,6 +294,9 @@ def _add_engine_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_model_commands(commands: argparse._SubParsersAction) -> None:
+    from kgqa.model.train_config import TrainConfig
+
+    default = {f.name: f.default for f in fields(TrainConfig)}
     tr = commands.add_parser("train", help="train a model (from scratch, or --init a local seq2seq checkpoint)")
     tr.add_argument("--index", type=Path, default=DEFAULT_INDEX_DIR, help="KB index (%(default)s)")
     tr.add_argument("--out", type=Path, required=True, help="model directory; an interrupted run here resumes")
@@ -302,14 +304,23 @@ def _add_model_commands(commands: argparse._SubParsersAction) -> None:
     tr.add_argument("--dev", type=Path, help="dev questions for early stopping (default: dev.json)")
     tr.add_argument("--no-dev", action="store_true", help="no dev evaluation (keeps the last epoch)")
     tr.add_argument("--init", type=Path, help="local transformers seq2seq checkpoint to fine-tune")
-    tr.add_argument("--size", default="small", choices=["tiny", "small", "base"])
-    tr.add_argument("--epochs", type=int, default=8)
-    tr.add_argument("--batch-size", type=int, default=64)
-    tr.add_argument("--lr", type=float, default=1e-3)
-    tr.add_argument("--augment-ratio", type=float, default=1.0, help="synthetic questions per real one (0: none)")
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--patience", type=int, default=2, help="epochs without a better dev EM_O before stopping")
-    tr.add_argument("--max-minutes", type=float, default=45.0, help="no epoch starts that would overrun this")
+    tr.add_argument("--size", default=default["size"], choices=["tiny", "small", "base"])
+    tr.add_argument("--epochs", type=int, default=default["epochs"])
+    tr.add_argument("--batch-size", type=int, default=default["batch_size"])
+    tr.add_argument("--lr", type=float, default=default["learning_rate"])
+    tr.add_argument(
+        "--augment-ratio",
+        type=float,
+        default=default["augment_ratio"],
+        help="synthetic questions per real one (0: none)",
+    )
+    tr.add_argument("--seed", type=int, default=default["seed"])
+    tr.add_argument(
+        "--patience", type=int, default=default["patience"], help="epochs without a better dev EM_O before stopping"
+    )
+    tr.add_argument(
+        "--max-minutes", type=float, default=default["max_minutes"], help="no epoch starts that would overrun this"
+    )
     tr.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
     tr.add_argument("--dev-limit", type=int, help="evaluate on the first N dev questions only")
     tr.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -25,6 +25,24 @@ def kgclue_kb(kgclue_dir: Path) -> Path:
     return kb
 
 
+# The small KB of the unit tests: homonyms (守望星光 with two meanings and none), a name that prefixes another (守望),
+# several relations per entity, an entity with an empty meaning (龙编站), Latin text.
+TINY_KB = [
+    "守望星光（韩玉玲、刘东考演唱歌曲）\t出品公司\t韩玉玲原创音乐",
+    "守望星光（韩玉玲、刘东考演唱歌曲）\t歌手\t韩玉玲",
+    "守望星光（2002年电视剧人物）\t出品公司\t另一家公司",
+    "守望星光\t类型\t歌曲",
+    "守望\t拼音\tshǒu wàng",
+    "龙晶（游戏）\t繁体\t龍晶",
+    "龙晶（游戏）\t别名\t龙之晶",
+    "龙编站\t坐标\t21°2′22.9″N105°51′1.1″E",
+    "龙编站\t所属国家\t越南",
+    "刘晓华（广东工业大学教授）\t主讲课程\t《固体物理》",
+    "刘晓华（歌手）\t代表作品\t晓华之歌",
+    "Harry Potter\t作者\tJ. K. Rowling",
+]
+
+
 def write_kb(path: Path, lines: list[str]) -> Path:
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return path

@@ -13,7 +13,7 @@ import math
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,35 +36,13 @@ from kgqa.model.modeling import (
 )
 from kgqa.model.targets import TargetCodec
 from kgqa.model.tokenizer import build_char_tokenizer
+from kgqa.model.train_config import TrainConfig
 from kgqa.model.vocabulary import extend_for_index
 from kgqa.trie import KBIndex
 
 MAX_QUESTION_TOKENS = 120
 MAX_TARGET_TOKENS = 120
 STATE_FILE = "trainer_state.pt"
-
-
-@dataclass
-class TrainConfig:
-    train_file: str
-    index_dir: str
-    out_dir: str
-    dev_file: str | None = None
-    init: str | None = None  # a local seq2seq checkpoint to fine-tune instead of training from scratch
-    size: str = "small"
-    epochs: int = 8
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    warmup_steps: int = 300
-    weight_decay: float = 0.01
-    augment_ratio: float = 1.0  # synthetic questions per real one, drawn afresh each epoch
-    seed: int = 0
-    patience: int = 2  # epochs without a better dev EM_O before stopping
-    max_minutes: float | None = 45.0  # no new epoch starts if the last one's length would overrun this
-    max_steps: int | None = None  # stop after this many optimizer steps (tests, smoke runs)
-    dev_limit: int | None = None  # evaluate on the first N dev questions only
-    eval_beams: int = 1
-    eval_batch_size: int = 128
 
 
 Example = tuple[list[int], list[int]]  # (question ids, target ids)
@@ -112,10 +90,69 @@ def evaluate_model(
     return evaluate_answers(top_answers(predictions), [q.answer for q in questions])
 
 
+@dataclass
+class _Run:
+    """What a training run carries from epoch to epoch (restored from ``OUT/last/`` when it resumes)."""
+
+    config: TrainConfig
+    model: Any
+    tokenizer: Any
+    index: KBIndex
+    codec: TargetCodec
+    collator: DataCollatorForSeq2Seq
+    device: torch.device
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    real: list[Example]
+    bank: TemplateBank
+    sampler: PathSampler | None
+    synthetic_count: int
+    steps_per_epoch: int
+    dev_questions: list[Question]
+    log: list[dict[str, Any]] = field(default_factory=list)
+    start_epoch: int = 0
+    step: int = 0
+    best: float = -1.0
+    bad_epochs: int = 0
+    elapsed: float = 0.0
+    epoch_loss: float | None = None  # the last epoch's mean loss, unrounded (the score without dev questions)
+
+
 def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     """Train (or resume) into ``config.out_dir``; returns the training summary also written to ``kgqa.json``."""
+    run = _set_up(config, progress)
+    print(
+        f"training {sum(p.numel() for p in run.model.parameters()) / 1e6:.1f}M parameters on {run.device}: "
+        f"{len(run.real):,} real + {run.synthetic_count:,} synthetic questions an epoch ({len(run.bank):,} templates), "
+        f"{run.steps_per_epoch} steps an epoch, up to {config.epochs} epochs"
+    )
+    stop_reason = "epochs done"
+    for epoch in range(run.start_epoch, config.epochs):
+        epoch_start = time.monotonic()
+        record = _train_epoch(run, epoch, progress)
+        _evaluate_and_save(run, epoch, record, epoch_start, progress)
+        if config.max_steps and run.step >= config.max_steps:
+            stop_reason = "max steps"
+            break
+        if run.dev_questions and run.bad_epochs >= config.patience:
+            stop_reason = f"no better dev EM_O for {run.bad_epochs} epochs"
+            break
+        epoch_seconds = time.monotonic() - epoch_start
+        if config.max_minutes is not None and run.elapsed + epoch_seconds > config.max_minutes * 60:
+            stop_reason = f"another epoch would overrun {config.max_minutes} minutes"
+            break
+    best = run.best
+    summary = {"config": recorded_config(config), "log": run.log, "best_dev_EM_O": best if run.dev_questions else None}
+    summary["stop_reason"] = stop_reason
     out_dir = Path(config.out_dir)
-    last_dir = out_dir / "last"
+    write_training_info(out_dir, summary)
+    print(f"stopped: {stop_reason}; best dev EM_O {best:.2f}; {run.elapsed / 60:.1f} min; model in {out_dir}")
+    return summary
+
+
+def _set_up(config: TrainConfig, progress: bool) -> _Run:
+    """The model (new, ``--init``, or resumed from ``OUT/last/``), its data, optimizer and schedule."""
+    last_dir = Path(config.out_dir) / "last"
     device = default_device()
     set_seed(config.seed)  # Python's, NumPy's and torch's generators
     index = KBIndex(config.index_dir)
@@ -156,119 +193,112 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     warmup = min(config.warmup_steps, max(1, total_steps // 10))
 
-    def schedule(step: int) -> float:  # linear warm-up, then linear decay to zero at the planned last step
+    # linear warm-up from the first step (transformers' get_linear_schedule_with_warmup starts at 0, one step later:
+    # kept as trained, so a resumed run and the default model's schedule stay what they were), then linear decay
+    def schedule(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    log: list[dict[str, Any]] = []
-    start_epoch, step, best, bad_epochs, elapsed = 0, 0, -1.0, 0, 0.0
+    run = _Run(
+        config, model, tokenizer, index, codec, collator, device, optimizer, scheduler, real, bank, sampler,
+        synthetic_count, steps_per_epoch, dev_questions,
+    )  # fmt: skip
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        start_epoch, step, best = state["epoch"], state["step"], state["best"]
-        bad_epochs, elapsed, log = state["bad_epochs"], state["elapsed"], state["log"]
+        run.start_epoch, run.step, run.best = state["epoch"], state["step"], state["best"]
+        run.bad_epochs, run.elapsed, run.log = state["bad_epochs"], state["elapsed"], state["log"]
         random.setstate(state["python_rng"])
         torch.set_rng_state(state["torch_rng"])
+    return run
 
-    print(
-        f"training {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters on {device}: "
-        f"{len(real):,} real + {synthetic_count:,} synthetic questions an epoch ({len(bank):,} templates), "
-        f"{steps_per_epoch} steps an epoch, up to {config.epochs} epochs"
-    )
-    stop_reason = "epochs done"
-    for epoch in range(start_epoch, config.epochs):
-        epoch_start = time.monotonic()
-        rng = random.Random(config.seed * 1000 + epoch)
-        examples = list(real)
-        if sampler is not None:
-            for question, path in synthesize(bank, sampler, synthetic_count, seed=config.seed * 1000 + epoch):
-                if codec.can_spell(path.name + path.relation + path.meaning):
-                    target = codec.encode(*path)
-                    if len(target) <= MAX_TARGET_TOKENS:
-                        examples.append((tokenizer(question)["input_ids"][:MAX_QUESTION_TOKENS], target))
-        losses: list[float] = []
-        bar = tqdm(_batches(examples, config.batch_size, rng), desc=f"epoch {epoch + 1}", disable=not progress)
-        for batch in bar:
-            loss = model(**_collate(batch, collator, device)).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.item())
-            step += 1
-            if step % 20 == 0:
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
-            if config.max_steps and step >= config.max_steps:
-                break
-        bar.close()
-        train_seconds = time.monotonic() - epoch_start
-        record: dict[str, Any] = {
+
+def _train_epoch(run: _Run, epoch: int, progress: bool) -> dict[str, Any]:
+    """One pass over the real questions and this epoch's synthetic ones; the epoch's log record so far."""
+    config, codec, tokenizer = run.config, run.codec, run.tokenizer
+    epoch_start = time.monotonic()
+    rng = random.Random(config.seed * 1000 + epoch)
+    examples = list(run.real)
+    if run.sampler is not None:
+        for question, path in synthesize(run.bank, run.sampler, run.synthetic_count, seed=config.seed * 1000 + epoch):
+            if codec.can_spell(path.name + path.relation + path.meaning):
+                target = codec.encode(*path)
+                if len(target) <= MAX_TARGET_TOKENS:
+                    examples.append((tokenizer(question)["input_ids"][:MAX_QUESTION_TOKENS], target))
+    losses: list[float] = []
+    bar = tqdm(_batches(examples, config.batch_size, rng), desc=f"epoch {epoch + 1}", disable=not progress)
+    for batch in bar:
+        loss = run.model(**_collate(batch, run.collator, run.device)).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), 1.0)
+        run.optimizer.step()
+        run.scheduler.step()
+        run.optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        run.step += 1
+        if run.step % 20 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", lr=f"{run.scheduler.get_last_lr()[0]:.1e}")
+        if config.max_steps and run.step >= config.max_steps:
+            break
+    bar.close()
+    run.epoch_loss = float(np.mean(losses)) if losses else None
+    return {
+        "epoch": epoch + 1,
+        "step": run.step,
+        "train_loss": round(float(np.mean(losses)), 4) if losses else None,
+        "examples": len(examples),
+        "train_seconds": round(time.monotonic() - epoch_start, 1),
+    }
+
+
+def _evaluate_and_save(run: _Run, epoch: int, record: dict[str, Any], epoch_start: float, progress: bool) -> None:
+    """Dev EM_O (or the negated loss without dev), the log, the best epoch in float16, the resumable state."""
+    config = run.config
+    out_dir = Path(config.out_dir)
+    last_dir = out_dir / "last"
+    if run.dev_questions:
+        eval_start = time.monotonic()
+        options = DecodeOptions(num_beams=config.eval_beams, batch_size=config.eval_batch_size)
+        answerer = QuestionAnswerer(run.model, run.tokenizer, run.index, options)
+        metrics = evaluate_model(answerer, run.dev_questions, progress=progress)
+        run.model.train()
+        record["dev"] = {k: round(v, 2) for k, v in metrics.items()}
+        record["eval_seconds"] = round(time.monotonic() - eval_start, 1)
+        dev_score = metrics["EM_O"]
+    else:
+        dev_score = -run.epoch_loss if run.epoch_loss is not None else 0.0
+    run.elapsed += time.monotonic() - epoch_start
+    record["elapsed_minutes"] = round(run.elapsed / 60, 2)
+    improved = dev_score > run.best
+    if improved:
+        run.best, run.bad_epochs = dev_score, 0
+    else:
+        run.bad_epochs += 1
+    record["best"] = improved
+    run.log.append(record)
+    print(json.dumps(record, ensure_ascii=False))
+    info = {"config": recorded_config(config), "log": run.log, "best_dev_EM_O": run.best if run.dev_questions else None}
+    if improved:
+        _save_half(run.model, run.tokenizer, out_dir, info)
+    save_checkpoint(run.model, run.tokenizer, last_dir, info)
+    torch.save(
+        {
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
             "epoch": epoch + 1,
-            "step": step,
-            "train_loss": round(float(np.mean(losses)), 4) if losses else None,
-            "examples": len(examples),
-            "train_seconds": round(train_seconds, 1),
-        }
-        if dev_questions:
-            eval_start = time.monotonic()
-            answerer = QuestionAnswerer(
-                model, tokenizer, index, DecodeOptions(num_beams=config.eval_beams, batch_size=config.eval_batch_size)
-            )
-            metrics = evaluate_model(answerer, dev_questions, progress=progress)
-            model.train()
-            record["dev"] = {k: round(v, 2) for k, v in metrics.items()}
-            record["eval_seconds"] = round(time.monotonic() - eval_start, 1)
-            dev_score = metrics["EM_O"]
-        else:
-            dev_score = -float(np.mean(losses)) if losses else 0.0
-        elapsed += time.monotonic() - epoch_start
-        record["elapsed_minutes"] = round(elapsed / 60, 2)
-        improved = dev_score > best
-        if improved:
-            best, bad_epochs = dev_score, 0
-        else:
-            bad_epochs += 1
-        record["best"] = improved
-        log.append(record)
-        print(json.dumps(record, ensure_ascii=False))
-        info = {"config": recorded_config(config), "log": log, "best_dev_EM_O": best if dev_questions else None}
-        if improved:
-            _save_half(model, tokenizer, out_dir, info)
-        save_checkpoint(model, tokenizer, last_dir, info)
-        torch.save(
-            {
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "epoch": epoch + 1,
-                "step": step,
-                "best": best,
-                "bad_epochs": bad_epochs,
-                "elapsed": elapsed,
-                "log": log,
-                "python_rng": random.getstate(),
-                "torch_rng": torch.get_rng_state(),
-            },
-            last_dir / STATE_FILE,
-        )
-        (out_dir / "train_log.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in log))
-        if config.max_steps and step >= config.max_steps:
-            stop_reason = "max steps"
-            break
-        if dev_questions and bad_epochs >= config.patience:
-            stop_reason = f"no better dev EM_O for {bad_epochs} epochs"
-            break
-        epoch_seconds = time.monotonic() - epoch_start
-        if config.max_minutes is not None and elapsed + epoch_seconds > config.max_minutes * 60:
-            stop_reason = f"another epoch would overrun {config.max_minutes} minutes"
-            break
-    summary = {"config": recorded_config(config), "log": log, "best_dev_EM_O": best if dev_questions else None}
-    summary["stop_reason"] = stop_reason
-    write_training_info(out_dir, summary)
-    print(f"stopped: {stop_reason}; best dev EM_O {best:.2f}; {elapsed / 60:.1f} min; model in {out_dir}")
-    return summary
+            "step": run.step,
+            "best": run.best,
+            "bad_epochs": run.bad_epochs,
+            "elapsed": run.elapsed,
+            "log": run.log,
+            "python_rng": random.getstate(),
+            "torch_rng": torch.get_rng_state(),
+        },
+        last_dir / STATE_FILE,
+    )
+    (out_dir / "train_log.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in run.log))
 
 
 def _save_half(model: Any, tokenizer: Any, out_dir: Path, info: dict[str, Any]) -> None:

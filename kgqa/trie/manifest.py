@@ -87,6 +87,11 @@ class Manifest:
                 )
         return manifest
 
+    def built_from(self, sources: list[Path]) -> bool:
+        """Whether this index was built from exactly these files, as they are now (same paths and sizes; cheap, no
+        hashing: what `kgqa prepare` checks before deciding to rebuild)."""
+        return [(s["path"], s["size"]) for s in self.sources] == [(str(p.resolve()), p.stat().st_size) for p in sources]
+
     def verify_checksums(self, directory: Path) -> list[str]:
         """Files whose SHA-256 differs from the manifest (reads every byte; `kgqa index verify`)."""
         return [name for name, info in self.files.items() if sha256_file(directory / name) != info["sha256"]]

@@ -6,22 +6,7 @@ from pathlib import Path
 import pytest
 
 from kgqa.trie import KBIndex, build_index
-from tests.conftest import write_kb
-
-TINY_KB = [
-    "守望星光（韩玉玲、刘东考演唱歌曲）\t出品公司\t韩玉玲原创音乐",
-    "守望星光（韩玉玲、刘东考演唱歌曲）\t歌手\t韩玉玲",
-    "守望星光（2002年电视剧人物）\t出品公司\t另一家公司",
-    "守望星光\t类型\t歌曲",
-    "守望\t拼音\tshǒu wàng",
-    "龙晶（游戏）\t繁体\t龍晶",
-    "龙晶（游戏）\t别名\t龙之晶",
-    "龙编站\t坐标\t21°2′22.9″N105°51′1.1″E",
-    "龙编站\t所属国家\t越南",
-    "刘晓华（广东工业大学教授）\t主讲课程\t《固体物理》",
-    "刘晓华（歌手）\t代表作品\t晓华之歌",
-    "Harry Potter\t作者\tJ. K. Rowling",
-]
+from tests.conftest import TINY_KB, write_kb
 
 TINY_QA = [
     ("你知道守望星光是哪家公司出品的吗？", "守望星光（韩玉玲、刘东考演唱歌曲） ||| 出品公司 ||| 韩玉玲原创音乐"),

@@ -87,8 +87,7 @@ def test_meaning_first_target_order(tiny_index: KBIndex, tiny_qa: Path, tmp_path
     triples, and the model refuses an index spelled in the other order."""
     from kgqa.trie import build_index
     from kgqa.trie.keys import NAME_MEANING_RELATION
-    from tests.conftest import write_kb
-    from tests.model.conftest import TINY_KB
+    from tests.conftest import TINY_KB, write_kb
 
     build_index(
         [write_kb(tmp_path / "kb.tsv", TINY_KB)], tmp_path / "nmr", progress=False, key_order=NAME_MEANING_RELATION

@@ -17,8 +17,7 @@ import pytest
 from kgqa.bench.process import ServerProcess
 from kgqa.service.settings import ServiceSettings
 from kgqa.trie import KBIndex, build_index
-from tests.conftest import write_kb
-from tests.model.conftest import TINY_KB
+from tests.conftest import TINY_KB, write_kb
 
 OLD_QUESTION = "你知道守望星光是哪家公司出品的吗？"
 NEW_KB = [

@@ -19,17 +19,11 @@ from kgqa.trie import (
     path_key,
     split_path_key,
 )
-from tests.conftest import write_kb
+from tests.conftest import TINY_KB, write_kb
 
 KB = [
-    "守望星光（韩玉玲、刘东考演唱歌曲）\t出品公司\t韩玉玲原创音乐",
-    "守望星光（韩玉玲、刘东考演唱歌曲）\t歌手\t韩玉玲",
-    "守望星光（2002年电视剧人物）\t出品公司\t另一家公司",
-    "守望星光\t类型\t歌曲",
-    "守望\t拼音\tshǒu wàng",
-    "龙晶（游戏）\t繁体\t龍晶",
+    *TINY_KB[:7],  # 守望星光 (three heads), 守望, 龙晶（游戏） 繁体 and 别名
     "龙晶（游戏）\t繁体\t龍晶",  # duplicate triple: stored once
-    "龙晶（游戏）\t别名\t龙之晶",
     "龙晶（游戏）\t别名\t晶龙",  # two objects for one path
     "bad line without tabs",
 ]

@@ -8,7 +8,7 @@ import pytest
 
 from kgqa.trie import IndexLoadError, KBIndex, build_index
 from kgqa.trie.manifest import FORMAT_VERSION, Manifest
-from tests.conftest import write_kb
+from tests.conftest import TINY_KB, write_kb
 
 
 @pytest.fixture
@@ -130,3 +130,13 @@ def test_an_index_loaded_before_a_rebuild_in_place_keeps_its_own_files(built: Pa
     assert before.triples("甲") == old_triples and not before.has_name("新")
     assert after.has_name("新") and after.checksum != before.checksum
     assert not list(built.parent.glob(f".{built.name}.*"))  # the replaced directory is gone
+
+
+def test_built_from_compares_source_paths_and_sizes(tmp_path: Path) -> None:
+    kb = write_kb(tmp_path / "kb.tsv", TINY_KB)
+    build_index([kb], tmp_path / "index", progress=False)
+    manifest = KBIndex(tmp_path / "index").manifest
+    assert manifest.built_from([kb])
+    assert not manifest.built_from([kb, kb])
+    write_kb(kb, [*TINY_KB, "新\t名\t字"])  # the file changed: another size
+    assert not manifest.built_from([kb])
