@@ -5,9 +5,9 @@
 ARG PYTHON_IMAGE=python:3.11-slim
 
 FROM ${PYTHON_IMAGE} AS build
-# LightGBM (the learned ranker) links the system's OpenMP runtime; pylcs is a source package (C++): g++ builds it here,
-# and only the built venv goes into the image
-RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 g++ && rm -rf /var/lib/apt/lists/*
+# LightGBM (the learned ranker) links the system's OpenMP runtime; pylcs is a source package (C++): g++ and the Python
+# headers (where the image's Python is Debian's own) build it here, and only the built venv goes into the image
+RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 g++ python3-dev && rm -rf /var/lib/apt/lists/*
 ARG TORCH_VERSION=2.13.0
 # Where torch's CPU build comes from. Empty: the wheel in docker/wheels/ of the build context
 # (`pip download --no-deps -d docker/wheels torch==2.13.0`). Else a package index with CPU wheels, e.g.
