@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from kgqa.data.report import markdown_table
 from kgqa.model.answerer import QuestionAnswerer
 
 VARIANTS: dict[str, dict[str, bool]] = {
@@ -72,17 +73,21 @@ def bench_decode(answerer: QuestionAnswerer, questions: Sequence[str], rounds: i
 
 
 def format_decode_table(result: dict[str, Any]) -> str:
-    lines = [
-        f"{result['questions']} questions, beam {result['num_beams']}, batch {result['batch_size']}, "
-        f"{result['rounds']} rounds on {result['device']} ({result['torch_threads']} threads)",
-        "",
-        "| decoding | median s | questions/s | × unconstrained | decoding steps | ms/step | × unconstrained per step |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    header = ["decoding", "median s", "questions/s", "× unconstrained", "decoding steps", "ms/step"]
+    rows = [
+        [
+            row["variant"],
+            f"{row['median_seconds']:.2f}",
+            f"{row['questions_per_second']:.1f}",
+            f"{row['ratio_to_unconstrained']:.3f}",
+            row["decoding_steps"],
+            f"{row['ms_per_step']:.1f}",
+            f"{row['per_step_ratio_to_unconstrained']:.3f}",
+        ]
+        for row in result["rows"]
     ]
-    for row in result["rows"]:
-        lines.append(
-            f"| {row['variant']} | {row['median_seconds']:.2f} | {row['questions_per_second']:.1f} "
-            f"| {row['ratio_to_unconstrained']:.3f} | {row['decoding_steps']} | {row['ms_per_step']:.1f} "
-            f"| {row['per_step_ratio_to_unconstrained']:.3f} |"
-        )
-    return "\n".join(lines)
+    settings = (
+        f"{result['questions']} questions, beam {result['num_beams']}, batch {result['batch_size']}, "
+        f"{result['rounds']} rounds on {result['device']} ({result['torch_threads']} threads)"
+    )
+    return settings + "\n\n" + markdown_table([*header, "× unconstrained per step"], rows)

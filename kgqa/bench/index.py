@@ -22,6 +22,7 @@ import psutil
 from tqdm import tqdm
 
 from kgqa.bench.genre import EnumeratingTrie
+from kgqa.data.report import markdown_table
 from kgqa.trie.index import KBIndex, mmap_trie
 from kgqa.trie.keys import END_CODE, SEP_CODE
 from kgqa.trie.tokens import TokenConstraint
@@ -156,42 +157,49 @@ def bench_index(
 
 def format_table(result: dict[str, Any]) -> str:
     counts = result["counts"]
-    lines = [
-        f"knowledge base: {', '.join(result['kb'])} ({result['kb_bytes'] / 1e9:.2f} GB on disk)",
-        f"  {counts['triples']:,} triples, {counts['paths']:,} paths, {counts['names']:,} names, "
-        f"{counts['relations']:,} relations, {counts['objects']:,} objects, {result['skipped_lines']:,} lines skipped",
-        "",
-        "| measure | value |",
-        "| --- | --- |",
-    ]
+    measures: list[list[object]] = []
     if "build_seconds" in result:
-        lines += [
-            f"| build wall time | {result['build_seconds']:.1f} s |",
-            f"| build peak RSS | {result['build_peak_rss_mb'] / 1024:.2f} GB |",
+        measures += [
+            ["build wall time", f"{result['build_seconds']:.1f} s"],
+            ["build peak RSS", f"{result['build_peak_rss_mb'] / 1024:.2f} GB"],
         ]
-    lines += [
-        f"| index size on disk | {result['index_bytes'] / 1e9:.3f} GB |",
-        f"| load time ({'cold: page cache dropped' if result['page_cache_dropped'] else 'page cache not dropped'}) "
-        f"| {result['load_seconds'] * 1000:.1f} ms |",
-        f"| RSS after load (after all queries) | {result['rss_mb_after_load']:.0f} MB "
-        f"({result['rss_mb_after_queries']:.0f} MB) |",
-        f"| heavy prefixes precomputed (> {result['heavy_threshold']} keys below) | {counts['heavy_prefixes']:,} |",
-        f"| answers differing from the baseline | {result['answers_differing_from_baseline']} |",
-        "",
-        "allowed next characters, latency in µs (n = queries timed; the baseline stops after its time budget)",
-        "",
-        "| depth | n | ours p50 | ours p99 | as token ids p99 | GENRE-style n | GENRE-style p50 | GENRE-style p99 "
-        "| speed-up p50 | speed-up p99 |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    cache = "cold: page cache dropped" if result["page_cache_dropped"] else "page cache not dropped"
+    measures += [
+        ["index size on disk", f"{result['index_bytes'] / 1e9:.3f} GB"],
+        [f"load time ({cache})", f"{result['load_seconds'] * 1000:.1f} ms"],
+        [
+            "RSS after load (after all queries)",
+            f"{result['rss_mb_after_load']:.0f} MB ({result['rss_mb_after_queries']:.0f} MB)",
+        ],
+        [f"heavy prefixes precomputed (> {result['heavy_threshold']} keys below)", f"{counts['heavy_prefixes']:,}"],
+        ["answers differing from the baseline", result["answers_differing_from_baseline"]],
     ]
+    depths = []
     for row in result["depths"]:
         ours, ids, base = row["ours"], row["ours_token_ids"], row["genre_style"]
-        lines.append(
-            f"| {row['depth']} | {ours['n']} | {ours['p50_us']:.1f} | {ours['p99_us']:.1f} | {ids['p99_us']:.1f} "
-            f"| {base['n']} | {base['p50_us']:,.1f} | {base['p99_us']:,.1f} | {row['speedup_p50']:,.0f}× "
-            f"| {row['speedup_p99']:,.0f}× |"
-        )
-    return "\n".join(lines)
+        depths.append(
+            [
+                row["depth"], ours["n"], f"{ours['p50_us']:.1f}", f"{ours['p99_us']:.1f}", f"{ids['p99_us']:.1f}",
+                base["n"], f"{base['p50_us']:,.1f}", f"{base['p99_us']:,.1f}", f"{row['speedup_p50']:,.0f}×",
+                f"{row['speedup_p99']:,.0f}×",
+            ]
+        )  # fmt: skip
+    depth_header = ["depth", "n", "ours p50", "ours p99", "as token ids p99", "GENRE-style n", "GENRE-style p50"]
+    depth_header += ["GENRE-style p99", "speed-up p50", "speed-up p99"]
+    return "\n".join(
+        [
+            f"knowledge base: {', '.join(result['kb'])} ({result['kb_bytes'] / 1e9:.2f} GB on disk)",
+            f"  {counts['triples']:,} triples, {counts['paths']:,} paths, {counts['names']:,} names, "
+            f"{counts['relations']:,} relations, {counts['objects']:,} objects, "
+            f"{result['skipped_lines']:,} lines skipped",
+            "",
+            markdown_table(["measure", "value"], measures, numeric_from=2),
+            "",
+            "allowed next characters, latency in µs (n = queries timed; the baseline stops after its time budget)",
+            "",
+            markdown_table(depth_header, depths, numeric_from=0),
+        ]
+    )
 
 
 if __name__ == "__main__":  # the query worker, run by bench_index in a fresh process

@@ -1,10 +1,15 @@
-"""What the model's commands share: decoding options from the command line, the --quantize flag."""
+"""The model's commands: ``kgqa train``, ``evaluate``, ``predict``, ``baseline``, ``tune``, ``ask``; and what they share
+(decoding options from the command line, the --quantize flag). torch loads only when a command runs."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from kgqa.data.report import write_json
 
 if TYPE_CHECKING:  # torch and transformers load only when a command decodes, not for every `kgqa ...`
     from kgqa.model.answerer import DecodeOptions
@@ -33,3 +38,248 @@ def decode_options(args: argparse.Namespace) -> DecodeOptions:
 
 def add_quantize_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quantize", action="store_true", help="int8 Linear layers (CPU): faster decoding")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from kgqa.model.train import TrainConfig, train
+
+    data_dir = _data_dir()
+    config = TrainConfig(
+        train_file=str(args.train or data_dir / "train.json"),
+        dev_file=None if args.no_dev else str(args.dev or data_dir / "dev.json"),
+        index_dir=str(args.index),
+        out_dir=str(args.out),
+        init=str(args.init) if args.init else None,
+        size=args.size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        augment_ratio=args.augment_ratio,
+        seed=args.seed,
+        patience=args.patience,
+        max_minutes=args.max_minutes,
+        max_steps=args.max_steps,
+        dev_limit=args.dev_limit,
+    )
+    train(config, progress=not args.quiet)
+    return 0
+
+
+def _data_dir() -> Path:
+    from kgqa.data.locate import find_data_dir
+
+    return find_data_dir()
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from kgqa.model.answerer import QuestionAnswerer
+    from kgqa.model.evaluate import evaluate_file, format_metrics
+
+    answerer = QuestionAnswerer.load(args.model, args.index, decode_options(args), quantize=args.quantize)
+    result = {"label": args.label} | evaluate_file(
+        answerer, args.qa, skip=args.skip, limit=args.limit, predictions_out=args.out
+    )
+    print(format_metrics(result))
+    print(f"{result['questions']:,} questions in {result['seconds']:.1f} s ({result['questions_per_second']:.1f}/s)")
+    write_json(args.json, result)
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from kgqa.model.candidate import top_answers
+    from kgqa.model.evaluate import predict_file
+
+    options = decode_options(args)
+    if args.engine == "ray":
+        from kgqa.model.ray_engine import RayNotInstalledError, import_ray, predict_with_ray
+
+        try:
+            import_ray()  # before any work: say so at once when Ray is not installed
+        except RayNotInstalledError as exc:
+            print(f"kgqa: error: {exc}", file=sys.stderr)
+            return 2
+
+        def answer_all(questions: list[str]) -> list:
+            return predict_with_ray(
+                args.model, args.index, questions, options, args.quantize, address=args.address, actors=args.actors
+            )
+
+    else:
+        from kgqa.model.answerer import QuestionAnswerer
+
+        answerer = QuestionAnswerer.load(args.model, args.index, options, quantize=args.quantize)
+
+        def answer_all(questions: list[str]) -> list:
+            return top_answers(answerer.answer(questions, top_k=1, progress=True))
+
+    count, unanswered = predict_file(answer_all, args.qa, args.out, args.shard)
+    shard = f" (shard {args.shard[0]}/{args.shard[1]})" if args.shard else ""
+    print(f"wrote {count:,} answers{shard} to {args.out}" + (f" ({unanswered} with no KB path)" if unanswered else ""))
+    return 0
+
+
+def _cmd_baseline(args: argparse.Namespace) -> int:
+    from kgqa.model.evaluate import evaluate_peer, format_metrics
+    from kgqa.trie.index import KBIndex
+
+    result = {"label": args.label} | evaluate_peer(
+        KBIndex(args.index), args.qa, skip=args.skip, limit=args.limit, predictions_out=args.out
+    )
+    print(format_metrics(result))
+    print(f"{result['questions']:,} questions in {result['seconds']:.1f} s")
+    write_json(args.json, result)
+    return 0
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    """Choose the look-ahead strength and the re-ranking weights on a slice of questions; record them in kgqa.json."""
+    from kgqa.data.questions import read_questions
+    from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
+    from kgqa.model.modeling import TRAINING_INFO_FILE
+    from kgqa.model.tune import record_tuning, tune_decoding
+
+    questions = read_questions(args.qa)[args.start : args.stop]
+    # the bonuses re-rank the beam alone (no learned ranker, no name-anchored candidates)
+    answerer = QuestionAnswerer.load(args.model, args.index, DecodeOptions(num_beams=args.beams, use_ranker=False))
+    table, chosen = tune_decoding(
+        answerer, questions, args.strengths, args.relation_weights, args.name_weights, top_k=args.beams
+    )
+    chosen_on = f"{Path(args.qa).name} questions [{args.start}:{args.stop}], beam {args.beams}, by EM_O"
+    record_tuning(args.model, chosen, table, chosen_on)
+    print(f"chose {chosen}; written to {Path(args.model) / TRAINING_INFO_FILE}")
+    return 0
+
+
+def _cmd_ask(args: argparse.Namespace) -> int:
+    from kgqa.model.answerer import QuestionAnswerer
+
+    answerer = QuestionAnswerer.load(args.model, args.index, decode_options(args), quantize=args.quantize)
+    for question, candidates in zip(args.questions, answerer.answer(args.questions, top_k=args.top_k), strict=True):
+        print(question)
+        if not candidates:
+            print("  (no KB path fits this question)")
+        for c in candidates:
+            print(f"  p={c.probability:.3f} score={c.score:+.2f}  {c.subject} ||| {c.relation} ||| {c.object}")
+            if c.contributions:
+                moved = sorted(c.contributions, key=lambda gv: -abs(gv[1]))
+                print("      ranker: " + ", ".join(f"{group} {value:+.2f}" for group, value in moved))
+    return 0
+
+
+def _add_engine_flags(parser: argparse.ArgumentParser) -> None:
+    from kgqa.data.questions import parse_shard
+
+    def shard(spec: str) -> tuple[int, int]:
+        try:
+            return parse_shard(spec)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+
+    parser.add_argument(
+        "--engine", choices=["local", "ray"], default="local", help="ray: Ray Data over an actor pool (kgqa[ray])"
+    )
+    parser.add_argument("--address", help="--engine ray: the cluster to join (default: start Ray on this machine)")
+    parser.add_argument("--actors", type=int, default=2, help="--engine ray: actors, each with the model loaded (2)")
+    parser.add_argument(
+        "--shard", type=shard, metavar="I/N", help="only the I-th of N contiguous parts of --qa (job arrays)"
+    )
+
+
+def add_model_commands(commands: argparse._SubParsersAction, default_index: Path) -> None:
+    from kgqa.model.train_config import TrainConfig
+
+    default = {f.name: f.default for f in fields(TrainConfig)}
+    tr = commands.add_parser("train", help="train a model (from scratch, or --init a local seq2seq checkpoint)")
+    tr.add_argument("--index", type=Path, default=default_index, help="KB index (%(default)s)")
+    tr.add_argument("--out", type=Path, required=True, help="model directory; an interrupted run here resumes")
+    tr.add_argument("--train", type=Path, help="training questions (default: train.json of the KgCLUE data)")
+    tr.add_argument("--dev", type=Path, help="dev questions for early stopping (default: dev.json)")
+    tr.add_argument("--no-dev", action="store_true", help="no dev evaluation (keeps the last epoch)")
+    tr.add_argument("--init", type=Path, help="local transformers seq2seq checkpoint to fine-tune")
+    tr.add_argument("--size", default=default["size"], choices=["tiny", "small", "base"])
+    tr.add_argument("--epochs", type=int, default=default["epochs"])
+    tr.add_argument("--batch-size", type=int, default=default["batch_size"])
+    tr.add_argument("--lr", type=float, default=default["learning_rate"])
+    tr.add_argument(
+        "--augment-ratio",
+        type=float,
+        default=default["augment_ratio"],
+        help="synthetic questions per real one (0: none)",
+    )
+    tr.add_argument("--seed", type=int, default=default["seed"])
+    tr.add_argument(
+        "--patience", type=int, default=default["patience"], help="epochs without a better dev EM_O before stopping"
+    )
+    tr.add_argument(
+        "--max-minutes", type=float, default=default["max_minutes"], help="no epoch starts that would overrun this"
+    )
+    tr.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
+    tr.add_argument("--dev-limit", type=int, help="evaluate on the first N dev questions only")
+    tr.add_argument("--quiet", action="store_true", help="no progress bars")
+    tr.set_defaults(run=_cmd_train)
+
+    for name, run, text in (
+        ("evaluate", _cmd_evaluate, "KgCLUE's official metrics of a model on a question file"),
+        ("predict", _cmd_predict, "answers in KgCLUE's submission format"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("--model", type=Path, required=True)
+        sub.add_argument("--index", type=Path, default=default_index)
+        sub.add_argument("--qa", type=Path, required=True, help="KgCLUE question file")
+        sub.add_argument("--beams", type=int, default=5)
+        sub.add_argument("--batch-size", type=int, default=64)
+        sub.add_argument("--no-lookahead", action="store_true", help="no relation look-ahead re-weighting")
+        sub.add_argument("--lookahead-strength", type=float, help="α in p ** (1 / (α·Δ + 1)) (default: the model's)")
+        sub.add_argument("--no-rerank", action="store_true", help="rank by the model's log-probability alone")
+        sub.add_argument(
+            "--no-ranker", action="store_true", help="not the model directory's learned ranker (the beam, re-ranked)"
+        )
+        sub.add_argument(
+            "--decoding-from", type=Path, help="take the tuned decoding settings from this model's kgqa.json"
+        )
+        sub.add_argument("--unconstrained", action="store_true", help="no trie constraint (ablation)")
+        add_quantize_flag(sub)
+        if name == "evaluate":
+            sub.add_argument("--json", type=Path, help="write the metrics and timing as JSON")
+            sub.add_argument("--label", help="name of this system in the JSON (for `kgqa bench table`)")
+            sub.add_argument("--out", type=Path, help="also write the predictions (submission format)")
+            sub.add_argument("--skip", type=int, default=0, help="leave out the first N questions")
+            sub.add_argument("--limit", type=int, help="at most N questions (after --skip)")
+        else:
+            sub.add_argument("--out", type=Path, required=True, help='JSON lines {"id", "answer": "S ||| P ||| O"}')
+            _add_engine_flags(sub)
+        sub.set_defaults(run=run)
+
+    tune = commands.add_parser(
+        "tune", help="choose the look-ahead strength and re-ranking weights on a slice of questions"
+    )
+    tune.add_argument("--model", type=Path, required=True)
+    tune.add_argument("--index", type=Path, default=default_index)
+    tune.add_argument("--qa", type=Path, required=True)
+    tune.add_argument("--start", type=int, default=0)
+    tune.add_argument("--stop", type=int, default=1000)
+    tune.add_argument("--beams", type=int, default=5)
+    tune.add_argument("--strengths", type=float, nargs="+", default=[1.0, 2.0, 4.0, 8.0])
+    tune.add_argument("--relation-weights", type=float, nargs="+", default=[0.0, 1.0, 2.0, 4.0, 8.0])
+    tune.add_argument("--name-weights", type=float, nargs="+", default=[0.0, 1.0, 2.0])
+    tune.set_defaults(run=_cmd_tune)
+
+    ask = commands.add_parser("ask", help="answer questions given on the command line")
+    ask.add_argument("questions", nargs="+")
+    ask.add_argument("--model", type=Path, default=Path("models/kgqa-default"))
+    ask.add_argument("--index", type=Path, default=default_index)
+    ask.add_argument("--top-k", type=int, default=1)
+    ask.add_argument("--beams", type=int, default=5)
+    ask.add_argument("--no-ranker", action="store_true", help="not the learned ranker (the beam, re-ranked)")
+    add_quantize_flag(ask)
+    ask.set_defaults(run=_cmd_ask, unconstrained=False, no_lookahead=False, batch_size=64, lookahead_strength=None)
+
+    base = commands.add_parser("baseline", help="the no-learning peer: longest KB name, then closest relation")
+    base.add_argument("--index", type=Path, default=default_index)
+    base.add_argument("--qa", type=Path, required=True)
+    base.add_argument("--json", type=Path)
+    base.add_argument("--out", type=Path, help="also write the predictions (submission format)")
+    base.add_argument("--skip", type=int, default=0)
+    base.add_argument("--limit", type=int)
+    base.add_argument("--label", help="name of this system in the JSON (for `kgqa bench table`)")
+    base.set_defaults(run=_cmd_baseline)

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from kgqa.data import METRIC_KEYS, Answer, Question, evaluate_answers, read_questions
 from kgqa.data.questions import take_shard
+from kgqa.data.report import markdown_table
 from kgqa.model.answerer import QuestionAnswerer
 from kgqa.model.candidate import top_answers
 from kgqa.model.peer import LongestNamePeer
@@ -111,6 +112,4 @@ def _slice(questions: list[Question], skip: int, limit: int | None) -> list[Ques
 
 
 def format_metrics(metrics: dict[str, float]) -> str:
-    header = " | ".join(METRIC_KEYS)
-    values = " | ".join(f"{metrics[k]:.2f}" for k in METRIC_KEYS)
-    return f"| {header} |\n|{' --- |' * len(METRIC_KEYS)}\n| {values} |"
+    return markdown_table(METRIC_KEYS, [[f"{metrics[k]:.2f}" for k in METRIC_KEYS]], numeric_from=0)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kgqa.data import METRIC_KEYS
-from kgqa.data.report import write_json
+from kgqa.data.report import markdown_table, write_json
 
 if TYPE_CHECKING:  # torch, transformers and lightgbm load only when a command runs, not to build the parser
     from kgqa.model.ranker import LearnedRanker, RankerParams
@@ -182,15 +182,17 @@ def format_report(report: dict[str, Any]) -> str:
         + ", ".join(f"beam top {k} {v:.2f}" if k != "all" else f"all candidates {v:.2f}" for k, v in recall.items())
         + f" (mean {report['candidates_mean']} candidates, max {report['candidates_max']})",
         "",
-        f"| out-of-fold ({report['folds']} folds disjoint in relations) | " + " | ".join(METRIC_KEYS) + " |",
-        "| --- |" + " ---: |" * len(METRIC_KEYS),
+        markdown_table(
+            [f"out-of-fold ({report['folds']} folds disjoint in relations)", *METRIC_KEYS],
+            [[row["ranking"], *(f"{row[k]:.2f}" for k in METRIC_KEYS)] for row in report["rows"]],
+        ),
+        "",
+        markdown_table(
+            ["wrong answers, by what went wrong", "name", "relation", "meaning", "gold path not proposed"],
+            [
+                [label, kinds["name"], kinds["relation"], kinds["meaning"], kinds["not_proposed"]]
+                for label, kinds in report["errors"].items()
+            ],
+        ),
     ]
-    for row in report["rows"]:
-        lines.append(f"| {row['ranking']} | " + " | ".join(f"{row[k]:.2f}" for k in METRIC_KEYS) + " |")
-    lines += ["", "| wrong answers, by what went wrong | name | relation | meaning | gold path not proposed |"]
-    lines.append("| --- | ---: | ---: | ---: | ---: |")
-    for label, kinds in report["errors"].items():
-        lines.append(
-            f"| {label} | {kinds['name']} | {kinds['relation']} | {kinds['meaning']} | {kinds['not_proposed']} |"
-        )
     return "\n".join(lines)
