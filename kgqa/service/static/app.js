@@ -57,6 +57,7 @@ function showAnswer(data) {
   $("no-path").hidden = best !== null;
   $("answer").hidden = best === null;
   $("why").hidden = best === null;
+  $("entity-section").hidden = best === null;  // no subject: nothing of an earlier answer stays on the page
   if (best !== null) {
     $("answer-object").textContent = best.object || "(no object)";
     $("answer-name").textContent = best.name;
