@@ -13,8 +13,6 @@ from kgqa.trie import (
     END_CODE,
     SEP,
     KBIndex,
-    TokenConstraint,
-    VocabularyMismatchError,
     build_index,
     path_key,
     split_path_key,
@@ -121,24 +119,6 @@ def test_index_is_memory_mapped(index: KBIndex) -> None:
     maps = Path("/proc/self/maps").read_text()
     for name in ("paths.marisa", "objects.bin", "heavy.marisa", "path_objects.ids.npy", "objects.offsets.npy"):
         assert str(index.directory / name) in maps
-
-
-def test_token_constraint_maps_characters_to_ids(index: KBIndex) -> None:
-    vocab = {ch: i + 10 for i, ch in enumerate(sorted(set(index.alphabet) | set("多余")))}
-    tokens = TokenConstraint(index, vocab, sep_token_id=1, eos_token_id=2)
-    assert sorted(tokens.allowed_token_ids([])) == sorted([vocab["守"], vocab["龙"]])
-    spelled = [vocab[c] for c in "守望"]
-    assert sorted(tokens.allowed_token_ids(spelled)) == sorted([1, vocab["星"]])
-    full = [vocab[c] if c != SEP else 1 for c in path_key("守望星光", "类型", "")]
-    assert tokens.allowed_token_ids(full).tolist() == [2]
-    assert tokens.allowed_token_ids([*full, 2]).tolist() == []  # after EOS nothing is allowed
-    assert END_CODE not in tokens.allowed_token_ids([])
-
-
-def test_token_constraint_refuses_a_vocabulary_that_cannot_spell_the_kb(index: KBIndex) -> None:
-    vocab = {ch: i for i, ch in enumerate(index.alphabet) if ch != "晶"}
-    with pytest.raises(VocabularyMismatchError, match="晶"):
-        TokenConstraint(index, vocab, sep_token_id=1, eos_token_id=2)
 
 
 def test_build_fails_cleanly_on_a_kb_with_no_valid_line(tmp_path: Path) -> None:
