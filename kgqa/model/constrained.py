@@ -21,6 +21,17 @@ from kgqa.model.decoding_step import DecodingStep
 from kgqa.trie import TokenConstraint
 
 
+def determined_key(constraint: TokenConstraint, prefix: str | None, allowed: np.ndarray) -> str | None:
+    """The one KB key a prefix leads to, when decoding may end there (``end_when_determined``); else None.
+
+    ``allowed``: the constraint's answer for ``prefix``. One way on (a single token, not EOS) is necessary for one key
+    ahead; only then is the trie asked.
+    """
+    if len(allowed) == 1 and allowed[0] != constraint.eos_token_id:
+        return constraint.completion_of(prefix)
+    return None
+
+
 class KBConstraintLogitsProcessor(LogitsProcessor):
     """Masks every token the KB does not allow after each hypothesis and renormalises over the allowed ones.
 
@@ -46,12 +57,10 @@ class KBConstraintLogitsProcessor(LogitsProcessor):
         if found is None:
             prefix = self.step.text(target)
             found = self.constraint.allowed_after(prefix)
-            # one way on (a single next token) is necessary for one key ahead; only then is the trie asked
-            if self.end_when_determined and len(found) == 1 and found[0] != self.constraint.eos_token_id:
-                key = self.constraint.completion_of(prefix)
-                if key is not None:
-                    found = self._end_only
-                    self.completed[target] = key
+            key = determined_key(self.constraint, prefix, found) if self.end_when_determined else None
+            if key is not None:
+                found = self._end_only
+                self.completed[target] = key
             self._allowed[target] = found
         return found
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kgqa.model.candidate import Candidate
+from kgqa.model.constrained import determined_key
 from kgqa.model.targets import TargetCodec
 from kgqa.trie import TokenConstraint
 from kgqa.trie.keys import key_parts
@@ -51,11 +52,10 @@ def trace_path(
     segment = 0
     ended = False  # the decoder ended the hypothesis here; the KB spelled the rest
     for position, token_id in enumerate(target):
-        prefix = target[:position]
-        allowed = constraint.allowed_token_ids(prefix)
-        if beam and end_when_determined and not ended:
-            # the processor's rule (KBConstraintLogitsProcessor.allowed): one way on, and one key ahead
-            ended = len(allowed) == 1 and allowed[0] != codec.eos_token_id and constraint.completion(prefix) is not None
+        prefix = constraint.prefix_text(target[:position])
+        allowed = constraint.allowed_after(prefix)
+        if beam and end_when_determined and not ended:  # the decoding's own rule
+            ended = determined_key(constraint, prefix, allowed) is not None
         if token_id == codec.sep_token_id:
             part, text = "separator", ""
             segment += 1

@@ -2,24 +2,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from kgqa.model.candidate import Candidate
 from kgqa.model.explain import trace_path
 from kgqa.model.modeling import load_checkpoint
 from kgqa.model.targets import TargetCodec
-from kgqa.trie import KBIndex
+from kgqa.trie import KBIndex, TokenConstraint
 from kgqa.trie.keys import END_CODE, SEP, path_key
 
 
-def _codec(tiny_model: Path) -> TargetCodec:
+@pytest.fixture(scope="module")
+def spelling(tiny_model: Path, tiny_index: KBIndex) -> tuple[TargetCodec, TokenConstraint]:
+    """The tiny model's target codec and its constraint over the tiny index."""
     _, tokenizer = load_checkpoint(tiny_model)
-    return TargetCodec(tokenizer)
+    codec = TargetCodec(tokenizer)
+    return codec, codec.constraint(tiny_index)
 
 
 def test_each_step_allows_what_the_index_allows_and_the_kb_completes_a_determined_path(
-    tiny_model: Path, tiny_index: KBIndex
+    spelling: tuple[TargetCodec, TokenConstraint], tiny_index: KBIndex
 ) -> None:
-    codec = _codec(tiny_model)
-    constraint = codec.constraint(tiny_index)
+    codec, constraint = spelling
     candidate = Candidate("刘晓华", "主讲课程", "广东工业大学教授", "《固体物理》", 0.0, beam_rank=0)
     trace = trace_path(candidate, codec, constraint)
 
@@ -45,10 +49,9 @@ def test_each_step_allows_what_the_index_allows_and_the_kb_completes_a_determine
 
 
 def test_without_early_ending_or_for_an_anchored_path_every_step_is_decoded(
-    tiny_model: Path, tiny_index: KBIndex
+    spelling: tuple[TargetCodec, TokenConstraint],
 ) -> None:
-    codec = _codec(tiny_model)
-    constraint = codec.constraint(tiny_index)
+    codec, constraint = spelling
     beam = Candidate("龙编站", "坐标", "", "21°2′22.9″N105°51′1.1″E", 0.0, beam_rank=0)
     assert all(s.decoded for s in trace_path(beam, codec, constraint, end_when_determined=False).steps)
     anchored = Candidate("龙编站", "坐标", "", "21°2′22.9″N105°51′1.1″E", 0.0)
