@@ -14,7 +14,7 @@ DEV = "$$($(BIN)/kgqa data locate --no-download)/dev.json"
 TRAIN = "$$($(BIN)/kgqa data locate --no-download)/train.json"
 MATCHER_INIT ?= jieba
 
-.PHONY: run setup index test lint format train train-no-augment train-order-nmr evaluate eval-table bench-decode \
+.PHONY: run setup setup-dev index test lint format train train-no-augment train-order-nmr evaluate eval-table bench-decode \
 	test-browser bench-index bench-index-20m bench-service bench-unseen bench-scale serve ask docker-smoke clean ranker
 
 # The main job on a fresh clone: create .venv, install, find the KgCLUE data, build the KB index, answer a question
@@ -30,56 +30,62 @@ serve: index
 index: setup
 	$(BIN)/kgqa prepare --out $(INDEX)
 
+# What running needs, nothing more (make run). torch is pinned to 2.13.0: that release is the CPU wheel; an unpinned
+# torch would pull a multi-GB CUDA build.
 setup: $(VENV)/.installed
 
-# The dev tools and the optional Ray engine (its tests run here; the Docker image installs neither).
-# torch is pinned to 2.13.0: that release is the CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
 	touch $@
 
-test: setup lint
+# The dev tools and the optional Ray engine, for the tests, training and benchmarks (the Docker image has neither).
+setup-dev: $(VENV)/.installed-dev
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,ray]'
+	touch $@
+
+test: setup-dev lint
 	$(BIN)/python -m pytest -m "not browser"
 
 # The web page in a real browser: Debian's Chromium and a CJK font (apt), Playwright for Python (no browser download).
 # Writes the README's screenshot.
-test-browser: setup
+test-browser: setup-dev
 	command -v chromium >/dev/null || (apt-get update && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium fonts-wqy-microhei)
 	$(BIN)/python -m pip install --quiet -e '.[dev,ray,browser]'
 	KGQA_REQUIRE_BROWSER=1 KGQA_SCREENSHOT=docs/page.png $(BIN)/python -m pytest -m browser -v
 
-lint: setup
+lint: setup-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-format: setup
+format: setup-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
 # The default model: trained from scratch on train.json (+ KB-synthesised questions), early stopping on dev.json.
 # An interrupted run resumes from $(MODEL)/last/.
 # Then the look-ahead strength and re-ranking weights are chosen on the first 1,000 dev questions.
-train: index
+train: index setup-dev
 	$(BIN)/kgqa train --index $(INDEX) --out $(MODEL)
 	$(BIN)/kgqa tune --model $(MODEL) --index $(INDEX) --qa $(DEV) --start 0 --stop 1000
 	$(MAKE) ranker
 
 # The learned ranker of $(MODEL): the question-relation matcher trained on train.json, then the ranker fit on dev's
 # candidates (beam + name-anchored), reported out-of-fold (5 folds disjoint in relations) with each feature group off.
-ranker: index
+ranker: index setup-dev
 	$(BIN)/kgqa ranker matcher --model $(MODEL) --index $(INDEX) --train $(TRAIN) --dev $(DEV) \
 		--init $(MATCHER_INIT) --json $(BENCH)/ranker/matcher.json
 	$(BIN)/kgqa ranker fit --model $(MODEL) --index $(INDEX) --qa $(DEV) --quantize --ablations --json $(BENCH)/ranker/fit.json
 
 # Ablation: the same training without KB-driven augmentation.
-train-no-augment: index
+train-no-augment: index setup-dev
 	$(BIN)/kgqa train --index $(INDEX) --out models/ablation-no-augment --augment-ratio 0 $(ABLATION_FLAGS)
 
 # Ablation: target order name, meaning, relation (an index keyed in that order, and a model trained on it).
-train-order-nmr: index
+train-order-nmr: index setup-dev
 	test -f indexes/kgclue-sim-nmr/manifest.json || $(BIN)/kgqa index build --key-order name,meaning,relation \
 		--kb "$$($(BIN)/kgqa data locate --no-download)/knowledge_sim_dev.tsv.gz" --out indexes/kgclue-sim-nmr
 	$(BIN)/kgqa train --index indexes/kgclue-sim-nmr --out models/ablation-order-nmr $(ABLATION_FLAGS)
@@ -89,7 +95,7 @@ evaluate: index
 
 # The README's evaluation table: default model, no-learning peer, decoding ablations, retrained ablations if trained
 # (evaluated with the default model's tuned decoding settings). Then the default on each half of dev.
-eval-table: evaluate
+eval-table: evaluate setup-dev
 	$(BIN)/kgqa baseline --index $(INDEX) --qa $(DEV) --json $(EVAL)/peer.json --label "no-learning peer"
 	$(BIN)/kgqa evaluate --model $(MODEL) --index $(INDEX) --qa $(DEV) --no-ranker \
 		--json $(EVAL)/no-ranker.json --label "no learned ranker (the beam, re-ranking bonuses)"
@@ -124,28 +130,28 @@ eval-table: evaluate
 		| tee $(EVAL)/halves.md
 
 # Constrained vs unconstrained decoding time at the same beam and batch, side by side.
-bench-decode: index
+bench-decode: index setup-dev
 	$(BIN)/kgqa bench decode --model $(MODEL) --index $(INDEX) --qa $(DEV) --json $(BENCH)/decode.json
 
 # Index benchmark on the KgCLUE-sim KB (2.4M triples), table on stdout, JSON in $(BENCH)/.
-bench-index: setup
+bench-index: setup-dev
 	$(BIN)/kgqa bench index --kb "$$($(BIN)/kgqa data locate --no-download)/knowledge_sim_dev.tsv.gz" \
 		--work $(BENCH)/index-sim --json $(BENCH)/index-sim.json
 
 # The same at KgCLUE's full scale, on a synthetic KB of 20.56M triples (~2.2 GB, written once).
-bench-index-20m: setup
+bench-index-20m: setup-dev
 	test -f $(BENCH)/synth-20m.tsv || $(BIN)/kgqa bench synth-kb --triples $(SYNTH_TRIPLES) --seed 0 \
 		--out $(BENCH)/synth-20m.tsv
 	$(BIN)/kgqa bench index --kb $(BENCH)/synth-20m.tsv --work $(BENCH)/index-20m --json $(BENCH)/index-20m.json
 
 # The service under load on loopback: latency and throughput at concurrency 1, 8, 32; RSS of 1 vs 2 workers.
-bench-service: index
+bench-service: index setup-dev
 	$(BIN)/python scripts/bench_service.py --model $(MODEL) --index $(INDEX) --json $(BENCH)/service.json
 
 # Open vocabulary: a seeded 10% of dev's answer names get a character the model has never seen (in the KB and the
 # questions); dev EM_O on those questions, on the same questions unrenamed, and on all of dev over the renamed KB.
 UNSEEN := $(BENCH)/unseen
-bench-unseen: index
+bench-unseen: index setup-dev
 	test -f $(UNSEEN)/index/manifest.json || ( $(BIN)/kgqa bench unseen-kb --model $(MODEL) --qa $(DEV) --seed 0 \
 		--share 0.1 --out $(UNSEEN) && $(BIN)/kgqa index build --kb $(UNSEEN)/knowledge.tsv.gz --out $(UNSEEN)/index )
 	$(BIN)/kgqa evaluate --model $(MODEL) --index $(INDEX) --qa $(UNSEEN)/original.json --quantize \
@@ -167,11 +173,11 @@ bench-unseen: index
 # The service at KgCLUE's full scale (the KgCLUE-sim KB + synthetic triples to 20.56M, written and indexed once)
 # against the 2.4M-triple KB, in the same run: start-up, latency, throughput, memory of 1 and 2 workers, reload time,
 # dev EM_O. Table on stdout, JSON in $(BENCH)/scale.json.
-bench-scale: index
+bench-scale: index setup-dev
 	$(BIN)/python scripts/bench_scale.py --model $(MODEL) --index $(INDEX) --work $(BENCH)/scale --json $(BENCH)/scale.json
 
 # Build the Docker image (docker, else podman), run it, ask it real questions over HTTP, remove it.
-docker-smoke: index
+docker-smoke: index setup-dev
 	$(BIN)/python scripts/docker_smoke.py --index $(INDEX)
 
 clean:

@@ -14,7 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     from kgqa.bench.commands import add_bench_commands
     from kgqa.data.commands import add_data_commands
     from kgqa.model.commands import add_model_commands
-    from kgqa.model.ranker_commands import add_ranker_commands
+    from kgqa.model.train.ranker_commands import add_ranker_commands
     from kgqa.service.commands import add_serve_command
     from kgqa.trie.commands import add_index_commands
 

@@ -19,16 +19,16 @@ from transformers import GenerationConfig, LogitsProcessorList, PreTrainedModel,
 
 from kgqa.data import lcs_length, normalize
 from kgqa.model.candidate import Candidate
-from kgqa.model.constrained import KBConstraintLogitsProcessor
-from kgqa.model.decoding_step import DecodingStep
-from kgqa.model.features import FeatureExtractor
-from kgqa.model.lookahead import RelationLookahead, RelationLookaheadLogitsProcessor
-from kgqa.model.matcher import MATCHER_FILE, RelationMatcher
+from kgqa.model.decode.constrained import KBConstraintLogitsProcessor
+from kgqa.model.decode.lookahead import RelationLookahead, RelationLookaheadLogitsProcessor
+from kgqa.model.decode.pathscore import PathScorer
+from kgqa.model.decode.scores import PathScoreRecorder
+from kgqa.model.decode.step import DecodingStep
 from kgqa.model.modeling import default_device, load_checkpoint, quantize_for_cpu, target_order
-from kgqa.model.pathscore import PathScorer
-from kgqa.model.ranker import LearnedRanker
-from kgqa.model.rerank import RerankWeights, rerank
-from kgqa.model.scores import PathScoreRecorder
+from kgqa.model.rank.features import FeatureExtractor
+from kgqa.model.rank.matcher import MATCHER_FILE, RelationMatcher
+from kgqa.model.rank.ranker import LearnedRanker
+from kgqa.model.rank.rerank import RerankWeights, rerank
 from kgqa.model.segments import SegmentScores
 from kgqa.model.targets import TargetCodec
 from kgqa.model.vocabulary import extend_for_index
@@ -43,11 +43,11 @@ class DecodeOptions:
     lookahead: bool = True
     lookahead_strength: float = 1.0  # α in p ** (1 / (α·Δ + 1)); 1 is the published formula
     end_when_determined: bool = True  # end a hypothesis once one KB key is left ahead (same score, fewer steps)
-    rerank_relation_weight: float = 0.0  # see kgqa.model.rerank; chosen by `kgqa tune`
+    rerank_relation_weight: float = 0.0  # see kgqa.model.rank.rerank; chosen by `kgqa tune`
     rerank_name_weight: float = 0.0
     anchor_names: int = 0  # name-anchored candidates, for the learned ranker: this many longest KB names (0: none)
     anchor_paths: int = 32  # at most this many paths of each anchored name (those closest to the question first)
-    use_ranker: bool = True  # rank by the model directory's learned ranker when it has one (kgqa.model.ranker)
+    use_ranker: bool = True  # rank by the model directory's learned ranker when it has one (kgqa.model.rank.ranker)
     batch_size: int = 64
     max_new_tokens: int = 128
     max_question_chars: int = 200  # longer questions are cut (KgCLUE's longest is 54)

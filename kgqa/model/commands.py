@@ -41,7 +41,7 @@ def add_quantize_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from kgqa.model.train import TrainConfig, train
+    from kgqa.model.train.trainer import TrainConfig, train
 
     data_dir = _data_dir()
     config = TrainConfig(
@@ -136,7 +136,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     from kgqa.data.questions import read_questions
     from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
     from kgqa.model.modeling import TRAINING_INFO_FILE
-    from kgqa.model.tune import record_tuning, tune_decoding
+    from kgqa.model.train.tune import record_tuning, tune_decoding
 
     questions = read_questions(args.qa)[args.start : args.stop]
     # the bonuses re-rank the beam alone (no learned ranker, no name-anchored candidates)
@@ -186,7 +186,7 @@ def _add_engine_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_model_commands(commands: argparse._SubParsersAction, default_index: Path) -> None:
-    from kgqa.model.train_config import TrainConfig
+    from kgqa.model.train.config import TrainConfig
 
     default = {f.name: f.default for f in fields(TrainConfig)}
     tr = commands.add_parser("train", help="train a model (from scratch, or --init a local seq2seq checkpoint)")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from kgqa.model.modeling import read_training_info
-from kgqa.model.ranker import RANKER_INFO
+from kgqa.model.rank.ranker import RANKER_INFO
 
 # the training settings worth showing (the rest are paths and evaluation knobs)
 _TRAINING_FIELDS = ("size", "train_file", "dev_file", "epochs", "batch_size", "learning_rate", "augment_ratio", "seed")

@@ -53,6 +53,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if state.engine is None:
             state.engine = await asyncio.to_thread(Engine.load, settings)  # StartupError: start-up fails, says why
+        state.loop = asyncio.get_running_loop()
         metrics.record_served(state.engine.describe())
         state.batcher = MicroBatcher(
             state.answer,

@@ -41,6 +41,10 @@ class DeadlineExceededError(RuntimeError):
     """A request's questions were not all answered within its deadline; those still waiting are dropped."""
 
 
+class ShuttingDownError(RuntimeError):
+    """The service is stopping: a question it could not answer within the grace period; the client should retry."""
+
+
 COST_OVERHEAD_CHARS = 16  # a question's fixed share of the decoding work (the path decoded, the special tokens)
 
 
@@ -81,19 +85,46 @@ class MicroBatcher:
         )
         self._task: asyncio.Task[None] | None = None
         self._busy = 0  # questions being decoded
+        self._decoding: list[_Job] = []  # the batch being decoded
+        self._closing = False  # close() was called: no new questions
+        self._cut: asyncio.TimerHandle | None = None  # close()'s grace period, then unanswered questions fail
+
+    @property
+    def waiting(self) -> int:
+        """Questions waiting for a batch (not those being decoded)."""
+        return self._waiting
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="kgqa-batcher")
 
+    def close(self, grace_s: float | None) -> None:
+        """Take no more questions; those not answered within ``grace_s`` (None: no limit) fail with ShuttingDownError,
+        whether they still wait or are being decoded (a decode cannot be interrupted: its results are dropped)."""
+        self._closing = True
+        if grace_s is not None and self._cut is None:
+            self._cut = asyncio.get_running_loop().call_later(grace_s, self._fail_unanswered)
+
+    def _fail_unanswered(self) -> None:
+        error = ShuttingDownError("the service is stopping and could not answer within its grace period")
+        for job in [*self._decoding, *(job for request in self._requests for job in request)]:
+            if not job.future.done():
+                job.future.set_exception(error)
+
+    def _cut_done(self) -> bool:
+        return self._cut is not None and self._cut.when() <= asyncio.get_running_loop().time()
+
     async def stop(self) -> None:
-        """Finish what was submitted, then stop."""
-        while self._waiting or self._busy:
+        """Finish what was submitted (what ``close`` cut is not waited for), then stop."""
+        while self._waiting or (self._busy and not self._cut_done()):
             await asyncio.sleep(0.01)
+        if self._cut is not None:
+            self._cut.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self._executor.shutdown(wait=True)
+        # a decode cut by close() is not waited for here (its thread ends with it; its results are dropped)
+        self._executor.shutdown(wait=not self._cut_done(), cancel_futures=True)
 
     async def submit(
         self, questions: Sequence[str], top_k: int, timeout_s: float | None = None
@@ -103,6 +134,8 @@ class MicroBatcher:
         """
         if self._task is None or self._task.done():
             raise RuntimeError("the batcher is not running")
+        if self._closing:
+            raise ShuttingDownError("the service is stopping")
         if self._waiting + len(questions) > self.max_queue:
             raise QueueFullError(f"{self._waiting} questions are waiting (at most {self.max_queue})")
         loop = asyncio.get_running_loop()
@@ -165,11 +198,13 @@ class MicroBatcher:
                     break
             self._on_queue_depth(self._waiting)
             self._busy = len(batch)
+            self._decoding = batch
             try:
                 for group in self._groups(batch):
                     await self._decode(group)
             finally:
                 self._busy = 0
+                self._decoding = []
 
     def _groups(self, batch: list[_Job]) -> list[list[_Job]]:
         """Jobs whose top_k fits in the beam decode together; a larger top_k widens the beam, so it goes apart.

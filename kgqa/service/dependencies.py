@@ -21,7 +21,9 @@ async def service_state(request: Request) -> ServiceState:
 
 
 async def ready_state(state: Annotated[ServiceState, Depends(service_state)]) -> ServiceState:
-    """The state, once the engine is loaded and warmed up; 503 before."""
+    """The state, once the engine is loaded and warmed up; 503 before, and once the service is stopping."""
+    if state.stopping:
+        raise HTTPException(503, "the service is stopping; retry", headers={"Retry-After": "1"})
     if not state.ready or state.engine is None or state.batcher is None:
         raise HTTPException(503, "the model is still loading; retry shortly (GET /readyz says when it is ready)")
     return state

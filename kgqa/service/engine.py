@@ -13,7 +13,7 @@ from typing import Any
 from kgqa.data import split_head
 from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
 from kgqa.model.candidate import Candidate
-from kgqa.model.explain import PathTrace, trace_path
+from kgqa.model.decode.explain import PathTrace, trace_path
 from kgqa.model.modeling import CheckpointError, default_device, read_training_info
 from kgqa.model.summary import model_summary
 from kgqa.service.limits import MAX_QUESTION_CHARS

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kgqa.service.batcher import DeadlineExceededError, QueueFullError
+from kgqa.service.batcher import DeadlineExceededError, QueueFullError, ShuttingDownError
 
 
 def _field(error: dict[str, Any]) -> str:
@@ -60,6 +60,11 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             {"detail": f"the service is too busy: {exc} (KGQA_REQUEST_TIMEOUT_S); retry later"}, status_code=504
         )
+
+    @app.exception_handler(ShuttingDownError)
+    async def shutting_down(request: Request, exc: ShuttingDownError) -> JSONResponse:
+        # another replica (or this service restarted) can answer: tell the client and the load balancer to retry
+        return JSONResponse({"detail": f"{exc}; retry"}, status_code=503, headers={"Retry-After": "1"})
 
     @app.exception_handler(QueueFullError)
     async def queue_full(request: Request, exc: QueueFullError) -> JSONResponse:

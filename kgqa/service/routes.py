@@ -34,7 +34,7 @@ ERRORS = {
     413: {"model": ErrorResponse, "description": "the body is too large"},
     415: {"model": ErrorResponse, "description": "the body is not sent as application/json"},
     422: {"model": ErrorResponse, "description": "a field is missing, unknown, of the wrong type or out of range"},
-    503: {"model": ErrorResponse, "description": "not ready yet (loading) or overloaded"},
+    503: {"model": ErrorResponse, "description": "not ready yet (loading), overloaded, or stopping: retry"},
     504: {"model": ErrorResponse, "description": "not answered within KGQA_REQUEST_TIMEOUT_S"},
 }
 
@@ -121,9 +121,11 @@ async def healthz() -> Health:
     "/readyz",
     response_model=Readiness,
     summary="The model and the index are loaded and warmed up; which index (its manifest checksum) is served",
-    responses={503: {"model": Health, "description": "still loading"}},
+    responses={503: {"model": Health, "description": "still loading, or stopping"}},
 )
 async def readyz(state: Annotated[ServiceState, Depends(service_state)]) -> Response:
+    if state.stopping:
+        return JSONResponse({"status": "stopping"}, status_code=503)
     if not state.ready or state.engine is None:
         return JSONResponse({"status": "loading"}, status_code=503)
     return JSONResponse({"status": "ready", **state.engine.describe()})

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from kgqa.model.candidate import Candidate
-from kgqa.model.explain import PathTrace
+from kgqa.model.decode.explain import PathTrace
 from kgqa.service.limits import MAX_BATCH_QUESTIONS, MAX_QUESTION_CHARS, MAX_TOP_K
 
 
@@ -101,8 +101,10 @@ class TraceStep(BaseModel):
 class Trace(BaseModel):
     source: str = Field(description="beam (decoded) or name-anchored (a KB name in the question, scored by the model)")
     steps: list[TraceStep]
-    forced_steps: int
-    decoded_steps: int
+    chosen_steps: int = Field(description="steps where the KB allowed several tokens and the model chose")
+    forced_steps: int = Field(description="steps the KB allowed one token; chosen_steps + forced_steps = all steps")
+    completed_steps: int = Field(description="forced steps the KB spelled after decoding stopped (one key left)")
+    decoded_steps: int = Field(description="steps run through the decoder: all steps less completed_steps")
     log_probability: dict[str, float] = Field(
         default_factory=dict, description="the path's log-probability by part: name, relation, meaning"
     )
@@ -114,7 +116,9 @@ class Trace(BaseModel):
         return cls(
             source=trace.source,
             steps=[TraceStep(**vars(step)) for step in trace.steps],
+            chosen_steps=trace.chosen_steps,
             forced_steps=trace.forced_steps,
+            completed_steps=trace.completed_steps,
             decoded_steps=trace.decoded_steps,
             log_probability=parts,
         )

@@ -29,6 +29,8 @@ from kgqa.service.logs import configure_logging
 from kgqa.service.settings import ServiceSettings
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     import uvicorn
 
     from kgqa.service.engine import Engine
@@ -38,6 +40,7 @@ log = logging.getLogger("kgqa.service")
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent dies
 WORKER_MIN_LIFETIME_S = 10.0  # a worker that dies sooner is not replaced: the service stops
 POLL_S = 0.05  # how often the parent looks at its workers and signals
+SHUTDOWN_REPLY_S = 5.0  # after the grace period: time to write the 503s of questions that were cut
 DRAIN_S = 2.0  # a retiring worker's responses close their connections this long before it stops (a client that
 # sends back to back gets its answer and reconnects, to a new worker; one idle longer meets the usual close)
 
@@ -83,7 +86,11 @@ def serve(settings: ServiceSettings) -> int:
             log_level=settings.log_level,
             log_config=None,  # uvicorn's lines go through configure_logging's handler (text or JSON)
             access_log=False,  # kgqa.service.access writes the access log, with request ids
-            timeout_graceful_shutdown=settings.graceful_shutdown_s or None,
+            # past the grace period the app answers what is left with 503 (ServiceState.begin_shutdown); uvicorn waits
+            # a little longer for those answers to be written, so it never cancels a request into a 500
+            timeout_graceful_shutdown=settings.graceful_shutdown_s + SHUTDOWN_REPLY_S
+            if settings.graceful_shutdown_s
+            else None,
         )
 
     sock = listening_socket(make_config(engine))
@@ -302,16 +309,29 @@ class Supervisor:
 
 def _run_uvicorn(config: object, sock: socket.socket) -> bool:
     """Serve until stopped; False if the app never started (uvicorn has logged why)."""
-    import uvicorn
-
     # uvicorn catches SIGTERM/SIGINT, lets in-flight requests finish, then re-raises the signal with the handlers it
     # found: these, so that a graceful stop exits 0 rather than "killed by SIGTERM"
     signal.signal(signal.SIGTERM, _after_graceful_stop)
     signal.signal(signal.SIGINT, _after_graceful_stop)
-    server = uvicorn.Server(config)  # type: ignore[arg-type]
+    server = graceful_server_class()(config)  # type: ignore[arg-type]
     server.run(sockets=[sock])
     sys.stdout.flush()
     return server.started
+
+
+def graceful_server_class() -> type[uvicorn.Server]:
+    import uvicorn
+
+    class _GracefulServer(uvicorn.Server):
+        """uvicorn's server that tells the app when a stop signal arrives, before uvicorn stops accepting."""
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            state = getattr(getattr(self.config.app, "state", None), "kgqa", None)
+            if state is not None:
+                state.request_shutdown()
+            super().handle_exit(sig, frame)
+
+    return _GracefulServer
 
 
 def _die_with_parent(parent: int) -> None:

@@ -47,7 +47,9 @@ class ServiceSettings(BaseSettings):
     reload_timeout_s: float = Field(
         120.0, gt=0.0, description="SIGHUP with workers: how long new workers get to be ready before the reload fails"
     )
-    graceful_shutdown_s: float = Field(30.0, ge=0.0, description="time in-flight requests get to finish on SIGTERM")
+    graceful_shutdown_s: float = Field(
+        30.0, ge=0.0, description="on SIGTERM, time in-flight questions get to finish; the rest get 503 (0: no limit)"
+    )
     access_log: bool = True
     log_level: str = "info"
     log_format: Literal["text", "json"] = Field("text", description="json: one JSON object a log line")

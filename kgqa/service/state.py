@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -19,6 +20,21 @@ class ServiceState:
     ready: bool = False
     reloading: bool = False
     draining: bool = False  # retiring after a reload: responses close their connections (kgqa.service.reload)
+    stopping: bool = False  # SIGTERM: not ready, no new questions, the grace period runs
+    loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)  # the loop serving this app
+
+    def begin_shutdown(self) -> None:
+        """On SIGTERM: /readyz answers 503 at once (a load balancer stops sending); questions not answered within
+        ``graceful_shutdown_s`` are answered 503 with Retry-After (kgqa.service.errors), never cut off with a 500."""
+        self.stopping = True
+        self.ready = False
+        if self.batcher is not None:
+            self.batcher.close(self.settings.graceful_shutdown_s or None)
+
+    def request_shutdown(self) -> None:
+        """``begin_shutdown`` from a signal handler (which may run inside the loop's own code)."""
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.begin_shutdown)
 
     def answer(self, questions: Sequence[str], top_k: int | Sequence[int]) -> list[list[Candidate]]:
         """The engine of the moment answers (a reload switches engines between batches, never within one)."""

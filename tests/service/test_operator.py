@@ -44,7 +44,11 @@ def test_explain_returns_the_constraints_view_of_each_step(client: TestClient, e
         assert step["allowed"] == len(engine.index.next_codepoints(key[:position])), position
         assert step["forced"] == (step["allowed"] == 1)
     assert trace["forced_steps"] == sum(s["forced"] for s in steps)
-    assert trace["decoded_steps"] == sum(s["decoded"] for s in steps) < len(steps)  # the KB completed the meaning
+    assert trace["chosen_steps"] == sum(not s["forced"] for s in steps)
+    assert trace["chosen_steps"] + trace["forced_steps"] == len(steps)  # the counts the page shows add up
+    assert trace["completed_steps"] == sum(not s["decoded"] for s in steps) <= trace["forced_steps"]
+    assert trace["decoded_steps"] == len(steps) - trace["completed_steps"]
+    assert all(s["forced"] for s in steps if not s["decoded"])  # what the KB completed, it forced
     assert set(trace["log_probability"]) == {"name", "relation", "meaning"}
     schema = client.get("/openapi.json").json()["components"]["schemas"]
     assert schema["AnswerRequest"]["properties"]["explain"]["default"] is False
@@ -58,8 +62,9 @@ def test_explain_must_be_a_boolean(client: TestClient, value: object) -> None:
     assert response.json()["errors"][0]["loc"][-1] == "explain"
 
 
-def test_info_reports_version_model_index_and_settings(client: TestClient, engine: Engine) -> None:
-    info = client.get("/v1/info").json()
+def test_info_reports_version_model_index_and_settings(kgclue_client: TestClient, kgclue_engine: Engine) -> None:
+    engine = kgclue_engine
+    info = kgclue_client.get("/v1/info").json()
     assert re.fullmatch(r"\d+\.\d+\.\d+.*", info["version"])
     model = info["model"]
     assert model["name"] == "kgqa-default"

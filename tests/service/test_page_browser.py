@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,8 +85,8 @@ class PageOnOrigin:
 
 
 @pytest.fixture
-def page_on(browser, live_server: ServerProcess) -> Iterator[PageOnOrigin]:
-    opened = PageOnOrigin(browser, live_server.url, viewport={"width": 1100, "height": 1400})
+def page_on(browser, kgclue_live_server: ServerProcess) -> Iterator[PageOnOrigin]:
+    opened = PageOnOrigin(browser, kgclue_live_server.url, viewport={"width": 1100, "height": 1400})
     yield opened
     opened.close()
 
@@ -102,11 +103,11 @@ def _gold_object(dev: dict[str, dict], question: str) -> str:
 
 
 def test_asking_by_keyboard_shows_the_object_the_path_trace_and_candidates(
-    page_on: PageOnOrigin, live_server: ServerProcess, dev: dict[str, dict]
+    page_on: PageOnOrigin, kgclue_live_server: ServerProcess, dev: dict[str, dict]
 ) -> None:
     question = "我很好奇龙编站的坐标是什么啊？"
     page = page_on.page
-    page.goto(live_server.url + "/")
+    page.goto(kgclue_live_server.url + "/")
     page.get_by_label("Question").fill(question)
     page.get_by_label("Question").press("Enter")
     page.wait_for_selector("#trace li")
@@ -117,18 +118,21 @@ def test_asking_by_keyboard_shows_the_object_the_path_trace_and_candidates(
     # the trace spells the path: name, separator, relation, separator, (empty meaning), end
     assert steps.count() == len("龙编站") + 1 + len("坐标") + 1 + 1
     assert "forced by the KB" in steps.nth(3).get_attribute("aria-label")  # after 龙编站 only the separator fits
+    summary = page.locator("#trace-summary").inner_text()  # its counts add up to the steps shown
+    chosen, forced = (int(n) for n in re.findall(r"(\d+) (?:chosen|forced)", summary))
+    assert chosen + forced == steps.count(), summary
     assert page.locator("#candidates tbody tr").count() >= 1
     assert "q=" in page.url  # the address now asks this question
 
 
 def test_a_shared_link_asks_at_load_and_the_entity_view_lists_the_subjects_triples(
-    page_on: PageOnOrigin, live_server: ServerProcess, dev: dict[str, dict]
+    page_on: PageOnOrigin, kgclue_live_server: ServerProcess, dev: dict[str, dict]
 ) -> None:
     import urllib.parse
 
     question = "刘晓华主要讲什么课啊？"
     page = page_on.page
-    page.goto(f"{live_server.url}/?q={urllib.parse.quote(question)}")
+    page.goto(f"{kgclue_live_server.url}/?q={urllib.parse.quote(question)}")
     page.wait_for_selector("#entity tbody tr")
     assert page.locator("#answer-object").inner_text() == _gold_object(dev, question)
     assert page.get_by_label("Question").input_value() == question
@@ -140,22 +144,22 @@ def test_a_shared_link_asks_at_load_and_the_entity_view_lists_the_subjects_tripl
 
 
 def test_phone_width_has_no_sideways_scrolling_and_the_screenshot(
-    browser, live_server: ServerProcess, dev: dict[str, dict]
+    browser, kgclue_live_server: ServerProcess, dev: dict[str, dict]
 ) -> None:
-    phone = PageOnOrigin(browser, live_server.url, viewport={"width": 375, "height": 812}, device_scale_factor=2)
+    phone = PageOnOrigin(browser, kgclue_live_server.url, viewport={"width": 375, "height": 812}, device_scale_factor=2)
     try:
         page = phone.page
-        page.goto(live_server.url + "/")
+        page.goto(kgclue_live_server.url + "/")
         page.get_by_role("button", name="石光荣的儿女叫什么？").click()
         page.wait_for_selector("#entity tbody tr")
         assert page.locator("#answer-object").inner_text() == _gold_object(dev, "石光荣的儿女叫什么？")
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     finally:
         phone.close()
-    wide = PageOnOrigin(browser, live_server.url, viewport={"width": 1000, "height": 900})
+    wide = PageOnOrigin(browser, kgclue_live_server.url, viewport={"width": 1000, "height": 900})
     try:
         page = wide.page
-        page.goto(live_server.url + "/?q=" + "你知道Metasploit的开发时间是什么时候吗？")
+        page.goto(kgclue_live_server.url + "/?q=" + "你知道Metasploit的开发时间是什么时候吗？")
         page.wait_for_selector("#entity tbody tr")
         page.wait_for_selector("#served:not(:empty)")
         shot = Path(os.environ.get("KGQA_SCREENSHOT", "")) if os.environ.get("KGQA_SCREENSHOT") else None
@@ -168,8 +172,8 @@ def test_phone_width_has_no_sideways_scrolling_and_the_screenshot(
 
 
 @pytest.fixture(scope="module")
-def keyed_server(service_settings: ServiceSettings) -> Iterator[ServerProcess]:
-    server = ServerProcess(service_settings.model, service_settings.index, "--api-key", API_KEY).start()
+def keyed_server(kgclue_settings: ServiceSettings) -> Iterator[ServerProcess]:
+    server = ServerProcess(kgclue_settings.model, kgclue_settings.index, "--api-key", API_KEY).start()
     yield server
     server.stop()
 
@@ -193,10 +197,10 @@ def test_the_page_asks_for_the_api_key_when_the_api_answers_401(browser, keyed_s
         opened.close()
 
 
-def test_offline_docs_render_in_the_browser(page_on: PageOnOrigin, live_server: ServerProcess) -> None:
+def test_offline_docs_render_in_the_browser(page_on: PageOnOrigin, kgclue_live_server: ServerProcess) -> None:
     page = page_on.page
-    page.goto(live_server.url + "/docs")
+    page.goto(kgclue_live_server.url + "/docs")
     page.wait_for_selector(".opblock-summary-path")
     assert "/v1/answer" in page.locator(".opblock-summary-path").all_inner_texts()
-    page.goto(live_server.url + "/redoc")
+    page.goto(kgclue_live_server.url + "/redoc")
     page.locator("h2", has_text="Answer one question").wait_for()

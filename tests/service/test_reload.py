@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from kgqa.bench.process import ServerProcess
+from kgqa.model.tokenizer import load_tokenizer
 from kgqa.service.settings import ServiceSettings
 from kgqa.trie import KBIndex, build_index
 from tests.conftest import TINY_KB, write_kb
@@ -103,11 +104,17 @@ def test_sighup_reloads_under_load_without_a_failed_request(
             assert set(statuses) == {200}, [s for s in statuses if s != 200][:5]
             assert _served(http)["manifest_sha256"] == new.checksum  # the corrupt index was refused
             assert "cannot be read" in "".join(server.output)  # and the log says why
-            answer = http.post("/v1/answer", json={"question": "你知道守望月光是哪家公司出品的吗？"}).json()
-            assert answer["answer"]["object"] == "月光唱片"
-            assert http.get("/readyz").json()["model"]["added_characters"] == 1
-            answer = http.post("/v1/answer", json={"question": "㐆山的海拔是多少？"}).json()
-            assert answer["answer"]["subject"] == "㐆山" and answer["answer"]["object"] == "1234米"
+            # the new KB's own subjects are served: found, and answered with its paths (the tiny test model's
+            # answers need not be the right ones)
+            assert http.get("/v1/entities/守望月光").json()["triples"][0]["object"] == "月光唱片"
+            unseen = set(new.alphabet) - set(load_tokenizer(service_settings.model).get_vocab())
+            assert "㐆" in unseen
+            assert http.get("/readyz").json()["model"]["added_characters"] == len(unseen)
+            assert http.get("/v1/entities/㐆山").json()["triples"][0]["object"] == "1234米"
+            new_triples = {tuple(line.split("\t")) for line in NEW_KB}
+            for question in ("你知道守望月光是哪家公司出品的吗？", "㐆山的海拔是多少？"):
+                answer = http.post("/v1/answer", json={"question": question}).json()["answer"]
+                assert (answer["subject"], answer["predicate"], answer["object"]) in new_triples
             metrics = http.get("/metrics").text
             assert f'manifest_sha256="{new.checksum}"' in metrics
             assert 'kgqa_reloads_total{result="ok"} 1.0' in metrics

@@ -98,7 +98,8 @@ function showTrace(trace) {
   const fixed = (v) => (Math.abs(v) < 0.0005 ? 0 : v).toFixed(3);  // no "-0.000"
   const parts = Object.keys(lp).map((k) => `${k} ${fixed(lp[k])}`).join(", ");
   $("trace-summary").textContent =
-    `${trace.steps.length} steps: ${trace.forced_steps} forced by the KB, ${trace.decoded_steps} decoded by the model` +
+    `${trace.steps.length} steps: ${trace.chosen_steps} chosen by the model, ${trace.forced_steps} forced by the KB` +
+    (trace.completed_steps ? ` (${trace.completed_steps} of them spelled by the KB after decoding stopped)` : "") +
     (trace.source === "beam" ? "" : " (a path of a KB name found in the question, scored by the model)") +
     (parts ? `. Log-probability by part: ${parts}.` : ".");
 }

@@ -19,7 +19,7 @@ import torch
 from transformers import LogitsProcessor
 
 from kgqa.data import lcs_length, normalize
-from kgqa.model.decoding_step import DecodingStep
+from kgqa.model.decode.step import DecodingStep
 from kgqa.trie import SEP, KBIndex, TokenConstraint
 from kgqa.trie.keys import key_parts
 

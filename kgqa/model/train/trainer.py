@@ -24,7 +24,6 @@ from transformers import DataCollatorForSeq2Seq, set_seed
 
 from kgqa.data import Question, evaluate_answers, read_questions, split_head
 from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
-from kgqa.model.augment import PathSampler, TemplateBank, synthesize
 from kgqa.model.candidate import top_answers
 from kgqa.model.modeling import (
     build_model,
@@ -36,7 +35,8 @@ from kgqa.model.modeling import (
 )
 from kgqa.model.targets import TargetCodec
 from kgqa.model.tokenizer import build_char_tokenizer
-from kgqa.model.train_config import TrainConfig
+from kgqa.model.train.augment import PathSampler, TemplateBank, synthesize
+from kgqa.model.train.config import TrainConfig
 from kgqa.model.vocabulary import extend_for_index
 from kgqa.trie import KBIndex
 

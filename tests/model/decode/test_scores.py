@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from kgqa.model.scores import PathScoreRecorder
+from kgqa.model.decode.scores import PathScoreRecorder
 
 BOS, EOS, SEP, A, B = 0, 2, 3, 5, 6
 

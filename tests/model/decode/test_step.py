@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import torch
 
-from kgqa.model.decoding_step import DecodingStep
+from kgqa.model.decode.step import DecodingStep
 from kgqa.model.targets import TargetCodec
 from kgqa.model.tokenizer import build_char_tokenizer
 from kgqa.trie import KBIndex, path_key

@@ -16,8 +16,8 @@ from kgqa.data import METRIC_KEYS
 from kgqa.data.report import markdown_table, write_json
 
 if TYPE_CHECKING:  # torch, transformers and lightgbm load only when a command runs, not to build the parser
-    from kgqa.model.ranker import LearnedRanker, RankerParams
-    from kgqa.model.rankset import RankingSet
+    from kgqa.model.rank.ranker import LearnedRanker, RankerParams
+    from kgqa.model.train.rankset import RankingSet
 
 FOLDS = 5
 
@@ -58,7 +58,7 @@ def add_ranker_commands(commands: argparse._SubParsersAction, default_index: Pat
 
 def _cmd_matcher(args: argparse.Namespace) -> int:
     from kgqa.data import read_questions
-    from kgqa.model.matcher import MATCHER_FILE, MatcherConfig, matcher_accuracy, train_matcher
+    from kgqa.model.rank.matcher import MATCHER_FILE, MatcherConfig, matcher_accuracy, train_matcher
     from kgqa.trie import KBIndex
 
     index = KBIndex(args.index)
@@ -83,10 +83,10 @@ def _cmd_matcher(args: argparse.Namespace) -> int:
 def _cmd_fit(args: argparse.Namespace) -> int:
     from kgqa.data import read_questions
     from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
-    from kgqa.model.matcher import MATCHER_FILE, RelationMatcher
     from kgqa.model.modeling import read_training_info, write_training_info
-    from kgqa.model.ranker import RankerParams, file_fingerprint, model_fingerprint
-    from kgqa.model.rankset import RankingSet, collect
+    from kgqa.model.rank.matcher import MATCHER_FILE, RelationMatcher
+    from kgqa.model.rank.ranker import RankerParams, file_fingerprint, model_fingerprint
+    from kgqa.model.train.rankset import RankingSet, collect
 
     beams = {"num_beams": args.beams} if args.beams is not None else {}
     options = DecodeOptions.from_training_info(
@@ -137,7 +137,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 def fit_all(ranking: RankingSet, params: RankerParams) -> LearnedRanker:
     """The shipped ranker: fit on every question whose candidates hold the gold path."""
-    from kgqa.model.ranker import LearnedRanker, fit_booster, questions_with_gold
+    from kgqa.model.rank.ranker import LearnedRanker, fit_booster, questions_with_gold
 
     sizes = ranking.sizes
     keep = questions_with_gold(ranking.labels, sizes)
@@ -148,7 +148,7 @@ def fit_all(ranking: RankingSet, params: RankerParams) -> LearnedRanker:
 
 def report_out_of_fold(ranking: RankingSet, params: RankerParams, ablations: bool = False) -> dict[str, Any]:
     """Dev metrics by the model's log-probability and by the ranker, out-of-fold over folds disjoint in relations."""
-    from kgqa.model.ranker import out_of_fold_scores, relation_folds
+    from kgqa.model.rank.ranker import out_of_fold_scores, relation_folds
 
     folds = relation_folds([q.answer.predicate for q in ranking.questions], FOLDS)  # type: ignore[union-attr]
     rows: list[dict[str, Any]] = []

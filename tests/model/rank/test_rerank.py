@@ -6,7 +6,7 @@ from pathlib import Path
 
 from kgqa.cli import main
 from kgqa.model.candidate import Candidate
-from kgqa.model.rerank import RerankWeights, rerank
+from kgqa.model.rank.rerank import RerankWeights, rerank
 from kgqa.trie import KBIndex
 
 

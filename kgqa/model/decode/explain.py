@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kgqa.model.candidate import Candidate
-from kgqa.model.constrained import determined_key
+from kgqa.model.decode.constrained import determined_key
 from kgqa.model.targets import TargetCodec
 from kgqa.trie import TokenConstraint
 from kgqa.trie.keys import key_parts
@@ -32,9 +32,21 @@ class PathTrace:
     steps: list[TraceStep]
     source: str  # "beam" (decoded) or "name-anchored" (a path of a KB name in the question, scored by the model)
 
+    # Every step is either chosen by the model (more than one token allowed) or forced by the KB; the steps the KB
+    # completed after decoding stopped are forced steps too (one key was left). So chosen + forced = all steps.
+
+    @property
+    def chosen_steps(self) -> int:
+        return sum(not step.forced for step in self.steps)
+
     @property
     def forced_steps(self) -> int:
         return sum(step.forced for step in self.steps)
+
+    @property
+    def completed_steps(self) -> int:
+        """Forced steps the KB spelled after the hypothesis ended (never run through the decoder)."""
+        return sum(not step.decoded for step in self.steps)
 
     @property
     def decoded_steps(self) -> int:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from kgqa.data import Answer, Question
-from kgqa.model.augment import PathSampler, TemplateBank, synthesize
+from kgqa.model.train.augment import PathSampler, TemplateBank, synthesize
 from kgqa.trie import KBIndex
 
 

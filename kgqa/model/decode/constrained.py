@@ -3,7 +3,8 @@
 At every step it asks the index which tokens may follow each hypothesis (``TokenConstraint``), masks all others and
 renormalises over the allowed ones (a choice forced by the KB costs nothing). Works for greedy and beam search
 (transformers passes log-probs in beam search and logits in greedy; renormalising makes both log-probs). The relation
-look-ahead is a processor of its own (``kgqa.model.lookahead.RelationLookaheadLogitsProcessor``), placed after this one.
+look-ahead is a processor of its own
+(``kgqa.model.decode.lookahead.RelationLookaheadLogitsProcessor``), placed after this one.
 
 With ``end_when_determined``, a hypothesis whose prefix only one KB key continues is ended at once (only EOS is
 allowed, at log-prob 0): every remaining step would be forced, and a forced step's renormalised log-prob is 0 (the
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor
 
-from kgqa.model.decoding_step import DecodingStep
+from kgqa.model.decode.step import DecodingStep
 from kgqa.trie import TokenConstraint
 
 

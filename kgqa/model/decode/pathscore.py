@@ -18,9 +18,9 @@ from collections.abc import Sequence
 import torch
 from transformers import PreTrainedModel
 
-from kgqa.model.constrained import KBConstraintLogitsProcessor
-from kgqa.model.decoding_step import DecodingStep
-from kgqa.model.lookahead import RelationLookahead, RelationLookaheadLogitsProcessor
+from kgqa.model.decode.constrained import KBConstraintLogitsProcessor
+from kgqa.model.decode.lookahead import RelationLookahead, RelationLookaheadLogitsProcessor
+from kgqa.model.decode.step import DecodingStep
 from kgqa.model.segments import SegmentScores, split_segments
 from kgqa.model.targets import TargetCodec
 from kgqa.trie import PathKey, TokenConstraint

@@ -16,7 +16,7 @@ import numpy as np
 
 from kgqa.data import lcs_length, normalize
 from kgqa.model.candidate import Candidate
-from kgqa.model.matcher import RelationMatcher
+from kgqa.model.rank.matcher import RelationMatcher
 from kgqa.trie import KBIndex
 
 # The kind of answer a question asks for, by its wording. Each generalises across relations never seen in training.
@@ -118,7 +118,7 @@ FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
     ),
 }
 FEATURE_NAMES: tuple[str, ...] = tuple(name for group in FEATURE_GROUPS.values() for name in group)
-# The learned question-relation matcher's score (kgqa.model.matcher), when the model directory has one.
+# The learned question-relation matcher's score (kgqa.model.rank.matcher), when the model directory has one.
 MATCH_GROUP: dict[str, tuple[str, ...]] = {"match": ("match", "match_gap", "match_rank")}
 
 

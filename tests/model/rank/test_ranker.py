@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 from kgqa.data import join_head, read_questions
 from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
 from kgqa.model.candidate import Candidate
-from kgqa.model.features import FEATURE_GROUPS, FeatureExtractor, object_forms, question_kinds
-from kgqa.model.matcher import MatcherConfig, RelationMatcher, train_matcher
 from kgqa.model.modeling import build_model
-from kgqa.model.ranker import (
+from kgqa.model.rank.features import FEATURE_GROUPS, FeatureExtractor, object_forms, question_kinds
+from kgqa.model.rank.matcher import MatcherConfig, RelationMatcher, train_matcher
+from kgqa.model.rank.ranker import (
     LearnedRanker,
     RankerMismatchError,
     RankerParams,
@@ -27,9 +27,9 @@ from kgqa.model.ranker import (
     out_of_fold_scores,
     relation_folds,
 )
-from kgqa.model.ranker_commands import fit_all
-from kgqa.model.rankset import RankingSet, collect, is_gold
 from kgqa.model.tokenizer import build_char_tokenizer
+from kgqa.model.train.ranker_commands import fit_all
+from kgqa.model.train.rankset import RankingSet, collect, is_gold
 from kgqa.trie import KBIndex, build_index
 from tests.conftest import write_kb
 

@@ -16,7 +16,7 @@ from kgqa.data.questions import Question
 from kgqa.model.answerer import QuestionAnswerer
 from kgqa.model.candidate import top_answers
 from kgqa.model.modeling import read_training_info, write_training_info
-from kgqa.model.rerank import RerankWeights, rerank
+from kgqa.model.rank.rerank import RerankWeights, rerank
 
 TUNED_HERE = ("lookahead_strength", "rerank_relation_weight", "rerank_name_weight")
 

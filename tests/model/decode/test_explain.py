@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from kgqa.model.candidate import Candidate
-from kgqa.model.explain import trace_path
+from kgqa.model.decode.explain import trace_path
 from kgqa.model.modeling import load_checkpoint
 from kgqa.model.targets import TargetCodec
 from kgqa.trie import KBIndex, TokenConstraint
@@ -46,6 +46,13 @@ def test_each_step_allows_what_the_index_allows_and_the_kb_completes_a_determine
     assert trace.source == "beam"
     assert trace.forced_steps == sum(s.allowed == 1 for s in trace.steps)
     assert trace.decoded_steps == ended_at
+    assert trace.chosen_steps + trace.forced_steps == len(trace.steps)  # the counts add up
+    assert trace.chosen_steps == sum(s.allowed > 1 for s in trace.steps) > 0
+    assert (
+        trace.completed_steps
+        == len(trace.steps) - ended_at
+        == trace.forced_steps - sum(s.forced for s in trace.steps[:ended_at])
+    )
 
 
 def test_without_early_ending_or_for_an_anchored_path_every_step_is_decoded(

@@ -12,7 +12,7 @@ from safetensors import safe_open
 from kgqa.model.answerer import QuestionAnswerer
 from kgqa.model.modeling import build_model, read_training_info, save_checkpoint
 from kgqa.model.tokenizer import build_char_tokenizer
-from kgqa.model.train import STATE_FILE, TrainConfig, train
+from kgqa.model.train.trainer import STATE_FILE, TrainConfig, train
 from kgqa.trie import KBIndex, VocabularyMismatchError
 
 
@@ -104,7 +104,7 @@ def test_meaning_first_target_order(tiny_index: KBIndex, tiny_qa: Path, tmp_path
 
 def test_recorded_paths_hold_no_machine_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """kgqa.json is committed: its paths are relative to the working directory, or file names."""
-    from kgqa.model.train import TrainConfig, portable_path, recorded_config
+    from kgqa.model.train.trainer import TrainConfig, portable_path, recorded_config
 
     monkeypatch.chdir(tmp_path)
     outside = tmp_path.parent / "elsewhere" / "train.json"

@@ -1,8 +1,8 @@
 """The learned ranker: LightGBM lambdarank over each question's candidate paths.
 
 It replaces the log-probability (plus two hand-set bonuses) as what orders the candidates. Its input is the rows of
-``kgqa.model.features`` — how a path fits the question, never which path it is — so it transfers to relations it never
-saw. It is fit on dev questions (train questions are what the seq2seq model learned; its candidates there are too
+``kgqa.model.rank.features`` — how a path fits the question, never which path it is — so it transfers to relations it
+never saw. It is fit on dev questions (train questions are what the seq2seq model learned; its candidates there are too
 good to teach a ranker what errors look like); dev figures are therefore out-of-fold, over folds disjoint in relations,
 so no question is ranked by a ranker that saw its relation.
 

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from transformers import LogitsProcessorList
 
 from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
-from kgqa.model.constrained import KBConstraintLogitsProcessor
-from kgqa.model.decoding_step import DecodingStep
-from kgqa.model.lookahead import RelationLookahead, RelationLookaheadLogitsProcessor
+from kgqa.model.decode.constrained import KBConstraintLogitsProcessor
+from kgqa.model.decode.lookahead import RelationLookahead, RelationLookaheadLogitsProcessor
+from kgqa.model.decode.step import DecodingStep
 from kgqa.model.modeling import build_model
 from kgqa.model.targets import TargetCodec
 from kgqa.model.tokenizer import build_char_tokenizer
