@@ -24,19 +24,19 @@ RUN if [ -n "$TORCH_INDEX_URL" ]; then \
 COPY pyproject.toml README.md /tmp/src/
 COPY kgqa /tmp/src/kgqa
 RUN pip install /tmp/src && python -c "import torch, kgqa.service.app; assert not torch.cuda.is_available()"
-COPY models/kgqa-default /srv/kgqa/model
-RUN chmod -R a+rX /srv/kgqa/model
+COPY models/kgqa-default /srv/kgqa/models/kgqa-default
+RUN chmod -R a+rX /srv/kgqa/models/kgqa-default
 
 FROM ${PYTHON_IMAGE}
 # LightGBM (the learned ranker) links the system's OpenMP runtime
 RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin kgqa
 COPY --from=build /opt/venv /opt/venv
-COPY --from=build /srv/kgqa/model /srv/kgqa/model
+COPY --from=build /srv/kgqa/models/kgqa-default /srv/kgqa/models/kgqa-default
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HF_HUB_OFFLINE=1 \
-    KGQA_MODEL=/srv/kgqa/model \
+    KGQA_MODEL=/srv/kgqa/models/kgqa-default \
     KGQA_INDEX=/srv/kgqa/index \
     KGQA_HOST=0.0.0.0 \
     KGQA_PORT=8000

@@ -127,6 +127,7 @@ def main() -> int:
             assert http.get("/static/app.js").status_code == 200
             assert http.get("/static-offline-docs/swagger-ui-bundle.js").status_code == 200
             info = http.get("/v1/info").json()
+            assert info["model"]["name"] == "kgqa-default", info["model"]["name"]  # the model's own name, not "model"
             log(f"page, docs and /v1/info served: model {info['model']['name']}, {info['index']['triples']} triples")
             # a live reload as the README says to send it (through --init to kgqa serve); the same index comes back
             served = http.get("/readyz").json()["index"]["manifest_sha256"]
