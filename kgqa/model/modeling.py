@@ -22,7 +22,7 @@ from transformers import (
 from kgqa.model.tokenizer import SEP_TOKEN, load_tokenizer
 from kgqa.trie.keys import NAME_RELATION_MEANING
 
-# Sizes by measurement on dev (README, "Model size"): "small" is the default; "tiny" is for tests.
+# Sizes by measurement on dev (docs/evaluation.md, "Model size"): "small" is the default; "tiny" is for tests.
 MODEL_SIZES: dict[str, dict[str, int]] = {
     "tiny": {"d_model": 32, "encoder_layers": 1, "decoder_layers": 1, "heads": 2, "ffn": 64},
     "small": {"d_model": 256, "encoder_layers": 3, "decoder_layers": 3, "heads": 4, "ffn": 1024},
@@ -118,8 +118,8 @@ def default_device() -> torch.device:
 def quantize_for_cpu(model: PreTrainedModel) -> PreTrainedModel:
     """int8 weights for every Linear layer (dynamic quantization): on a 2-core CPU decoding runs ~1.4-2× faster.
 
-    For inference on the CPU only; dev accuracy with and without is in the README. torch marks this eager-mode API
-    deprecated in favour of torchao (not a dependency here); it works in the pinned torch.
+    For inference on the CPU only; dev accuracy with and without is in docs/evaluation.md. torch marks this
+    eager-mode API deprecated in favour of torchao (not a dependency here); it works in the pinned torch.
     """
     import warnings
 

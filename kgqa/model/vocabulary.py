@@ -6,7 +6,8 @@ character the tokenizer lacks and grows the embedding and output rows to match (
 drawn like the trained character rows (their mean plus noise of their per-dimension spread, as transformers'
 ``mean_resizing`` does), seeded by the character's code point: new characters stay distinct from each other, so the
 question's new character and the decoder's copy of it match the way trained characters do. (All-equal mean rows
-answered 86.4 EM_O on the seeded unseen-character dev set where these answer 96.0: README, "Any knowledge base".)
+answered 86.4 EM_O on the seeded unseen-character dev set where these answer 96.0: docs/evaluation.md, "Any knowledge
+base".)
 The question then encodes the new character as itself, not as ``<unk>``. Deterministic, so every process that loads
 the same model over the same index decodes alike; a no-op when the index adds nothing.
 

@@ -7,7 +7,7 @@ in train, so what it can learn is how relation and meaning *words* relate to que
 person's meaning), not which relations are likely.
 
 Character embeddings start random, from jieba's pretrained character embeddings (``jieba/lac_small``), or from the
-seq2seq model's own (the README compares them).
+seq2seq model's own (docs/evaluation.md compares them).
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ class MatcherConfig:
     batch_groups: int = 64
     learning_rate: float = 1e-3
     seed: int = 0
-    init: str = "jieba"  # "random", "jieba" or "seq2seq" (README: jieba's start scored best at telling paths apart)
+    # "random", "jieba" or "seq2seq" (docs/evaluation.md: jieba's start scored best at telling paths apart)
+    init: str = "jieba"
     object_chars: int = 12  # the object's first characters as a fourth segment (0: no object)
 
 

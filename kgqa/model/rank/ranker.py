@@ -38,7 +38,7 @@ class RankerMismatchError(ValueError):
 
 @dataclass(frozen=True)
 class RankerParams:
-    """Chosen by out-of-fold dev EM_O (README); small trees and a strong L2, as 2,000 questions are few."""
+    """Chosen by out-of-fold dev EM_O (docs/evaluation.md); small trees and a strong L2, as 2,000 questions are few."""
 
     learning_rate: float = 0.05
     num_leaves: int = 7
