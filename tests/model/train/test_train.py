@@ -78,7 +78,10 @@ def test_a_character_model_missing_kb_characters_is_extended_at_load_and_for_ini
 
 
 def test_training_log_lines_are_json(tiny_model: Path) -> None:
-    for line in (tiny_model / "train_log.jsonl").read_text(encoding="utf-8").splitlines():
+    lines = (tiny_model / "train_log.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 2  # one line per epoch: the tiny model trains 2 (tests/conftest.py)
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+    for line in lines:
         assert json.loads(line)["examples"] > 0
 
 
