@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from kgqa.service.batcher import ShuttingDownError
 from kgqa.service.state import ServiceState
 
 _bearer = HTTPBearer(
@@ -22,8 +23,8 @@ async def service_state(request: Request) -> ServiceState:
 
 async def ready_state(state: Annotated[ServiceState, Depends(service_state)]) -> ServiceState:
     """The state, once the engine is loaded and warmed up; 503 before, and once the service is stopping."""
-    if state.stopping:
-        raise HTTPException(503, "the service is stopping; retry", headers={"Retry-After": "1"})
+    if state.stopping:  # answered by the one ShuttingDownError handler (kgqa.service.errors): 503, Retry-After
+        raise ShuttingDownError("the service is stopping")
     if not state.ready or state.engine is None or state.batcher is None:
         raise HTTPException(503, "the model is still loading; retry shortly (GET /readyz says when it is ready)")
     return state
