@@ -1,6 +1,6 @@
 """``kgqa serve`` in a child process, for the end-to-end tests and the load benchmark: start, wait, stop.
 
-Standard library only (no HTTP client dependency): the readiness probe is urllib's.
+No HTTP client dependency: the readiness probe is urllib's (psutil watches the process tree).
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import NamedTuple, TypeVar
 
 ANSWER_SEPARATOR = " ||| "
+# The longest question kgqa decodes: the API refuses longer ones, the CLI cuts them (KgCLUE's longest is 54).
+MAX_QUESTION_CHARS = 256
 T = TypeVar("T")
 
 

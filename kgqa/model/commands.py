@@ -7,17 +7,13 @@ import argparse
 import sys
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from kgqa.data.report import write_json
-
-if TYPE_CHECKING:  # torch and transformers load only when a command decodes, not for every `kgqa ...`
-    from kgqa.model.answerer import DecodeOptions
+from kgqa.model.options import DEFAULT_BEAMS, DecodeOptions  # light: torch loads only when a command decodes
 
 
 def decode_options(args: argparse.Namespace) -> DecodeOptions:
     """Decoding options from the command line; what it leaves out comes from the model's ``kgqa.json``."""
-    from kgqa.model.answerer import DecodeOptions
     from kgqa.model.modeling import read_training_info
 
     source = Path(getattr(args, "decoding_from", None) or args.model)
@@ -154,7 +150,9 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     from kgqa.model.answerer import QuestionAnswerer
 
     answerer = QuestionAnswerer.load(args.model, args.index, decode_options(args), quantize=args.quantize)
-    for question, candidates in zip(args.questions, answerer.answer(args.questions, top_k=args.top_k), strict=True):
+    for question, candidates in zip(
+        args.questions, answerer.answer(args.questions, top_k=args.top_k, explain=True), strict=True
+    ):
         print(question)
         if not candidates:
             print("  (no KB path fits this question)")
@@ -186,6 +184,14 @@ def _add_engine_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_model_commands(commands: argparse._SubParsersAction, default_index: Path) -> None:
+    _add_train(commands, default_index)
+    _add_evaluate_and_predict(commands, default_index)
+    _add_tune(commands, default_index)
+    _add_ask(commands, default_index)
+    _add_baseline(commands, default_index)
+
+
+def _add_train(commands: argparse._SubParsersAction, default_index: Path) -> None:
     from kgqa.model.train.config import TrainConfig
 
     default = {f.name: f.default for f in fields(TrainConfig)}
@@ -218,6 +224,8 @@ def add_model_commands(commands: argparse._SubParsersAction, default_index: Path
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
     tr.set_defaults(run=_cmd_train)
 
+
+def _add_evaluate_and_predict(commands: argparse._SubParsersAction, default_index: Path) -> None:
     for name, run, text in (
         ("evaluate", _cmd_evaluate, "KgCLUE's official metrics of a model on a question file"),
         ("predict", _cmd_predict, "answers in KgCLUE's submission format"),
@@ -226,8 +234,8 @@ def add_model_commands(commands: argparse._SubParsersAction, default_index: Path
         sub.add_argument("--model", type=Path, required=True)
         sub.add_argument("--index", type=Path, default=default_index)
         sub.add_argument("--qa", type=Path, required=True, help="KgCLUE question file")
-        sub.add_argument("--beams", type=int, default=5)
-        sub.add_argument("--batch-size", type=int, default=64)
+        sub.add_argument("--beams", type=int, default=DEFAULT_BEAMS)
+        sub.add_argument("--batch-size", type=int, default=DecodeOptions.batch_size)
         sub.add_argument("--no-lookahead", action="store_true", help="no relation look-ahead re-weighting")
         sub.add_argument("--lookahead-strength", type=float, help="α in p ** (1 / (α·Δ + 1)) (default: the model's)")
         sub.add_argument("--no-rerank", action="store_true", help="rank by the model's log-probability alone")
@@ -250,6 +258,8 @@ def add_model_commands(commands: argparse._SubParsersAction, default_index: Path
             _add_engine_flags(sub)
         sub.set_defaults(run=run)
 
+
+def _add_tune(commands: argparse._SubParsersAction, default_index: Path) -> None:
     tune = commands.add_parser(
         "tune", help="choose the look-ahead strength and re-ranking weights on a slice of questions"
     )
@@ -258,22 +268,27 @@ def add_model_commands(commands: argparse._SubParsersAction, default_index: Path
     tune.add_argument("--qa", type=Path, required=True)
     tune.add_argument("--start", type=int, default=0)
     tune.add_argument("--stop", type=int, default=1000)
-    tune.add_argument("--beams", type=int, default=5)
+    tune.add_argument("--beams", type=int, default=DEFAULT_BEAMS)
     tune.add_argument("--strengths", type=float, nargs="+", default=[1.0, 2.0, 4.0, 8.0])
     tune.add_argument("--relation-weights", type=float, nargs="+", default=[0.0, 1.0, 2.0, 4.0, 8.0])
     tune.add_argument("--name-weights", type=float, nargs="+", default=[0.0, 1.0, 2.0])
     tune.set_defaults(run=_cmd_tune)
 
+
+def _add_ask(commands: argparse._SubParsersAction, default_index: Path) -> None:
     ask = commands.add_parser("ask", help="answer questions given on the command line")
     ask.add_argument("questions", nargs="+")
     ask.add_argument("--model", type=Path, default=Path("models/kgqa-default"))
     ask.add_argument("--index", type=Path, default=default_index)
     ask.add_argument("--top-k", type=int, default=1)
-    ask.add_argument("--beams", type=int, default=5)
+    ask.add_argument("--beams", type=int, default=DEFAULT_BEAMS)
     ask.add_argument("--no-ranker", action="store_true", help="not the learned ranker (the beam, re-ranked)")
     add_quantize_flag(ask)
-    ask.set_defaults(run=_cmd_ask, unconstrained=False, no_lookahead=False, batch_size=64, lookahead_strength=None)
+    unset = {"unconstrained": False, "no_lookahead": False, "lookahead_strength": None}
+    ask.set_defaults(run=_cmd_ask, batch_size=DecodeOptions.batch_size, **unset)
 
+
+def _add_baseline(commands: argparse._SubParsersAction, default_index: Path) -> None:
     base = commands.add_parser("baseline", help="the no-learning peer: longest KB name, then closest relation")
     base.add_argument("--index", type=Path, default=default_index)
     base.add_argument("--qa", type=Path, required=True)

@@ -6,8 +6,8 @@ order). It needs no model, so it is the floor every learned system must beat.
 
 from __future__ import annotations
 
-from kgqa.data import lcs_length, normalize
 from kgqa.model.candidate import Candidate
+from kgqa.model.facts import QuestionFacts
 from kgqa.trie import KBIndex
 
 
@@ -16,13 +16,8 @@ class LongestNamePeer:
         self.index = index
 
     def answer(self, question: str) -> Candidate | None:
-        names = self.index.names_in(question)
-        if not names:
+        facts = QuestionFacts(question, self.index)
+        if not facts.names:
             return None
-        name = names[0]
-        text = normalize(question)
-        best = max(
-            self.index.triples(name),
-            key=lambda t: (lcs_length(normalize(t.relation), text), -len(t.relation)),
-        )
+        best = max(facts.triples(facts.names[0]), key=lambda t: (facts.lcs(t.relation), -len(t.relation)))
         return Candidate(best.name, best.relation, best.meaning, best.object, 0.0)

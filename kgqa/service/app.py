@@ -55,44 +55,17 @@ def create_app(
             state.engine = await asyncio.to_thread(Engine.load, settings)  # StartupError: start-up fails, says why
         state.loop = asyncio.get_running_loop()
         metrics.record_served(state.engine.describe())
-        state.batcher = MicroBatcher(
-            state.answer,
-            max_batch_size=settings.max_batch_size,
-            max_batch_cost=settings.max_batch_cost,
-            max_wait_s=settings.batch_wait_ms / 1000,
-            max_queue=settings.max_queue,
-            beam_width=lambda top_k: state.engine.answerer.options.beam_width(top_k),  # the engine of the moment
-            on_batch=metrics.record_batch,
-            on_queue_depth=metrics.QUEUE_DEPTH.set,
-            thread_setup=partial(torch.set_num_threads, settings.threads_per_worker()),
-        )
+        state.batcher = _micro_batcher(state)
         state.batcher.start()
         # warmed before the first connection is accepted (they wait in the listen backlog meanwhile, a second or two):
         # a worker forked by a reload must not answer 503 "loading" while the one it replaces has stopped accepting
         await _warm_up(state)
         if state.ready and on_ready is not None:
             on_ready()
-        loop = asyncio.get_running_loop()
-        reloads: set[asyncio.Task[bool]] = set()
-
-        def request_reload() -> None:
-            task = loop.create_task(reload_engine(state))
-            reloads.add(task)
-            task.add_done_callback(reloads.discard)
-
-        if reload_on_sighup:
-            loop.add_signal_handler(signal.SIGHUP, request_reload)
-        if drain_on_sigusr1:
-            loop.add_signal_handler(signal.SIGUSR1, lambda: setattr(state, "draining", True))
         try:
-            yield
+            async with _signal_handlers(state, reload_on_sighup, drain_on_sigusr1):
+                yield
         finally:
-            state.ready = False
-            if reload_on_sighup:
-                loop.remove_signal_handler(signal.SIGHUP)
-            if drain_on_sigusr1:
-                loop.remove_signal_handler(signal.SIGUSR1)
-            await asyncio.gather(*reloads)
             await state.batcher.stop()  # requests still in flight were let finish by uvicorn before this
 
     # /docs and /redoc with Swagger UI's and ReDoc's files served by the app itself: they work without internet
@@ -108,6 +81,54 @@ def create_app(
     app.include_router(api)
     app.include_router(probes)
     install_page(app)
+    _add_middleware(app, state)
+    return app
+
+
+def _micro_batcher(state: ServiceState) -> MicroBatcher:
+    settings = state.settings
+    return MicroBatcher(
+        state.answer,
+        max_batch_size=settings.max_batch_size,
+        max_batch_cost=settings.max_batch_cost,
+        max_wait_s=settings.batch_wait_ms / 1000,
+        max_queue=settings.max_queue,
+        beam_width=lambda top_k: state.engine.answerer.options.beam_width(top_k),  # the engine of the moment
+        on_batch=metrics.record_batch,
+        on_queue_depth=metrics.QUEUE_DEPTH.set,
+        thread_setup=partial(torch.set_num_threads, settings.threads_per_worker()),
+    )
+
+
+@asynccontextmanager
+async def _signal_handlers(state: ServiceState, reload_on_sighup: bool, drain_on_sigusr1: bool) -> AsyncIterator[None]:
+    """SIGHUP reloads, SIGUSR1 drains, while the app serves; on the way out, not ready, and reloads finished."""
+    loop = asyncio.get_running_loop()
+    reloads: set[asyncio.Task[bool]] = set()
+
+    def request_reload() -> None:
+        task = loop.create_task(reload_engine(state))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    if reload_on_sighup:
+        loop.add_signal_handler(signal.SIGHUP, request_reload)
+    if drain_on_sigusr1:
+        loop.add_signal_handler(signal.SIGUSR1, lambda: setattr(state, "draining", True))
+    try:
+        yield
+    finally:
+        state.ready = False
+        if reload_on_sighup:
+            loop.remove_signal_handler(signal.SIGHUP)
+        if drain_on_sigusr1:
+            loop.remove_signal_handler(signal.SIGUSR1)
+        await asyncio.gather(*reloads)
+
+
+def _add_middleware(app: FastAPI, state: ServiceState) -> None:
+    """Outermost last: the request id wraps everything, metrics see every status (413s included)."""
+    settings = state.settings
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(CloseWhenDraining, state=state)
     if settings.cors_origins:
@@ -120,7 +141,6 @@ def create_app(
         )
     app.add_middleware(MetricsMiddleware)  # it sees the status of every response, 413s included
     app.add_middleware(RequestIdMiddleware, log_requests=settings.access_log)  # outermost: every response has an id
-    return app
 
 
 async def _warm_up(state: ServiceState) -> None:

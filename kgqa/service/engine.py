@@ -6,17 +6,16 @@ import ctypes
 import ctypes.util
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from kgqa import __version__
 from kgqa.data import split_head
 from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
 from kgqa.model.candidate import Candidate
 from kgqa.model.decode.explain import PathTrace, trace_path
 from kgqa.model.modeling import CheckpointError, default_device, read_training_info
 from kgqa.model.summary import model_summary
-from kgqa.service.limits import MAX_QUESTION_CHARS
 from kgqa.service.settings import ServiceSettings
 from kgqa.trie import KBIndex
 from kgqa.trie.index import IndexedTriple
@@ -59,7 +58,6 @@ class Engine:
                 num_beams=settings.num_beams,
                 use_ranker=settings.ranker,
                 batch_size=settings.max_batch_size,
-                max_question_chars=MAX_QUESTION_CHARS,
             )
             # int8 Linear layers are a CPU speed-up; on a GPU the model runs there as trained
             quantize = settings.quantize and default_device().type == "cpu"
@@ -97,7 +95,7 @@ class Engine:
         manifest = self.index.manifest
         counts = manifest.counts
         return {
-            "version": _kgqa_version(),
+            "version": __version__,
             "model": self.model_summary
             | {
                 "name": self.model_summary.get("name", self.model_path.name),
@@ -133,7 +131,7 @@ class Engine:
 
     def answer(self, questions: Sequence[str], top_k: int | Sequence[int]) -> list[list[Candidate]]:
         try:
-            return self.answerer.answer(questions, top_k=top_k)
+            return self.answerer.answer(questions, top_k=top_k, explain=True)  # the API shows contributions
         finally:
             # a batch's transient tensors are hundreds of MB; give them back to the OS rather than keep them per worker
             self._trim()
@@ -146,13 +144,6 @@ class Engine:
             if meaning:
                 triples = [t for t in self.index.triples(bare) if t.meaning == meaning]
         return EntityTriples(triples[:limit], len(triples))
-
-
-def _kgqa_version() -> str:
-    try:
-        return version("kgqa")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown"
 
 
 def _malloc_trim():

@@ -27,11 +27,28 @@ from kgqa.service.state import ServiceState
 log = logging.getLogger("kgqa.service")
 
 
-def load_checked(settings: ServiceSettings) -> Engine:
-    """The engine of the configured paths, checked as at start-up and warmed by one question; raises if unusable."""
-    engine = Engine.load(settings)
-    engine.warm_up()
-    return engine
+def load_for_reload(settings: ServiceSettings, warm_up: bool = True) -> Engine | None:
+    """The engine of the configured paths, checked as at start-up (and warmed by one question); None, counted and
+    logged, if it cannot serve: whatever fails, the old engine keeps serving. Both reload paths (one process, and
+    the parent of workers) load through here."""
+    try:
+        engine = Engine.load(settings)
+        if warm_up:
+            engine.warm_up()
+        return engine
+    except Exception as exc:
+        reload_failed(str(exc))
+        return None
+
+
+def reload_failed(reason: str) -> None:
+    metrics.RELOADS.labels("failed").inc()
+    log.error("reload failed; the old index and model keep serving: %s", reason)
+
+
+def reload_done(engine: Engine, started: float, detail: str = "") -> None:
+    metrics.RELOADS.labels("ok").inc()
+    log.info("reloaded in %.1f s%s; now serving the index %s", time.perf_counter() - started, detail, served(engine))
 
 
 async def reload_engine(state: ServiceState) -> bool:
@@ -42,23 +59,19 @@ async def reload_engine(state: ServiceState) -> bool:
     state.reloading = True
     started = time.perf_counter()
     try:
-        try:
-            engine = await asyncio.to_thread(load_checked, state.settings)
-        except Exception as exc:  # whatever fails, the old engine keeps serving
-            metrics.RELOADS.labels("failed").inc()
-            log.error("reload failed; still serving the index %s: %s", _served(state), exc)
+        engine = await asyncio.to_thread(load_for_reload, state.settings)
+        if engine is None:
             return False
         state.engine = engine
         metrics.record_served(engine.describe())
-        metrics.RELOADS.labels("ok").inc()
-        log.info("reloaded in %.1f s; now serving the index %s", time.perf_counter() - started, _served(state))
+        reload_done(engine, started)
         return True
     finally:
         state.reloading = False
 
 
-def _served(state: ServiceState) -> str:
-    index = state.engine.describe()["index"] if state.engine else {}
+def served(engine: Engine) -> str:
+    index = engine.describe()["index"]
     return (
         f"{index.get('path')} ({index.get('triples', 0):,} triples, manifest {index.get('manifest_sha256', '')[:12]})"
     )

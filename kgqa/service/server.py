@@ -237,8 +237,7 @@ class Supervisor:
         return reaped
 
     def _reload(self) -> None:
-        from kgqa.service import metrics
-        from kgqa.service.engine import Engine
+        from kgqa.service.reload import load_for_reload, reload_done, reload_failed
 
         started = time.perf_counter()
         log.info("SIGHUP: reloading %s and %s", self.settings.index, self.settings.model)
@@ -246,12 +245,10 @@ class Supervisor:
             self.engine,
             [pid for pid, w in self.children.items() if w.generation == self.generation],
         )
-        try:
-            self.engine = Engine.load(self.settings)
-        except Exception as exc:  # whatever fails, the old workers keep serving
-            metrics.RELOADS.labels("failed").inc()
-            log.error("reload failed; the old workers keep serving: %s", exc)
+        engine = load_for_reload(self.settings, warm_up=False)  # each new worker warms up before it says ready
+        if engine is None:
             return
+        self.engine = engine
         self._freeze()
         new_generation = self.generation + 1
         read_fd, write_fd = os.pipe()
@@ -264,21 +261,12 @@ class Supervisor:
         if not ready:
             self._terminate(new)
             self.engine = old_engine
-            metrics.RELOADS.labels("failed").inc()
             if not self.stopping:
-                log.error("reload failed: the new workers did not get ready; the old workers keep serving")
+                reload_failed("the new workers did not get ready")
             return
         self.generation = new_generation  # from here, the old workers are retired, not replaced
         # counted and logged once the new workers serve; the old ones then drain and stop
-        metrics.RELOADS.labels("ok").inc()
-        log.info(
-            "reloaded in %.1f s: %d new workers serve the index %s (manifest %s), %d old ones retire",
-            time.perf_counter() - started,
-            len(new),
-            self.engine.describe()["index"]["path"],
-            self.engine.index.checksum[:12],
-            len(old_workers),
-        )
+        reload_done(engine, started, f" ({len(new)} new workers; {len(old_workers)} old ones retire)")
         self._retire(old_workers)
         del old_engine
         gc.collect()

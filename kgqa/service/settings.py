@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from kgqa.data.locate import DEFAULT_INDEX_DIR
+from kgqa.model.options import DEFAULT_BEAMS
 
 
 class ServiceSettings(BaseSettings):
@@ -17,23 +18,23 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="KGQA_", extra="forbid")
 
-    model: Path = Path("models/kgqa-default")
-    index: Path = DEFAULT_INDEX_DIR
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
-    workers: int = Field(1, ge=1, le=64)
+    model: Path = Field(Path("models/kgqa-default"), description="model directory")
+    index: Path = Field(DEFAULT_INDEX_DIR, description="index directory")
+    host: str = Field("127.0.0.1", description="0.0.0.0 listens on every interface")
+    port: int = Field(8000, ge=0, le=65535, description="0 picks a free port")
+    workers: int = Field(1, ge=1, le=64, description="worker processes, forked after loading")
     torch_threads: int = Field(0, ge=0, description="per worker; 0: the CPU count divided among the workers")
     quantize: bool = Field(True, description="int8 Linear layers on the CPU: about 1.4-2× faster decoding")
-    num_beams: int = Field(5, ge=1, le=20)
+    num_beams: int = Field(DEFAULT_BEAMS, ge=1, le=20, description="beam width (widened to a request's top_k)")
     ranker: bool = Field(True, description="rank candidates by the model directory's learned ranker, if it has one")
 
     # micro-batching: a batch starts when it is full or when its first question has waited this long
-    max_batch_size: int = Field(32, ge=1, le=256)
+    max_batch_size: int = Field(32, ge=1, le=256, description="questions decoded together")
     # 32 questions of 48 characters at beam 5; one question of 256 characters at top_k 20 (5,440) fills a batch alone
     max_batch_cost: int = Field(
         10240, ge=1, description="beam-characters a batch may hold: beam width × (question length + 16), summed"
     )
-    batch_wait_ms: float = Field(5.0, ge=0.0, le=1000.0)
+    batch_wait_ms: float = Field(5.0, ge=0.0, le=1000.0, description="how long a batch waits to fill")
     max_queue: int = Field(2048, ge=1, description="questions waiting; beyond it requests get 503, not a hang")
     # the largest request the API accepts (256 questions of 256 characters, top_k 20) took over 60 s here
     request_timeout_s: float = Field(
@@ -41,8 +42,8 @@ class ServiceSettings(BaseSettings):
     )
 
     # request limits (question length, top_k and batch size are part of the API: kgqa.service.schemas)
-    max_body_bytes: int = Field(256 * 1024, ge=1024)
-    max_entity_triples: int = Field(1000, ge=1)
+    max_body_bytes: int = Field(256 * 1024, ge=1024, description="larger request bodies get 413")
+    max_entity_triples: int = Field(1000, ge=1, description="at most this many triples from /v1/entities")
 
     reload_timeout_s: float = Field(
         120.0, gt=0.0, description="SIGHUP with workers: how long new workers get to be ready before the reload fails"
@@ -50,13 +51,15 @@ class ServiceSettings(BaseSettings):
     graceful_shutdown_s: float = Field(
         30.0, ge=0.0, description="on SIGTERM, time in-flight questions get to finish; the rest get 503 (0: no limit)"
     )
-    access_log: bool = True
-    log_level: str = "info"
+    access_log: bool = Field(True, description="one log line per request")
+    log_level: str = Field("info", description="debug, info, warning, error")
     log_format: Literal["text", "json"] = Field("text", description="json: one JSON object a log line")
 
     # who may call: with an API key, /v1/* needs "Authorization: Bearer <key>" (the probes, /metrics and the page's
     # static files stay open); browsers of these origins may call the API from their pages (none by default)
-    api_key: SecretStr | None = Field(None, description="KGQA_API_KEY; none: the API is open")
+    api_key: SecretStr | None = Field(
+        None, description="require 'Authorization: Bearer <key>' on /v1/*; the variable keeps it out of ps"
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="comma-separated origins, e.g. https://a.example,https://b.example; * any"
     )

@@ -1,7 +1,7 @@
 """The compiled, memory-mapped KB index. Imports only kgqa.data."""
 
 from kgqa.trie.build import build_index
-from kgqa.trie.index import IndexedTriple, KBIndex, load_index
+from kgqa.trie.index import IndexedTriple, KBIndex
 from kgqa.trie.keys import END, END_CODE, SEP, SEP_CODE, PathKey, path_key, split_path_key
 from kgqa.trie.manifest import IndexLoadError
 from kgqa.trie.tokens import TokenConstraint, VocabularyMismatchError
@@ -18,7 +18,6 @@ __all__ = [
     "TokenConstraint",
     "VocabularyMismatchError",
     "build_index",
-    "load_index",
     "path_key",
     "split_path_key",
 ]

@@ -37,6 +37,7 @@ import marisa_trie
 import numpy as np
 from tqdm import tqdm
 
+from kgqa import __version__
 from kgqa.data.knowledge import SkipCounter, Triple, iter_triples, split_head
 from kgqa.trie.keys import END_CODE, KEY_ORDERS, NAME_RELATION_MEANING, SEP, path_key
 from kgqa.trie.manifest import Manifest, sha256_file
@@ -57,13 +58,8 @@ def build_index(
     ``key_order`` is the order of the parts after the name in each key, so the decoder's target order
     (relation then meaning by default).
     """
-    if key_order not in KEY_ORDERS:
-        raise ValueError(f"key order must be one of {KEY_ORDERS}, not {key_order!r}")
     started = time.perf_counter()
-    kb_files = [Path(f) for f in kb_files]
-    for f in kb_files:
-        if not f.is_file():
-            raise FileNotFoundError(f"knowledge file not found: {f}")
+    kb_files = _checked_inputs(kb_files, key_order)
     out_dir = Path(out_dir)
     _remove_abandoned_builds(out_dir)
     work = out_dir.with_name(f".{out_dir.name}.building-{os.getpid()}")
@@ -94,9 +90,7 @@ def build_index(
         with _step(steps, "checksums"):
             manifest = Manifest(
                 heavy_threshold=heavy_threshold,
-                sources=[
-                    {"path": str(f.resolve()), "size": f.stat().st_size, "sha256": sha256_file(f)} for f in kb_files
-                ],
+                sources=[_source(f) for f in kb_files],
                 counts={
                     "triples": pair_count,
                     "paths": path_count,
@@ -107,7 +101,7 @@ def build_index(
                     "alphabet": len(alphabet),
                 },
                 read=counter.as_dict(),
-                kgqa_version=_version(),
+                kgqa_version=__version__,
                 key_order=key_order,
             )
             manifest.record_files(work)
@@ -115,19 +109,37 @@ def build_index(
             manifest.build_seconds = time.perf_counter() - started
             manifest.created_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
             manifest.write(work)
-            # two renames, no copy: a service reading out_dir (or a reload of it) sees the old index or the new one,
-            # never a half-written one; a service still serving the old files keeps its mappings of them
-            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-            if out_dir.exists():
-                out_dir.rename(old)
-            work.rename(out_dir)
-            shutil.rmtree(old, ignore_errors=True)
+            _swap_into(work, out_dir)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
     finally:
         steps.close()
     return manifest
+
+
+def _checked_inputs(kb_files: Sequence[str | Path], key_order: str) -> list[Path]:
+    if key_order not in KEY_ORDERS:
+        raise ValueError(f"key order must be one of {KEY_ORDERS}, not {key_order!r}")
+    paths = [Path(f) for f in kb_files]
+    for f in paths:
+        if not f.is_file():
+            raise FileNotFoundError(f"knowledge file not found: {f}")
+    return paths
+
+
+def _source(kb_file: Path) -> dict[str, object]:
+    return {"path": str(kb_file.resolve()), "size": kb_file.stat().st_size, "sha256": sha256_file(kb_file)}
+
+
+def _swap_into(work: Path, out_dir: Path) -> None:
+    """Two renames, no copy: a service reading out_dir (or a reload of it) sees the old index or the new one, never a
+    half-written one; a service still serving the old files keeps its mappings of them."""
+    old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+    if out_dir.exists():
+        out_dir.rename(old)
+    work.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _remove_abandoned_builds(out_dir: Path) -> None:
@@ -314,12 +326,3 @@ def _save_path_objects(triple_paths: np.ndarray, triple_objects: np.ndarray, pat
     np.save(work / "path_objects.offsets.npy", offsets)
     np.save(work / "path_objects.ids.npy", (pairs & np.uint64(0xFFFFFFFF)).astype(np.uint32))
     return len(pairs)
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("kgqa")
-    except PackageNotFoundError:
-        return "unknown"

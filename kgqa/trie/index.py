@@ -7,7 +7,6 @@ index share one copy in the page cache and loading does not read the index.
 from __future__ import annotations
 
 import mmap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -140,9 +139,6 @@ class KBIndex:
             found += [IndexedTriple(name, meaning, relation, obj) for obj in self._objects_of(path_id)]
         return sorted(found, key=lambda t: (t.meaning, t.relation, t.object))
 
-    def has_name(self, name: str) -> bool:
-        return _has_keys_with_prefix(self._paths, name + SEP)
-
     def relations(self, name: str, meaning: str | None = None) -> list[str]:
         """The distinct relations of a name, over all its meanings or of one meaning, sorted."""
         if _NUL in name:
@@ -161,10 +157,6 @@ class KBIndex:
                 if _has_keys_with_prefix(self._paths, candidate + SEP):
                     found[candidate] = None
         return sorted(found, key=lambda name: (-len(name), text.find(name)))
-
-    def iter_paths(self) -> Iterator[str]:
-        """Every path key (unordered); for tests and samplers."""
-        return self._paths.iterkeys()
 
     def path_key_by_id(self, path_id: int) -> str:
         return self._paths.restore_key(path_id)
@@ -191,7 +183,3 @@ def mmap_trie(path: Path) -> marisa_trie.Trie:
 def _mmap_bytes(path: Path) -> mmap.mmap:
     with open(path, "rb") as f:
         return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-
-
-def load_index(directory: str | Path) -> KBIndex:
-    return KBIndex(directory)

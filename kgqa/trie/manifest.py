@@ -23,7 +23,8 @@ def rebuild_hint(directory: Path) -> str:
     return f"rebuild it with: kgqa index build --kb KNOWLEDGE_FILE --out {directory}"
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: str | Path) -> str:
+    """The hex SHA-256 of a file's bytes (the index's manifest, the ranker's record of its model and matcher)."""
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 

@@ -6,7 +6,7 @@ import pytest
 
 from kgqa.model.targets import TargetCodec
 from kgqa.model.tokenizer import build_char_tokenizer, load_tokenizer
-from kgqa.trie import KBIndex, PathKey, split_path_key
+from kgqa.trie import KBIndex, PathKey
 
 
 def test_one_token_per_character_and_round_trip(tmp_path: Path) -> None:
@@ -46,8 +46,8 @@ def test_round_trip_of_every_string_of_the_kgclue_sim_kb(kgclue_sim_index: KBInd
     codec = TargetCodec(tokenizer)
     codec.constraint(index)  # does not refuse
     strings: set[str] = set()
-    for key in index.iter_paths():
-        path = split_path_key(key)
+    for path_id in range(len(index)):
+        path = index.path_by_id(path_id)
         assert codec.decode(codec.encode(*path)) == path
         strings.update(part for part in path if part)
     strings_list = sorted(strings)

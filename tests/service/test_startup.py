@@ -105,3 +105,22 @@ def test_connections_are_accepted_without_nagle() -> None:
                 assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
     finally:
         sock.close()
+
+
+def test_every_setting_is_a_serve_flag() -> None:
+    """The flags are generated from ServiceSettings: each field has one, and a value given there reaches it."""
+    import argparse
+
+    from kgqa.service.commands import add_serve_command
+
+    parser = argparse.ArgumentParser()
+    add_serve_command(parser.add_subparsers())
+    flags = ["--graceful-shutdown-s", "2.5", "--threads", "3", "--no-ranker", "--log-format", "json", "--port", "0"]
+    args = parser.parse_args(["serve", *flags])
+    assert set(ServiceSettings.model_fields) <= set(vars(args))
+    given = {name: value for name, value in vars(args).items() if name in ServiceSettings.model_fields}
+    settings = ServiceSettings(**{name: value for name, value in given.items() if value is not None})
+    assert (settings.graceful_shutdown_s, settings.torch_threads, settings.ranker) == (2.5, 3, False)
+    assert (settings.log_format, settings.port, settings.quantize) == ("json", 0, True)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["serve", "--log-format", "xml"])  # a Literal's choices are the flag's

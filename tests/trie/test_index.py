@@ -82,7 +82,7 @@ def test_objects_and_triples(index: KBIndex) -> None:
         ("守望星光（韩玉玲、刘东考演唱歌曲）", "歌手", "韩玉玲"),
     ]
     assert index.triples("守") == []  # a name, not a prefix of names
-    assert index.has_name("守望") and not index.has_name("守")
+    assert index.relations("守望") and not index.relations("守")
     assert index.manifest.counts["triples"] == 8
     assert index.manifest.read["skipped_by_reason"] == {"column count": 1}
 
@@ -184,7 +184,7 @@ def test_queries_holding_a_nul_match_nothing(kgclue_sim_index: KBIndex) -> None:
     name, relation, meaning = "守望星光", "出品公司", "韩玉玲、刘东考演唱歌曲"
     assert index.objects(name, relation, meaning) == ["韩玉玲原创音乐"]
     assert index.triples("\x00") == [] and index.triples(name + "\x00") == []
-    assert not index.has_name("\x00") and not index.has_name(name + "\x00x")
+    assert not index.relations("\x00") and not index.relations(name + "\x00x")
     assert index.relations("\x00") == [] and index.relations(name + "\x00") == []
     assert index.objects(name + "\x00x", relation, meaning) == []
     assert not index.is_path(name, relation, meaning + "\x00x")

@@ -108,7 +108,7 @@ def test_rebuild_replaces_an_existing_index(built: Path) -> None:
     kb = write_kb(built.parent / "kb2.tsv", ["新\t关系\t值"])
     build_index([kb], built, progress=False)
     assert KBIndex(built).triples("新")[0].object == "值"
-    assert not KBIndex(built).has_name("甲")
+    assert not KBIndex(built).relations("甲")
 
 
 def test_a_killed_build_leaves_nothing_that_outlives_the_next_build(tmp_path: Path) -> None:
@@ -127,8 +127,8 @@ def test_an_index_loaded_before_a_rebuild_in_place_keeps_its_own_files(built: Pa
     assert old_triples
     build_index([write_kb(built.parent / "kb3.tsv", ["新\t关系\t值"])], built, progress=False)
     after = KBIndex(built)
-    assert before.triples("甲") == old_triples and not before.has_name("新")
-    assert after.has_name("新") and after.checksum != before.checksum
+    assert before.triples("甲") == old_triples and not before.relations("新")
+    assert after.relations("新") and after.checksum != before.checksum
     assert not list(built.parent.glob(f".{built.name}.*"))  # the replaced directory is gone
 
 

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor
 
-from kgqa.data import lcs_length, normalize
 from kgqa.model.decode.step import DecodingStep
+from kgqa.model.facts import QuestionFacts
 from kgqa.trie import SEP, KBIndex, TokenConstraint
 from kgqa.trie.keys import key_parts
 
@@ -30,26 +30,22 @@ class RelationLookahead:
     def __init__(self, index: KBIndex) -> None:
         self.index = index
         self._relation_lcs: dict[tuple[str, str, str | None], dict[str, int]] = {}
-        self._prefix_lcs: dict[tuple[str, str], int] = {}
 
-    def gains(self, question: str, name: str, relation_prefix: str, meaning: str | None = None) -> dict[str, int]:
+    def gains(
+        self, facts: QuestionFacts, name: str, relation_prefix: str, meaning: str | None = None
+    ) -> dict[str, int]:
         """Δ for every character that continues ``relation_prefix`` towards one of ``name``'s relations.
 
         ``meaning`` narrows the relations to that entity's, when the target spells the meaning first (ablation order).
         """
-        question = normalize(question)
-        key = (question, name, meaning)
+        key = (facts.text, name, meaning)
         scored = self._relation_lcs.get(key)
         if scored is None:
             if len(self._relation_lcs) > 100_000:  # a long-running server must not grow without bound
                 self._relation_lcs.clear()
-                self._prefix_lcs.clear()
-            scored = {r: lcs_length(normalize(r), question) for r in self.index.relations(name, meaning)}
+            scored = {r: facts.lcs(r) for r in self.index.relations(name, meaning)}
             self._relation_lcs[key] = scored
-        prefix_key = (question, relation_prefix)
-        base = self._prefix_lcs.get(prefix_key)
-        if base is None:
-            base = self._prefix_lcs[prefix_key] = lcs_length(normalize(relation_prefix), question)
+        base = facts.lcs(relation_prefix)
         depth = len(relation_prefix)
         best: dict[str, int] = {}
         for relation, score in scored.items():
@@ -63,8 +59,8 @@ class RelationLookahead:
 class RelationLookaheadLogitsProcessor(LogitsProcessor):
     """While a relation is spelled, divides each allowed next character's log-prob by α·Δ + 1.
 
-    Rows are hypotheses, ``num_beams`` per question, in the order of ``questions``. Place it after the KB constraint
-    processor, sharing its ``DecodingStep``.
+    Rows are hypotheses, ``num_beams`` per question, in the order of ``questions`` (their facts). Place it after the KB
+    constraint processor, sharing its ``DecodingStep``.
 
     Example:
         >>> step = DecodingStep(constraint)
@@ -79,7 +75,7 @@ class RelationLookaheadLogitsProcessor(LogitsProcessor):
         self,
         lookahead: RelationLookahead,
         constraint: TokenConstraint,
-        questions: Sequence[str],
+        questions: Sequence[QuestionFacts],
         num_beams: int = 1,
         strength: float = 1.0,
         step: DecodingStep | None = None,
@@ -94,9 +90,10 @@ class RelationLookaheadLogitsProcessor(LogitsProcessor):
         self.relation_part = key_parts(constraint.index.key_order).index("relation")
         self._divisors: dict[tuple[str, tuple[int, ...]], tuple[torch.Tensor, torch.Tensor] | None] = {}
 
-    def divisors(self, question: str, target: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def divisors(self, facts: QuestionFacts, target: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(token ids, α·Δ + 1) for the next character of ``target``, or None outside a relation."""
-        key = (question, target)  # the gains depend on these two only, so rows (and steps) asking the same share them
+        # the gains depend on these two only, so rows (and steps) asking the same share them
+        key = (facts.question, target)
         if key in self._divisors:
             return self._divisors[key]
         result = None
@@ -104,7 +101,7 @@ class RelationLookaheadLogitsProcessor(LogitsProcessor):
         parts = prefix.split(SEP) if prefix is not None else []
         if len(parts) == self.relation_part + 1:
             meaning = parts[1] if self.relation_part == 2 else None
-            gains = self.lookahead.gains(question, parts[0], parts[-1], meaning)
+            gains = self.lookahead.gains(facts, parts[0], parts[-1], meaning)
             if gains:
                 vocab = self.constraint.char_to_id
                 ids = np.fromiter((vocab[ch] for ch in gains), dtype=np.int64, count=len(gains))

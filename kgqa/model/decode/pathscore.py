@@ -21,6 +21,7 @@ from transformers import PreTrainedModel
 from kgqa.model.decode.constrained import KBConstraintLogitsProcessor
 from kgqa.model.decode.lookahead import RelationLookahead, RelationLookaheadLogitsProcessor
 from kgqa.model.decode.step import DecodingStep
+from kgqa.model.facts import QuestionFacts
 from kgqa.model.segments import SegmentScores, split_segments
 from kgqa.model.targets import TargetCodec
 from kgqa.trie import PathKey, TokenConstraint
@@ -49,7 +50,7 @@ class PathScorer:
         self,
         encoder_hidden: torch.Tensor,
         attention_mask: torch.Tensor,
-        questions: Sequence[str],
+        questions: Sequence[QuestionFacts],
         paths: Sequence[Sequence[PathKey]],
     ) -> list[list[SegmentScores]]:
         """Scores of ``paths[q]`` for each question ``q`` of a batch.
@@ -71,7 +72,7 @@ class PathScorer:
         self,
         encoder_hidden: torch.Tensor,
         attention_mask: torch.Tensor,
-        questions: Sequence[str],
+        questions: Sequence[QuestionFacts],
         owners: list[int],
         paths: list[PathKey],
     ) -> list[SegmentScores]:

@@ -14,8 +14,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from kgqa.data import lcs_length, normalize
+from kgqa.data import normalize
 from kgqa.model.candidate import Candidate
+from kgqa.model.facts import QuestionFacts
 from kgqa.model.rank.matcher import RelationMatcher
 from kgqa.trie import KBIndex
 
@@ -59,11 +60,6 @@ def question_kinds(question: str) -> dict[str, float]:
 
 def bigrams(text: str) -> set[str]:
     return {text[i : i + 2] for i in range(len(text) - 1)}
-
-
-def _share(part: str, whole: str) -> float:
-    """LCS(part, whole) / len(part): how much of ``part`` the ``whole`` spells, in order."""
-    return lcs_length(part, whole) / len(part) if part else 0.0
 
 
 def _bigram_share(part: str, whole: str) -> float:
@@ -131,18 +127,18 @@ class FeatureExtractor:
         self.groups = FEATURE_GROUPS | (MATCH_GROUP if matcher is not None else {})
         self.names: tuple[str, ...] = tuple(name for group in self.groups.values() for name in group)
 
-    def rows(self, question: str, candidates: Sequence[Candidate]) -> np.ndarray:
-        return self.rows_many([question], [candidates])[0]
-
-    def rows_many(self, questions: Sequence[str], candidates: Sequence[Sequence[Candidate]]) -> list[np.ndarray]:
-        """``rows`` for many questions (the matcher scores all their candidates in one batch)."""
+    def rows_many(
+        self, questions: Sequence[QuestionFacts], candidates: Sequence[Sequence[Candidate]]
+    ) -> list[np.ndarray]:
+        """One array of rows per question (the matcher scores all their candidates in one batch)."""
         out = [
-            self._base_rows(q, c) if c else np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32)
-            for q, c in zip(questions, candidates, strict=True)
+            _base_rows(facts, c) if c else np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32)
+            for facts, c in zip(questions, candidates, strict=True)
         ]
         if self.matcher is not None:
             paths = [[(c.name, c.relation, c.meaning, c.object) for c in own] for own in candidates]
-            for i, match in enumerate(self.matcher.scores_many(questions, paths)):
+            texts = [facts.question for facts in questions]
+            for i, match in enumerate(self.matcher.scores_many(texts, paths)):
                 if len(match):
                     rank = np.argsort(np.argsort(-match, kind="stable"), kind="stable")
                     out[i] = np.concatenate([out[i], np.stack([match, match - match.max(), rank], axis=1)], axis=1)
@@ -150,93 +146,148 @@ class FeatureExtractor:
                     out[i] = np.zeros((0, len(self.names)), dtype=np.float32)
         return [rows.astype(np.float32) for rows in out]
 
-    def _base_rows(self, question: str, candidates: Sequence[Candidate]) -> np.ndarray:
-        text = normalize(question)
-        names_found = self.index.names_in(question)
-        longest = len(names_found[0]) if names_found else 0
-        kinds = question_kinds(text)
-        log_probs = np.array([c.log_probability for c in candidates], dtype=np.float64)
-        best = log_probs.max()
-        shares = np.exp(log_probs - best)
-        shares /= shares.sum()
-        lp_rank = np.argsort(np.argsort(-log_probs, kind="stable"), kind="stable")
 
-        # per name: its entities and which relations each holds (one index walk a name)
-        entities: dict[str, dict[str, set[str]]] = {}
-        for c in candidates:
-            if c.name not in entities:
-                by_meaning: dict[str, set[str]] = defaultdict(set)
-                for t in self.index.triples(c.name):
-                    by_meaning[t.meaning].add(t.relation)
-                entities[c.name] = by_meaning
-        rest = {c.name: text.replace(normalize(c.name), "", 1) for c in candidates}
-        relation_share = {(c.name, c.relation): _share(normalize(c.relation), rest[c.name]) for c in candidates}
-        # how the relation ranks among all the name's relations by LCS share with the rest of the question
-        name_relation_shares: dict[str, list[float]] = {}
-        for name, by_meaning in entities.items():
-            relations = {r for rs in by_meaning.values() for r in rs}
-            name_relation_shares[name] = sorted((_share(normalize(r), rest[name]) for r in relations), reverse=True)
-        meaning_rank: dict[tuple[str, str, str], int] = {}
-        by_name_relation: dict[tuple[str, str], list[Candidate]] = defaultdict(list)
-        for c in candidates:
-            by_name_relation[(c.name, c.relation)].append(c)
-        for group in by_name_relation.values():
-            for rank, c in enumerate(sorted(group, key=lambda c: -c.log_probability)):
-                meaning_rank[(c.name, c.relation, c.meaning)] = rank
+def _base_rows(facts: QuestionFacts, candidates: Sequence[Candidate]) -> np.ndarray:
+    """Rows of ``FEATURE_NAMES``: each feature named where it is computed, then laid out in that order."""
+    features = [
+        _score_features(candidates),
+        _relation_features(facts, candidates),
+        _answer_kind_features(facts, candidates),
+        _meaning_features(facts, candidates),
+        _name_features(facts, candidates),
+    ]
+    rows = []
+    for per_group in zip(*features, strict=True):
+        named = {name: value for group in per_group for name, value in group.items()}
+        rows.append([named[name] for name in FEATURE_NAMES])
+    out = np.asarray(rows, dtype=np.float32)
+    out[~np.isfinite(out)] = -50.0  # a log-prob of -inf (never chosen) stays finite for the ranker
+    return out
 
-        rows = []
-        for i, c in enumerate(candidates):
-            relation = normalize(c.relation)
-            meaning = normalize(c.meaning)
-            seg = c.segments
-            share = relation_share[(c.name, c.relation)]
-            shares_of_name = name_relation_shares[c.name]
-            forms = object_forms(c.object)
-            by_meaning = entities[c.name]
-            position = text.find(normalize(c.name))
-            values = [
-                # score
-                c.log_probability,
-                c.log_probability - best,
-                float(lp_rank[i]),
-                float(shares[i]),
-                seg.name if seg else c.log_probability,
-                seg.relation if seg else 0.0,
-                seg.meaning if seg else 0.0,
-                float(c.beam_rank is not None),
-                float(c.beam_rank if c.beam_rank is not None else 20),
-                # relation
-                _share(relation, text),
-                share,
-                float(relation in text),
-                _bigram_share(relation, rest[c.name]),
-                len(set(relation) & set(rest[c.name])) / max(1, len(set(relation))),
-                float(len(relation)),
-                float(share >= shares_of_name[0] - 1e-9) if shares_of_name else 0.0,
-                float(sum(s > share + 1e-9 for s in shares_of_name)),
-                # answer kind
-                *kinds.values(),
-                *forms.values(),
-                *(kinds[k] * (forms[k] if k != "number" else max(forms["number"], forms["unit"])) for k in kinds),
-                # meaning
-                float(bool(meaning)),
-                _share(meaning, text) if meaning else 0.0,
-                _bigram_share(meaning, text),
-                len(set(meaning) & set(relation)) / max(1, len(set(relation))) if meaning else 0.0,
-                float(len(by_meaning)),
-                float(sum(c.relation in rs for rs in by_meaning.values())),
-                float(len(by_meaning.get(c.meaning, ()))),
-                float(meaning_rank[(c.name, c.relation, c.meaning)]),
-                # name
-                float(len(c.name)),
-                len(c.name) / longest if longest else 0.0,
-                float(len(c.name) == longest),
-                float(position >= 0),
-                position / max(1, len(text)) if position >= 0 else -1.0,
-                len(c.name) / max(1, len(text)),
-                float(len(names_found)),
-            ]
-            rows.append(values)
-        out = np.asarray(rows, dtype=np.float32)
-        out[~np.isfinite(out)] = -50.0  # a log-prob of -inf (never chosen) stays finite for the ranker
-        return out
+
+Named = dict[str, float]
+
+
+def _score_features(candidates: Sequence[Candidate]) -> list[Named]:
+    log_probs = np.array([c.log_probability for c in candidates], dtype=np.float64)
+    best = log_probs.max()
+    shares = np.exp(log_probs - best)
+    shares /= shares.sum()
+    lp_rank = np.argsort(np.argsort(-log_probs, kind="stable"), kind="stable")
+    rows = []
+    for i, c in enumerate(candidates):
+        seg = c.segments
+        rows.append(
+            {
+                "log_prob": c.log_probability,
+                "log_prob_gap": c.log_probability - best,
+                "log_prob_rank": float(lp_rank[i]),
+                "share": float(shares[i]),
+                "name_log_prob": seg.name if seg else c.log_probability,
+                "relation_log_prob": seg.relation if seg else 0.0,
+                "meaning_log_prob": seg.meaning if seg else 0.0,
+                "in_beam": float(c.beam_rank is not None),
+                "beam_rank": float(c.beam_rank if c.beam_rank is not None else 20),
+            }
+        )
+    return rows
+
+
+def _relation_features(facts: QuestionFacts, candidates: Sequence[Candidate]) -> list[Named]:
+    # how each relation ranks among all its name's relations by share of the rest of the question
+    name_relation_shares = {}
+    for name in {c.name for c in candidates}:
+        relations = {t.relation for t in facts.triples(name)}
+        name_relation_shares[name] = sorted((facts.share(r, without=name) for r in relations), reverse=True)
+    rows = []
+    for c in candidates:
+        relation = normalize(c.relation)
+        rest = facts.rest(c.name)
+        share = facts.share(c.relation, without=c.name)
+        shares_of_name = name_relation_shares[c.name]
+        rows.append(
+            {
+                "relation_lcs_share": facts.share(c.relation),
+                "relation_lcs_rest_share": share,
+                "relation_literal": float(relation in facts.text),
+                "relation_bigram_share": _bigram_share(relation, rest),
+                "relation_chars_share": len(set(relation) & set(rest)) / max(1, len(set(relation))),
+                "relation_length": float(len(relation)),
+                "relation_best_of_name": float(share >= shares_of_name[0] - 1e-9) if shares_of_name else 0.0,
+                "relation_lcs_rank": float(sum(s > share + 1e-9 for s in shares_of_name)),
+            }
+        )
+    return rows
+
+
+def _answer_kind_features(facts: QuestionFacts, candidates: Sequence[Candidate]) -> list[Named]:
+    kinds = question_kinds(facts.text)
+    rows = []
+    for c in candidates:
+        forms = object_forms(c.object)
+        fits = {k: kinds[k] * (forms[k] if k != "number" else max(forms["number"], forms["unit"])) for k in kinds}
+        rows.append(
+            {f"asks_{k}": v for k, v in kinds.items()}
+            | {f"object_{k}": v for k, v in forms.items()}
+            | {f"fits_{k}": v for k, v in fits.items()}
+        )
+    return rows
+
+
+def _meaning_features(facts: QuestionFacts, candidates: Sequence[Candidate]) -> list[Named]:
+    # per name: its entities (meanings) and the relations each holds
+    entities: dict[str, dict[str, set[str]]] = {}
+    for c in candidates:
+        if c.name not in entities:
+            by_meaning: dict[str, set[str]] = defaultdict(set)
+            for t in facts.triples(c.name):
+                by_meaning[t.meaning].add(t.relation)
+            entities[c.name] = by_meaning
+    # each meaning's rank by log-prob among the candidates of the same name and relation
+    by_name_relation: dict[tuple[str, str], list[Candidate]] = defaultdict(list)
+    for c in candidates:
+        by_name_relation[(c.name, c.relation)].append(c)
+    meaning_rank: dict[tuple[str, str, str], int] = {}
+    for group in by_name_relation.values():
+        for rank, c in enumerate(sorted(group, key=lambda c: -c.log_probability)):
+            meaning_rank[(c.name, c.relation, c.meaning)] = rank
+    rows = []
+    for c in candidates:
+        relation = normalize(c.relation)
+        meaning = normalize(c.meaning)
+        by_meaning = entities[c.name]
+        rows.append(
+            {
+                "has_meaning": float(bool(meaning)),
+                "meaning_lcs_share": facts.share(c.meaning),
+                "meaning_bigram_question": _bigram_share(meaning, facts.text),
+                "meaning_bigram_relation": len(set(meaning) & set(relation)) / max(1, len(set(relation)))
+                if meaning
+                else 0.0,
+                "entities_of_name": float(len(by_meaning)),
+                "entities_with_relation": float(sum(c.relation in rs for rs in by_meaning.values())),
+                "entity_relations": float(len(by_meaning.get(c.meaning, ()))),
+                "meaning_rank": float(meaning_rank[(c.name, c.relation, c.meaning)]),
+            }
+        )
+    return rows
+
+
+def _name_features(facts: QuestionFacts, candidates: Sequence[Candidate]) -> list[Named]:
+    text = facts.text
+    longest = facts.longest_name
+    rows = []
+    for c in candidates:
+        position = text.find(normalize(c.name))
+        rows.append(
+            {
+                "name_length": float(len(c.name)),
+                "name_over_longest": len(c.name) / longest if longest else 0.0,
+                "name_is_longest": float(len(c.name) == longest),
+                "name_literal": float(position >= 0),
+                "name_position": position / max(1, len(text)) if position >= 0 else -1.0,
+                "name_coverage": len(c.name) / max(1, len(text)),
+                "names_in_question": float(len(facts.names)),
+            }
+        )
+    return rows

@@ -13,7 +13,6 @@ model, another feature set or format is refused with a message that says how to 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ import lightgbm as lgb
 import numpy as np
 
 from kgqa.model.candidate import Candidate
+from kgqa.trie.manifest import sha256_file
 
 RANKER_FILE = "ranker.txt"
 RANKER_INFO = "ranker.json"
@@ -70,17 +70,9 @@ class RankerParams:
         }
 
 
-def file_fingerprint(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def model_fingerprint(model_dir: str | Path) -> str:
     """sha256 of the model's weights: a ranker is fit to one model's scores."""
-    return file_fingerprint(Path(model_dir) / MODEL_WEIGHTS)
+    return sha256_file(Path(model_dir) / MODEL_WEIGHTS)
 
 
 def fit_booster(features: np.ndarray, labels: np.ndarray, sizes: Sequence[int], params: RankerParams) -> lgb.Booster:
@@ -119,19 +111,45 @@ class LearnedRanker:
             g: [self.feature_names.index(n) for n in names if n in self.feature_names] for g, names in groups.items()
         }
 
-    def rank(self, candidates: Sequence[Candidate], features: np.ndarray, top_k: int) -> list[Candidate]:
-        """The best ``top_k`` candidates, re-scored by the ranker, with what each feature group added to the score."""
-        if not candidates:
-            return []
-        scores = self.booster.predict(features, num_threads=1)
-        order = np.argsort(-scores, kind="stable")[:top_k]
-        contributions = self.booster.predict(features[order], pred_contrib=True, num_threads=1)
-        ranked = []
-        for row, i in enumerate(order):
-            by_group = tuple(
-                (g, round(float(contributions[row, cols].sum()), 4)) for g, cols in self._group_columns.items()
-            )
-            ranked.append(replace(candidates[i], score=float(scores[i]), contributions=by_group))
+    def rank(
+        self,
+        candidates: Sequence[Sequence[Candidate]],
+        features: Sequence[np.ndarray],
+        top_ks: Sequence[int],
+        contributions: bool = False,
+    ) -> list[list[Candidate]]:
+        """Each question's best ``top_k`` candidates, re-scored by the ranker: one prediction over the whole batch.
+
+        ``contributions``: also what each feature group added to each kept candidate's score (for the page, ``kgqa
+        ask`` and the API; a second pass over the kept rows only).
+        """
+        sizes = [len(c) for c in candidates]
+        if not any(sizes):
+            return [[] for _ in candidates]
+        scores = self.booster.predict(np.concatenate([f for f in features if len(f)]), num_threads=1)
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        orders = [
+            np.argsort(-scores[start : start + size], kind="stable")[:k]
+            for start, size, k in zip(starts, sizes, top_ks, strict=True)
+        ]
+        by_group: list[tuple[tuple[str, float], ...]] = []
+        if contributions:
+            kept = np.concatenate([start + order for start, order in zip(starts, orders, strict=True)])
+            if len(kept):
+                all_rows = np.concatenate([f for f in features if len(f)])
+                contrib = self.booster.predict(all_rows[kept], pred_contrib=True, num_threads=1)
+                by_group = [
+                    tuple((g, round(float(row[cols].sum()), 4)) for g, cols in self._group_columns.items())
+                    for row in contrib
+                ]
+        ranked, row = [], 0
+        for own, start, order in zip(candidates, starts, orders, strict=True):
+            kept_own = []
+            for i in order:
+                extra = {"contributions": by_group[row]} if contributions else {}
+                kept_own.append(replace(own[i], score=float(scores[start + i]), **extra))
+                row += 1
+            ranked.append(kept_own)
         return ranked
 
     def save(self, directory: str | Path, info: dict[str, Any]) -> None:
@@ -168,7 +186,7 @@ class LearnedRanker:
                 f"the ranker in {directory.name} was fit for another model (weights sha256 "
                 f"{str(meta.get('model_sha256'))[:12]}…, these are {fingerprint[:12]}…); {refit}"
             )
-        matcher = file_fingerprint(matcher_file) if matcher_file is not None else None
+        matcher = sha256_file(matcher_file) if matcher_file is not None else None
         if meta.get("matcher_sha256") != matcher:
             raise RankerMismatchError(
                 f"the ranker in {directory.name} was fit with "

@@ -12,9 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from kgqa.data import lcs_length, normalize
 from kgqa.model.candidate import Candidate
-from kgqa.trie import KBIndex
+from kgqa.model.facts import QuestionFacts
 
 
 @dataclass(frozen=True)
@@ -27,20 +26,16 @@ class RerankWeights:
         return self.relation != 0.0 or self.name != 0.0
 
 
-def rerank(question: str, candidates: Sequence[Candidate], index: KBIndex, weights: RerankWeights) -> list[Candidate]:
+def rerank(facts: QuestionFacts, candidates: Sequence[Candidate], weights: RerankWeights) -> list[Candidate]:
     """Candidates re-scored (log-probability + bonuses) and sorted best first; unchanged when no weight is set."""
     if not weights.active or not candidates:
         return list(candidates)
-    text = normalize(question)
-    longest = 0
-    if weights.name:
-        names = index.names_in(question)
-        longest = len(names[0]) if names else 0
+    longest = facts.longest_name if weights.name else 0
     rescored = []
     for c in candidates:
         bonus = 0.0
         if weights.relation:
-            bonus += weights.relation * lcs_length(normalize(c.relation), text) / max(1, len(c.relation))
+            bonus += weights.relation * facts.share(c.relation)
         if weights.name and longest:
             bonus += weights.name * min(1.0, len(c.name) / longest)
         rescored.append(replace(c, score=c.log_probability + bonus))

@@ -85,8 +85,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
     from kgqa.model.modeling import read_training_info, write_training_info
     from kgqa.model.rank.matcher import MATCHER_FILE, RelationMatcher
-    from kgqa.model.rank.ranker import RankerParams, file_fingerprint, model_fingerprint
+    from kgqa.model.rank.ranker import RankerParams, model_fingerprint
     from kgqa.model.train.rankset import RankingSet, collect
+    from kgqa.trie.manifest import sha256_file
 
     beams = {"num_beams": args.beams} if args.beams is not None else {}
     options = DecodeOptions.from_training_info(
@@ -121,7 +122,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         ranker = fit_all(ranking, RankerParams())
         info = {
             "model_sha256": model_fingerprint(args.model),
-            "matcher_sha256": file_fingerprint(Path(args.model) / MATCHER_FILE) if "match" in ranking.groups else None,
+            "matcher_sha256": sha256_file(Path(args.model) / MATCHER_FILE) if "match" in ranking.groups else None,
             "fit_on": f"{Path(args.qa).name}, {len(ranking.questions):,} questions",
             "params": asdict(RankerParams()),
             "out_of_fold": report,

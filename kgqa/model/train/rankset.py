@@ -144,7 +144,7 @@ def collect(answerer: QuestionAnswerer, questions: Sequence[Question], progress:
     step = 256
     for start in tqdm(range(0, len(questions), step), desc="features", unit="batch", disable=not progress):
         batch = questions[start : start + step]
-        blocks += extractor.rows_many([q.question for q in batch], candidates[start : start + step])
+        blocks += extractor.rows_many([answerer.facts(q.question) for q in batch], candidates[start : start + step])
         labels += [
             float(q.answer is not None and is_gold(c, q.answer))
             for q, cands in zip(batch, candidates[start : start + step], strict=True)

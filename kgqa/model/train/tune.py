@@ -40,7 +40,7 @@ def tune_decoding(
             for name in name_weights:
                 weights = RerankWeights(relation, name)
                 pairs = zip(questions, decoded, strict=True)
-                best = [rerank(q.question, c, answerer.index, weights)[:1] for q, c in pairs]
+                best = [rerank(answerer.facts(q.question), c, weights)[:1] for q, c in pairs]
                 em_o = evaluate_answers(top_answers(best), golds)["EM_O"]
                 table.append(
                     {

@@ -16,6 +16,7 @@ from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
 from kgqa.model.decode.constrained import KBConstraintLogitsProcessor
 from kgqa.model.decode.lookahead import RelationLookahead, RelationLookaheadLogitsProcessor
 from kgqa.model.decode.step import DecodingStep
+from kgqa.model.facts import QuestionFacts
 from kgqa.model.modeling import build_model
 from kgqa.model.targets import TargetCodec
 from kgqa.model.tokenizer import build_char_tokenizer
@@ -91,7 +92,7 @@ def test_ending_when_one_key_is_left_changes_no_greedy_path_or_score(
             assert [c.score for c in a] == pytest.approx([c.score for c in b], abs=1e-5)
 
 
-def _with_lookahead(constraint, lookahead: RelationLookahead, question: str) -> LogitsProcessorList:
+def _with_lookahead(constraint, lookahead: RelationLookahead, question: QuestionFacts) -> LogitsProcessorList:
     """The constraint, then the look-ahead, sharing one decoding step (as the answerer runs them)."""
     step = DecodingStep(constraint)
     return LogitsProcessorList(
@@ -141,16 +142,6 @@ def test_no_answer_when_no_path_fits(tiny_model: Path, tiny_index: KBIndex) -> N
     assert cut_short.answer(["守望星光的歌手是谁？"], top_k=3) == [[]]
 
 
-def test_unconstrained_decoding_may_leave_the_kb_but_never_invents_objects(
-    tiny_model: Path, tiny_index: KBIndex
-) -> None:
-    answerer = QuestionAnswerer.load(tiny_model, tiny_index, DecodeOptions(constrained=False), device="cpu")
-    results = answerer.answer(["守望星光的歌手是谁？", "完全无关的问题"], top_k=2)
-    assert len(results) == 2  # the tiny model may decode no splittable path at all: then there is no candidate
-    for c in (c for cs in results for c in cs):
-        assert c.object == "" or c.object in tiny_index.objects(c.name, c.relation, c.meaning)
-
-
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(triples=KBS, question=st.text(alphabet=NAME_CHARS + "的", max_size=10), data=st.data())
 def test_lookahead_never_admits_a_forbidden_token(triples: list, question: str, data: st.DataObject) -> None:
@@ -164,7 +155,7 @@ def test_lookahead_never_admits_a_forbidden_token(triples: list, question: str, 
         full = codec.encode(name, relation, "")[:-1]
         cut = data.draw(st.integers(0, len(full)))
         target = full[:cut]
-        processor = _with_lookahead(constraint, RelationLookahead(index), question)
+        processor = _with_lookahead(constraint, RelationLookahead(index), QuestionFacts(question, index))
         generator = torch.Generator().manual_seed(data.draw(st.integers(0, 2**16)))
         scores = torch.randn((1, len(tokenizer)), generator=generator) * 5
         input_ids = torch.tensor([[tokenizer.bos_token_id, *target]])
@@ -182,12 +173,14 @@ def test_lookahead_gains_follow_the_lcs_with_the_question(tiny_index: KBIndex) -
     lookahead = RelationLookahead(tiny_index)
     # 守望星光's relations over all meanings: 出品公司, 歌手, 类型. The question holds 出品公司, nothing of the others.
     question = "守望星光的出品公司是哪家"
-    gains = lookahead.gains(question, "守望星光", "")
+    facts = QuestionFacts(question, tiny_index)
+    gains = lookahead.gains(facts, "守望星光", "")
     assert gains == {"出": 4, "歌": 0, "类": 0}
     # after "出" (LCS 1 already), the best relation through "品" gains 3 more
-    assert lookahead.gains(question, "守望星光", "出") == {"品": 3}
+    assert lookahead.gains(facts, "守望星光", "出") == {"品": 3}
     # a reordered mention: LCS(出品公司, ...公司出品...) is 2
-    assert lookahead.gains("守望星光是哪家公司出品的？", "守望星光", "")["出"] == 2
+    reordered = QuestionFacts("守望星光是哪家公司出品的？", tiny_index)
+    assert lookahead.gains(reordered, "守望星光", "")["出"] == 2
 
 
 def test_processor_reweights_by_one_over_gain_plus_one(tiny_index: KBIndex) -> None:
@@ -199,7 +192,9 @@ def test_processor_reweights_by_one_over_gain_plus_one(tiny_index: KBIndex) -> N
     input_ids = torch.tensor([[tokenizer.bos_token_id, *target]])
     scores = torch.zeros((1, len(tokenizer)))
     plain = KBConstraintLogitsProcessor(constraint)(input_ids, scores.clone())[0]
-    weighted = _with_lookahead(constraint, RelationLookahead(tiny_index), question)(input_ids, scores.clone())[0]
+    weighted = _with_lookahead(constraint, RelationLookahead(tiny_index), QuestionFacts(question, tiny_index))(
+        input_ids, scores.clone()
+    )[0]
     tid = codec.char_to_id
     assert weighted[tid["出"]].item() == pytest.approx(plain[tid["出"]].item() / (4 + 1))
     assert weighted[tid["歌"]].item() == pytest.approx(plain[tid["歌"]].item())

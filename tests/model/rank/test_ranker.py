@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from kgqa.data import join_head, read_questions
 from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
 from kgqa.model.candidate import Candidate
+from kgqa.model.facts import QuestionFacts
 from kgqa.model.modeling import build_model
 from kgqa.model.rank.features import FEATURE_GROUPS, FeatureExtractor, object_forms, question_kinds
 from kgqa.model.rank.matcher import MatcherConfig, RelationMatcher, train_matcher
@@ -114,20 +115,27 @@ def test_ranker_round_trip_and_refusals(tmp_path: Path) -> None:
 
 
 def test_rank_orders_by_score_and_explains_by_group(tmp_path: Path) -> None:
+    """One batch of three questions (one with no candidate): each is ordered and cut as if ranked alone."""
     names = ("a", "b", "c", "d")
     model_dir = _fake_model_dir(tmp_path / "model")
     ranker, features = _saved_ranker(model_dir, names)
-    candidates = [Candidate(f"n{i}", "r", "", "o", 0.0) for i in range(5)]
-    ranked = ranker.rank(candidates, features[:5], top_k=3)
-    assert len(ranked) == 3
-    expected = np.argsort(-ranker.booster.predict(features[:5]), kind="stable")[:3]
-    assert [c.name for c in ranked] == [f"n{i}" for i in expected]
-    for c in ranked:
-        (group, value), *_ = c.contributions
-        assert group == "all"
-        # contributions add up to the score, less LightGBM's constant (bias) term
-        bias = ranker.booster.predict(features[:1], pred_contrib=True)[0, -1]
-        assert value + bias == pytest.approx(c.score, abs=1e-3)
+    first = [Candidate(f"n{i}", "r", "", "o", 0.0) for i in range(5)]
+    second = [Candidate(f"m{i}", "r", "", "o", 0.0) for i in range(4)]
+    rows = [features[:5], np.zeros((0, len(names)), dtype=np.float32), features[5:9]]
+    ranked = ranker.rank([first, [], second], rows, [3, 2, 2], contributions=True)
+    assert [len(r) for r in ranked] == [3, 0, 2]
+    for own, prefix, block, k in ((ranked[0], "n", features[:5], 3), (ranked[2], "m", features[5:9], 2)):
+        expected = np.argsort(-ranker.booster.predict(block), kind="stable")[:k]
+        assert [c.name for c in own] == [f"{prefix}{i}" for i in expected]
+        for c in own:
+            (group, value), *_ = c.contributions
+            assert group == "all"
+            # contributions add up to the score, less LightGBM's constant (bias) term
+            bias = ranker.booster.predict(features[:1], pred_contrib=True)[0, -1]
+            assert value + bias == pytest.approx(c.score, abs=1e-3)
+    plain = ranker.rank([first, [], second], rows, [3, 2, 2])
+    assert [[c.name for c in r] for r in plain] == [[c.name for c in r] for r in ranked]
+    assert all(c.contributions == () for r in plain for c in r)  # not asked for: not computed
 
 
 FEATURE_KB = [
@@ -149,7 +157,7 @@ def test_features_on_a_hand_made_kb(tmp_path: Path) -> None:
         Candidate("阿克拉", "人口", "加纳首都", "227万", -1.5, log_probability=-1.5, beam_rank=1),
         Candidate("克拉", "单位", "", "质量单位", -3.0, log_probability=-3.0),
     ]
-    rows = extractor.rows(question, candidates)
+    rows = extractor.rows_many([QuestionFacts(question, index)], [candidates])[0]
     assert rows.shape == (3, len(extractor.names)) and np.isfinite(rows).all()
     f = {name: rows[:, i] for i, name in enumerate(extractor.names)}
     assert list(f["log_prob_gap"]) == [0.0, -1.0, -2.5]
@@ -192,7 +200,8 @@ def test_learned_ranker_answers_only_kb_paths(
         answerer = QuestionAnswerer(build_model(tokenizer, "tiny"), tokenizer, index, options)
         proposed = answerer.propose(questions)
         extractor = answerer.features
-        rows = [extractor.rows(q, c) for q, c in zip(questions, proposed, strict=True) if c]
+        facts = [answerer.facts(q) for q in questions]
+        rows = [r for r, c in zip(extractor.rows_many(facts, proposed), proposed, strict=True) if c]
         assert rows, "no question got a candidate: there would be nothing to check"
         features = np.concatenate(rows)
         sizes = np.array([len(c) for c in proposed if c])
@@ -266,7 +275,8 @@ def test_teacher_forced_scores_equal_the_beams(tiny_model: Path, tiny_index: KBI
     with torch.inference_mode():
         hidden = answerer.model.get_encoder()(**encoded).last_hidden_state
     paths = [[PathKey(c.name, c.relation, c.meaning) for c in candidates] for candidates in proposed]
-    scored = answerer.scorer.score(hidden, encoded["attention_mask"], questions, paths)
+    facts = [answerer.facts(q) for q in questions]
+    scored = answerer.proposer.scorer.score(hidden, encoded["attention_mask"], facts, paths)
     assert sum(map(len, paths)) >= 6
     for candidates, segments in zip(proposed, scored, strict=True):
         for c, s in zip(candidates, segments, strict=True):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from kgqa.cli import main
 from kgqa.model.candidate import Candidate
+from kgqa.model.facts import QuestionFacts
 from kgqa.model.rank.rerank import RerankWeights, rerank
 from kgqa.trie import KBIndex
 
@@ -17,8 +18,10 @@ def _c(name: str, relation: str, log_probability: float) -> Candidate:
 def test_relation_bonus_prefers_the_relation_the_question_spells(tiny_index: KBIndex) -> None:
     question = "龙编站的所属国家是哪里"
     candidates = [_c("龙编站", "坐标", math.log(0.6)), _c("龙编站", "所属国家", math.log(0.4))]
-    assert rerank(question, candidates, tiny_index, RerankWeights()) == candidates  # no weights: unchanged
-    reranked = rerank(question, candidates, tiny_index, RerankWeights(relation=1.0))
+    assert (
+        rerank(QuestionFacts(question, tiny_index), candidates, RerankWeights()) == candidates
+    )  # no weights: unchanged
+    reranked = rerank(QuestionFacts(question, tiny_index), candidates, RerankWeights(relation=1.0))
     assert [c.relation for c in reranked] == ["所属国家", "坐标"]
     assert reranked[0].score == math.log(0.4) + 1.0 and reranked[0].log_probability == math.log(0.4)
 
@@ -26,7 +29,7 @@ def test_relation_bonus_prefers_the_relation_the_question_spells(tiny_index: KBI
 def test_name_bonus_prefers_the_longest_kb_name_in_the_question(tiny_index: KBIndex) -> None:
     question = "守望星光的拼音"  # 守望 and 守望星光 are both names
     candidates = [_c("守望", "拼音", math.log(0.5)), _c("守望星光", "类型", math.log(0.45))]
-    reranked = rerank(question, candidates, tiny_index, RerankWeights(name=1.0))
+    reranked = rerank(QuestionFacts(question, tiny_index), candidates, RerankWeights(name=1.0))
     assert reranked[0].name == "守望星光"
     assert reranked[1].score == math.log(0.5) + 0.5  # half the longest name's length
 

@@ -1,0 +1,54 @@
+"""How questions are decoded and ranked: the options every entry point (CLI, service, Ray, training) starts from.
+
+Light on purpose (no torch): the CLI's flags and the service's settings take their defaults from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from kgqa.data import MAX_QUESTION_CHARS
+
+DEFAULT_BEAMS = 5  # the beam width wherever none is given (CLI, service, evaluation)
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    num_beams: int = DEFAULT_BEAMS
+    constrained: bool = True  # off only for the ablation: then the output may be no KB path at all
+    lookahead: bool = True
+    lookahead_strength: float = 1.0  # α in p ** (1 / (α·Δ + 1)); 1 is the published formula
+    end_when_determined: bool = True  # end a hypothesis once one KB key is left ahead (same score, fewer steps)
+    rerank_relation_weight: float = 0.0  # see kgqa.model.rank.rerank; chosen by `kgqa tune`
+    rerank_name_weight: float = 0.0
+    anchor_names: int = 0  # name-anchored candidates, for the learned ranker: this many longest KB names (0: none)
+    anchor_paths: int = 32  # at most this many paths of each anchored name (those closest to the question first)
+    use_ranker: bool = True  # rank by the model directory's learned ranker when it has one (kgqa.model.rank.ranker)
+    batch_size: int = 64
+    max_new_tokens: int = 128
+    max_question_chars: int = MAX_QUESTION_CHARS  # longer questions are cut
+
+    # what `kgqa tune` chooses and stores under "decoding" in a model's kgqa.json
+    # and `kgqa ranker fit` the candidate set its ranker was fit on
+    TUNED: ClassVar[tuple[str, ...]] = (
+        "lookahead_strength",
+        "rerank_relation_weight",
+        "rerank_name_weight",
+        "anchor_names",
+        "anchor_paths",
+    )
+
+    def beam_width(self, top_k: int) -> int:
+        """The beam for ``top_k`` answers: ``num_beams``, widened when more are asked for (the one rule)."""
+        return max(self.num_beams, top_k)
+
+    def clean(self, question: str) -> str:
+        """What is decoded of a question: without outer white space, cut to ``max_question_chars``."""
+        return question.strip()[: self.max_question_chars]
+
+    @classmethod
+    def from_training_info(cls, info: dict[str, Any], **changes: Any) -> DecodeOptions:
+        """The options a model was tuned with (its ``kgqa.json``), with ``changes`` on top."""
+        tuned = {k: v for k, v in info.get("decoding", {}).items() if k in cls.TUNED}
+        return cls(**(tuned | changes))
