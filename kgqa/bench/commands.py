@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kgqa.data.locate import DEFAULT_INDEX_DIR, find_data_dir
 from kgqa.data.report import markdown_table, write_json
-from kgqa.model.commands import add_quantize_flag, decode_options
+from kgqa.model.commands import add_quantize_flag, add_search_flag, decode_options
 from kgqa.model.options import DEFAULT_BEAMS
 
 
@@ -47,6 +47,7 @@ def add_bench_commands(commands: argparse._SubParsersAction) -> None:
     bdec.add_argument("--qa", type=Path, required=True)
     bdec.add_argument("--limit", type=int, default=1000, help="questions to decode per variant (%(default)s)")
     bdec.add_argument("--beams", type=int, default=DEFAULT_BEAMS)
+    add_search_flag(bdec)
     add_quantize_flag(bdec)
     bdec.add_argument("--batch-size", type=int, default=64)
     bdec.add_argument("--rounds", type=int, default=3)

@@ -29,7 +29,17 @@ def decode_options(args: argparse.Namespace) -> DecodeOptions:
         changes["use_ranker"] = False
     if args.lookahead_strength is not None:
         changes["lookahead_strength"] = args.lookahead_strength
+    if getattr(args, "search", None):
+        changes["search"] = args.search
     return DecodeOptions.from_training_info(read_training_info(source) if source.is_dir() else {}, **changes)
+
+
+def add_search_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--search",
+        choices=["best_first", "beam"],
+        help="best_first: kgqa's exact top-k search over the index (default); beam: transformers' beam search",
+    )
 
 
 def add_quantize_flag(parser: argparse.ArgumentParser) -> None:
@@ -235,6 +245,7 @@ def _add_evaluate_and_predict(commands: argparse._SubParsersAction, default_inde
         sub.add_argument("--index", type=Path, default=default_index)
         sub.add_argument("--qa", type=Path, required=True, help="KgCLUE question file")
         sub.add_argument("--beams", type=int, default=DEFAULT_BEAMS)
+        add_search_flag(sub)
         sub.add_argument("--batch-size", type=int, default=DecodeOptions.batch_size)
         sub.add_argument("--no-lookahead", action="store_true", help="no relation look-ahead re-weighting")
         sub.add_argument("--lookahead-strength", type=float, help="α in p ** (1 / (α·Δ + 1)) (default: the model's)")
@@ -282,6 +293,7 @@ def _add_ask(commands: argparse._SubParsersAction, default_index: Path) -> None:
     ask.add_argument("--index", type=Path, default=default_index)
     ask.add_argument("--top-k", type=int, default=1)
     ask.add_argument("--beams", type=int, default=DEFAULT_BEAMS)
+    add_search_flag(ask)
     ask.add_argument("--no-ranker", action="store_true", help="not the learned ranker (the beam, re-ranked)")
     add_quantize_flag(ask)
     unset = {"unconstrained": False, "no_lookahead": False, "lookahead_strength": None}

@@ -6,7 +6,7 @@ Light on purpose (no torch): the CLI's flags and the service's settings take the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from kgqa.data import MAX_QUESTION_CHARS
 
@@ -15,7 +15,9 @@ DEFAULT_BEAMS = 5  # the beam width wherever none is given (CLI, service, evalua
 
 @dataclass(frozen=True)
 class DecodeOptions:
-    num_beams: int = DEFAULT_BEAMS
+    num_beams: int = DEFAULT_BEAMS  # paths proposed per question (the beam's width, or the search's k)
+    # best_first: our search over the index (exact top-k, kgqa.model.decode.search); beam: transformers' beam search
+    search: Literal["best_first", "beam"] = "best_first"
     constrained: bool = True  # off only for the ablation: then the output may be no KB path at all
     lookahead: bool = True
     lookahead_strength: float = 1.0  # α in p ** (1 / (α·Δ + 1)); 1 is the published formula
@@ -37,6 +39,7 @@ class DecodeOptions:
         "rerank_name_weight",
         "anchor_names",
         "anchor_paths",
+        "search",
     )
 
     def beam_width(self, top_k: int) -> int:

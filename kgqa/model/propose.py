@@ -10,18 +10,18 @@ from __future__ import annotations
 import math
 
 import torch
-from transformers import GenerationConfig, LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from kgqa.model.candidate import Candidate
-from kgqa.model.decode.constrained import KBConstraintLogitsProcessor
+from kgqa.model.decode.beam import TransformersBeamSearch
+from kgqa.model.decode.incremental import EncodedQuestions, IncrementalDecoder
 from kgqa.model.decode.lookahead import RelationLookahead, RelationLookaheadLogitsProcessor
 from kgqa.model.decode.pathscore import PathScorer
-from kgqa.model.decode.scores import PathScoreRecorder
-from kgqa.model.decode.step import DecodingStep
+from kgqa.model.decode.search import BestFirstSearch, Found, SearchStats
 from kgqa.model.facts import QuestionFacts
 from kgqa.model.modeling import target_order
 from kgqa.model.options import DecodeOptions
-from kgqa.model.segments import SegmentScores
+from kgqa.model.segments import SegmentScores, split_segments
 from kgqa.model.targets import TargetCodec
 from kgqa.trie import KBIndex, PathKey
 from kgqa.trie.keys import split_path_key
@@ -40,7 +40,10 @@ class Proposer:
         self.codec = TargetCodec(tokenizer, target_order(model))
         self.constraint = self.codec.constraint(index)  # VocabularyMismatchError when the model cannot spell the KB
         self.lookahead = RelationLookahead(index)
+        self.decoder = IncrementalDecoder(model)
         self.scorer = self._path_scorer()
+        self.beam = TransformersBeamSearch(model, self.codec, self.constraint, index, self.lookahead, options)
+        self.search_stats = SearchStats()  # summed over every search (benchmarks read it)
 
     def with_options(self, options: DecodeOptions) -> Proposer:
         """The same model and constraint tables under other options (nothing is rebuilt)."""
@@ -48,86 +51,82 @@ class Proposer:
         other.__dict__.update(self.__dict__)
         other.options = options
         other.scorer = other._path_scorer()
+        other.beam = TransformersBeamSearch(
+            self.model, self.codec, self.constraint, self.index, self.lookahead, options
+        )
         return other
 
     def _path_scorer(self) -> PathScorer:
         """Teacher-forced scores under the options' look-ahead, as beam search scores."""
         options = self.options
         lookahead = self.lookahead if options.lookahead else None
-        return PathScorer(self.model, self.codec, self.constraint, lookahead, options.lookahead_strength)
+        return PathScorer(self.decoder, self.codec, self.constraint, lookahead, options.lookahead_strength)
 
     @torch.inference_mode()
     def propose(self, questions: list[QuestionFacts], top_k: int, anchored: bool) -> list[list[Candidate]]:
-        """Every candidate of each question, unranked: the beam's distinct paths, then (``anchored``) name-anchored."""
+        """Every candidate of each question, unranked: the search's (or beam's) paths, then (``anchored``)
+        name-anchored ones."""
         options = self.options
         num_beams = options.beam_width(top_k)
         texts = [facts.question for facts in questions]
         encoded = self.tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=True)
-        processors, constraint = self._processors(questions, num_beams)
-        # last: it sees the scores the search ranks by (transformers keeps them only with output_scores, at a cost)
-        recorder = PathScoreRecorder(num_beams, self.codec.eos_token_id, normalize=num_beams == 1 and not processors)
-        processors.append(recorder)
-        device = self.model.device
-        input_ids = encoded["input_ids"].to(device)
-        attention_mask = encoded["attention_mask"].to(device)
-        encoder_outputs = self.model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask)
-        # kept aside: generate expands encoder_outputs to one row per beam in place
-        encoder_hidden = encoder_outputs.last_hidden_state
-        out = self.model.generate(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            encoder_outputs=encoder_outputs,
-            generation_config=self._generation_config(num_beams),
-            logits_processor=processors,
+        if options.constrained and options.search == "best_first":
+            input_ids = encoded["input_ids"].to(self.model.device)
+            attention_mask = encoded["attention_mask"].to(self.model.device)
+            encoded_questions = self.decoder.encode(input_ids, attention_mask)
+            search = BestFirstSearch(
+                self.decoder,
+                self.constraint,
+                self._lookahead_processor(questions),
+                max_target_tokens=options.max_new_tokens,
+            )
+            found = search.search_encoded(encoded_questions, questions, num_beams)
+            self.search_stats = _add_stats(self.search_stats, search.stats)
+            beams = [[self._found(f, rank) for rank, f in enumerate(own)] for own in found]
+            return self._with_anchored(questions, beams, encoded_questions, anchored)
+        input_ids = encoded["input_ids"].to(self.model.device)
+        attention_mask = encoded["attention_mask"].to(self.model.device)
+        beams, encoder_hidden = self.beam.search(input_ids, attention_mask, questions, num_beams)
+        return self._with_anchored(
+            questions, beams, self.decoder.cross_attention(encoder_hidden, attention_mask), anchored
         )
-        sequences = out[:, 1:].tolist()
-        completed = constraint.completed if constraint else {}
-        beams = []
-        for q in range(len(questions)):
-            rows = range(q * num_beams, (q + 1) * num_beams)
-            hypotheses = [(sequences[r], recorder.score(q, sequences[r])) for r in rows]
-            beams.append(self._candidates(q, hypotheses, recorder, completed))
+
+    def _with_anchored(
+        self,
+        questions: list[QuestionFacts],
+        beams: list[list[Candidate]],
+        encoded: EncodedQuestions,
+        anchored: bool,
+    ) -> list[list[Candidate]]:
+        options = self.options
         if not (anchored and options.anchor_names and options.constrained):
             return beams
         anchors = [self._anchor_paths(facts, beam) for facts, beam in zip(questions, beams, strict=True)]
-        scored = self.scorer.score(encoder_hidden, attention_mask, questions, anchors)
+        scored = self.scorer.score(encoded, questions, anchors)
         return [
             beam + self._anchored(paths, segments) for beam, paths, segments in zip(beams, anchors, scored, strict=True)
         ]
 
-    def _processors(
-        self, questions: list[QuestionFacts], num_beams: int
-    ) -> tuple[LogitsProcessorList, KBConstraintLogitsProcessor | None]:
-        options = self.options
-        processors = LogitsProcessorList()
-        if not options.constrained:
-            return processors, None
-        step = DecodingStep(self.constraint)  # each step's targets read once, for both processors
-        constraint = KBConstraintLogitsProcessor(self.constraint, step, options.end_when_determined)
-        processors.append(constraint)
-        if options.lookahead:
-            processors.append(
-                RelationLookaheadLogitsProcessor(
-                    self.lookahead, self.constraint, questions, num_beams, options.lookahead_strength, step
-                )
-            )
-        return processors, constraint
+    def _lookahead_processor(self, questions: list[QuestionFacts]) -> RelationLookaheadLogitsProcessor | None:
+        """The look-ahead's divisors for the search (the processor's table, one row a question)."""
+        if not self.options.lookahead:
+            return None
+        return RelationLookaheadLogitsProcessor(
+            self.lookahead, self.constraint, questions, 1, self.options.lookahead_strength
+        )
 
-    def _generation_config(self, num_beams: int) -> GenerationConfig:
-        # A fresh generation config: a pretrained checkpoint's (forced BOS, no-repeat n-grams...) would fight the trie.
-        # length_penalty 0: a hypothesis' score is the sum of its log-probs, its probability whatever its length, and
-        # never rises as it grows; so early_stopping=False (stop once no running beam can beat the finished ones) is
-        # exact. early_stopping=True would stop at the first num_beams finished, dropping better paths still running.
-        beam_settings = {"early_stopping": False, "length_penalty": 0.0} if num_beams > 1 else {}
-        return GenerationConfig(
-            max_new_tokens=self.options.max_new_tokens,
-            num_beams=num_beams,
-            num_return_sequences=num_beams,
-            do_sample=False,
-            **beam_settings,
-            decoder_start_token_id=self.model.config.decoder_start_token_id,
-            eos_token_id=self.codec.eos_token_id,
-            pad_token_id=self.codec.pad_token_id,
+    def _found(self, found: Found, rank: int) -> Candidate:
+        path = split_path_key(found.key, self.index.key_order)
+        objects = self.index.objects(path.name, path.relation, path.meaning)
+        return Candidate(
+            path.name,
+            path.relation,
+            path.meaning,
+            objects[0] if objects else "",
+            found.score,
+            log_probability=found.score,
+            segments=split_segments(found.steps, found.target, self.codec.sep_token_id),
+            beam_rank=rank,
         )
 
     def _anchor_paths(self, facts: QuestionFacts, beam: list[Candidate]) -> list[PathKey]:
@@ -163,42 +162,6 @@ class Proposer:
             )
         return found
 
-    def _candidates(
-        self,
-        q: int,
-        hypotheses: list[tuple[list[int], float]],
-        recorder: PathScoreRecorder,
-        completed: dict[tuple[int, ...], str],
-    ) -> list[Candidate]:
-        """Distinct paths of the finished hypotheses, best first (those cut off before their end dropped).
 
-        ``completed``: the constraint's record of hypotheses it ended early (one KB key left ahead) → that key.
-        """
-        found: list[Candidate] = []
-        seen: set[tuple[str, str, str]] = set()
-        eos = self.codec.eos_token_id
-        for token_ids, score in sorted(hypotheses, key=lambda h: h[1], reverse=True):
-            if not math.isfinite(score):
-                continue
-            key = completed.get(tuple(token_ids[: token_ids.index(eos)])) if eos in token_ids else None
-            path = split_path_key(key, self.index.key_order) if key is not None else self.codec.decode(token_ids)
-            objects = self.index.objects(path.name, path.relation, path.meaning) if path else []
-            if not objects and self.options.constrained:
-                continue  # cut off before its end (max_new_tokens): not a KB path
-            if path is None or path in seen:
-                continue
-            seen.add(path)
-            segments = recorder.segments(q, token_ids, self.codec.sep_token_id)
-            found.append(
-                Candidate(
-                    path.name,
-                    path.relation,
-                    path.meaning,
-                    objects[0] if objects else "",
-                    score,
-                    log_probability=score,
-                    segments=segments,
-                    beam_rank=len(found),
-                )
-            )
-        return found
+def _add_stats(total: SearchStats, more: SearchStats) -> SearchStats:
+    return SearchStats(**{name: getattr(total, name) + getattr(more, name) for name in vars(total)})

@@ -56,6 +56,7 @@ class Engine:
             options = DecodeOptions.from_training_info(
                 info,
                 num_beams=settings.num_beams,
+                search=settings.search,
                 use_ranker=settings.ranker,
                 batch_size=settings.max_batch_size,
             )

@@ -25,7 +25,10 @@ class ServiceSettings(BaseSettings):
     workers: int = Field(1, ge=1, le=64, description="worker processes, forked after loading")
     torch_threads: int = Field(0, ge=0, description="per worker; 0: the CPU count divided among the workers")
     quantize: bool = Field(True, description="int8 Linear layers on the CPU: about 1.4-2× faster decoding")
-    num_beams: int = Field(DEFAULT_BEAMS, ge=1, le=20, description="beam width (widened to a request's top_k)")
+    num_beams: int = Field(DEFAULT_BEAMS, ge=1, le=20, description="paths proposed per question (widened to top_k)")
+    search: Literal["best_first", "beam"] = Field(
+        "best_first", description="best_first: kgqa's exact top-k search; beam: transformers' beam search"
+    )
     ranker: bool = Field(True, description="rank candidates by the model directory's learned ranker, if it has one")
 
     # micro-batching: a batch starts when it is full or when its first question has waited this long

@@ -56,6 +56,14 @@ class TokenConstraint:
         except KeyError:
             return None
 
+    def char_of(self, token_id: int) -> str:
+        """The character (or SEP) a token spells; KeyError for any other token (EOS, padding)."""
+        return self._id_to_char[token_id]
+
+    def token_of(self, char: str) -> int:
+        """The token of a key's character (or SEP)."""
+        return int(self._code_to_id[ord(char)])
+
     def completion(self, token_ids: Sequence[int]) -> str | None:
         """The one index key that ``token_ids`` (a target so far) can still become, or None (none, several, or EOS)."""
         return self.completion_of(self.prefix_text(token_ids))

@@ -1,11 +1,11 @@
-"""Scores of given KB paths under the model, by teacher forcing through the same constraint processor.
+"""Scores of given KB paths under the model, exactly as the search scores them.
 
-Beam search finds the paths the model likes; name-anchored candidates (a KB name found in the question, with each of
-its relations and meanings) are paths it may not have reached. To rank both on one scale, a given path is scored
-exactly as beam search would have scored it: each step's log-probs pass through the same processors
-(``KBConstraintLogitsProcessor``: mask, renormalise; ``RelationLookaheadLogitsProcessor``), and the chosen token's
-value is summed. A step the
-KB forces is worth 0 either way, so the score equals the beam's for a path the beam found (tested).
+The search finds the paths the model likes; name-anchored candidates (a KB name found in the question, with each of
+its relations and meanings) are paths it may not have reached. To rank both on one scale, a given path is scored as
+the search would have scored it: its tokens are fed in one decoder call (all paths of a batch together), and only at
+a branching position (the KB allows several tokens) are logits computed, for the allowed tokens alone, renormalised
+over them and divided by the look-ahead; a position the KB forces is worth 0 without any computation. So a path the
+search found gets the score the search gave it (tested).
 
 Scores are split by segment — name (with its separator), relation (with its separator), meaning (with EOS) — for the
 ranker's features.
@@ -15,12 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
-from transformers import PreTrainedModel
 
-from kgqa.model.decode.constrained import KBConstraintLogitsProcessor
+from kgqa.model.decode.incremental import EncodedQuestions, IncrementalDecoder, select_rows
 from kgqa.model.decode.lookahead import RelationLookahead, RelationLookaheadLogitsProcessor
-from kgqa.model.decode.step import DecodingStep
 from kgqa.model.facts import QuestionFacts
 from kgqa.model.segments import SegmentScores, split_segments
 from kgqa.model.targets import TargetCodec
@@ -28,90 +27,131 @@ from kgqa.trie import PathKey, TokenConstraint
 
 
 class PathScorer:
-    """Teacher-forced scores of KB paths for one question, through the decoding's constraint and look-ahead."""
+    """Scores of KB paths for their questions, through the constraint's renormalisation and the look-ahead."""
 
     def __init__(
         self,
-        model: PreTrainedModel,
+        decoder: IncrementalDecoder,
         codec: TargetCodec,
         constraint: TokenConstraint,
         lookahead: RelationLookahead | None,
         lookahead_strength: float,
     ) -> None:
-        self.model = model
+        self.decoder = decoder
         self.codec = codec
         self.constraint = constraint
         self.lookahead = lookahead
         self.lookahead_strength = lookahead_strength
-        self.rows_per_pass = 128  # paths scored in one forward pass (their logits are rows × length × vocabulary)
+        self.rows_per_pass = 512  # paths scored together (their shared names fed once)
 
     @torch.inference_mode()
     def score(
-        self,
-        encoder_hidden: torch.Tensor,
-        attention_mask: torch.Tensor,
-        questions: Sequence[QuestionFacts],
-        paths: Sequence[Sequence[PathKey]],
+        self, encoded: EncodedQuestions, questions: Sequence[QuestionFacts], paths: Sequence[Sequence[PathKey]]
     ) -> list[list[SegmentScores]]:
-        """Scores of ``paths[q]`` for each question ``q`` of a batch.
-
-        ``encoder_hidden``: the batch's encoder output (questions, length, d_model); ``attention_mask`` its mask.
-        """
-        # One question's paths a pass, never mixed with another's: with int8 dynamic quantization the activations'
-        # scale is taken over the whole pass, and a path's score must not depend on which questions came with it.
-        out: list[list[SegmentScores]] = []
-        for q, own in enumerate(paths):
-            scores: list[SegmentScores] = []
-            for start in range(0, len(own), self.rows_per_pass):
-                chunk = list(own[start : start + self.rows_per_pass])
-                scores += self._score_rows(encoder_hidden, attention_mask, questions, [q] * len(chunk), chunk)
-            out.append(scores)
+        """Scores of ``paths[q]`` for each question ``q`` of a batch (``encoded``: the batch's encoder output)."""
+        rows = [(q, path) for q, own in enumerate(paths) for path in own]
+        scores: list[SegmentScores] = []
+        for start in range(0, len(rows), self.rows_per_pass):
+            scores += self._score_rows(encoded, questions, rows[start : start + self.rows_per_pass])
+        out: list[list[SegmentScores]] = [[] for _ in paths]
+        for (q, _), segments in zip(rows, scores, strict=True):
+            out[q].append(segments)
         return out
 
     def _score_rows(
-        self,
-        encoder_hidden: torch.Tensor,
-        attention_mask: torch.Tensor,
-        questions: Sequence[QuestionFacts],
-        owners: list[int],
-        paths: list[PathKey],
+        self, encoded: EncodedQuestions, questions: Sequence[QuestionFacts], rows: list[tuple[int, PathKey]]
     ) -> list[SegmentScores]:
-        targets = [self.codec.encode(p.name, p.relation, p.meaning) for p in paths]
-        length = max(len(t) for t in targets)
-        pad = self.codec.pad_token_id
-        start = self.model.config.decoder_start_token_id
-        labels = torch.tensor([t + [pad] * (length - len(t)) for t in targets], dtype=torch.long)
-        decoder_input = torch.cat([torch.full((len(paths), 1), start, dtype=torch.long), labels[:, :-1]], dim=1)
-        rows_of = torch.tensor(owners, dtype=torch.long)
-        device = self.model.device
-        logits = self.model(
-            encoder_outputs=(encoder_hidden[rows_of].to(device),),
-            attention_mask=attention_mask[rows_of].to(device),
-            decoder_input_ids=decoder_input.to(device),
-            use_cache=False,
-        ).logits.float()
-        # rows are paths, each with its own question; the processor's caches (allowed tokens by prefix, look-ahead
-        # gains by question and prefix) serve every step and every path sharing a prefix
-        step = DecodingStep(self.constraint)
-        constraint = KBConstraintLogitsProcessor(self.constraint, step)
-        lookahead = None
-        if self.lookahead is not None:
-            lookahead = RelationLookaheadLogitsProcessor(
-                self.lookahead, self.constraint, [], strength=self.lookahead_strength, step=step
-            )
-        steps = torch.zeros(len(paths), length)
-        for t in range(length):
-            live = [p for p, target in enumerate(targets) if t < len(target)]
-            if not live:
-                break
-            rows = torch.tensor(live, dtype=torch.long)
-            ids = decoder_input[rows, : t + 1]
-            processed = constraint(ids, torch.log_softmax(logits[rows, t].cpu(), dim=-1))
-            if lookahead is not None:
-                lookahead.questions = [questions[owners[p]] for p in live]
-                processed = lookahead(ids, processed)
-            steps[rows, t] = processed[torch.arange(len(live)), labels[rows, t]]
-        return [
-            split_segments(steps[p, : len(target)].tolist(), target, self.codec.sep_token_id)
-            for p, target in enumerate(targets)
+        targets = [self.codec.encode(p.name, p.relation, p.meaning) for _, p in rows]
+        steps = [np.zeros(len(t), dtype=np.float64) for t in targets]
+        branching = self._branching(targets, steps)
+        if branching:
+            last = [-1] * len(targets)  # each path's last branching position: the tokens after it are never fed
+            for r, t, _ in branching:
+                last[r] = max(last[r], t)
+            hidden_at = self._hidden(encoded, [q for q, _ in rows], targets, last)
+            at = [hidden_at(r, t) for r, t, _ in branching]
+            values = self.decoder.allowed_log_probs(torch.stack(at), [a for _, _, a in branching])
+            lookahead = self._lookahead(questions)
+            for (r, t, allowed), own in zip(branching, values, strict=True):
+                target = targets[r]
+                value = np.float32(own[int(np.flatnonzero(allowed == target[t])[0])])
+                if lookahead is not None:
+                    found = lookahead.divisors(questions[rows[r][0]], tuple(target[:t]))
+                    if found is not None:
+                        ids, divisors = found
+                        hit = (ids == target[t]).nonzero()
+                        if len(hit):
+                            value = value / np.float32(float(divisors[int(hit[0, 0])]))
+                steps[r][t] = float(value)
+        return [split_segments(s.tolist(), t, self.codec.sep_token_id) for s, t in zip(steps, targets, strict=True)]
+
+    def _hidden(self, encoded: EncodedQuestions, owners: list[int], targets: list[list[int]], last: list[int]):
+        """The decoder's hidden state before each target token up to ``last[row]``, as ``hidden_at(row, position)``.
+
+        A question's paths of one name share their first segment (the name and its separator): it is fed once, then
+        each path's rest from there, up to its last branching position (what follows is forced: never fed). Rests are
+        fed in one call per length class (1, 2, 3-4, 5-8, ...), so padding stays small.
+        """
+        sep = self.codec.sep_token_id
+        split = [t.index(sep) + 1 if sep in t else len(t) for t in targets]
+        heads: dict[tuple[int, tuple[int, ...]], int] = {}
+        head_of = [
+            heads.setdefault((q, tuple(t[:s])), len(heads)) for q, t, s in zip(owners, targets, split, strict=True)
         ]
+        head_keys = list(heads)
+        start = self.decoder.start_token_id
+        first, state = self.decoder.feed(
+            self.decoder.empty_state(len(head_keys)),
+            [[start, *head[:-1]] for _, head in head_keys],
+            torch.tensor([q for q, _ in head_keys], dtype=torch.long),
+            encoded,
+            every_position=True,
+        )
+        by_width: dict[int, list[int]] = {}
+        for r, (s, end) in enumerate(zip(split, last, strict=True)):
+            if end >= s:
+                by_width.setdefault((end - s).bit_length(), []).append(r)
+        place: dict[int, tuple[torch.Tensor, int]] = {}
+        for rest_rows in by_width.values():
+            second, _ = self.decoder.feed(
+                select_rows(state, torch.tensor([head_of[r] for r in rest_rows], dtype=torch.long)),
+                [targets[r][split[r] - 1 : last[r]] for r in rest_rows],
+                torch.tensor([owners[r] for r in rest_rows], dtype=torch.long),
+                encoded,
+                every_position=True,
+            )
+            place |= {r: (second, i) for i, r in enumerate(rest_rows)}
+
+        def hidden_at(row: int, position: int) -> torch.Tensor:
+            if position < split[row]:
+                return first[head_of[row], position]
+            second, i = place[row]
+            return second[i, position - split[row]]
+
+        return hidden_at
+
+    def _branching(self, targets: list[list[int]], steps: list[np.ndarray]) -> list[tuple[int, int, np.ndarray]]:
+        """(row, position, allowed tokens) of every position where the KB leaves a choice; a token the KB does not
+        allow scores -inf (such a path is not in the KB)."""
+        constraint = self.constraint
+        allowed_of: dict[str, np.ndarray] = {}
+        found = []
+        for r, target in enumerate(targets):
+            text = ""
+            for t, token in enumerate(target):
+                allowed = allowed_of.get(text)
+                if allowed is None:
+                    allowed = allowed_of[text] = constraint.allowed_after(text)
+                if token not in allowed:
+                    steps[r][t:] = float("-inf")
+                    break
+                if len(allowed) > 1:
+                    found.append((r, t, allowed))
+                if token != constraint.eos_token_id:
+                    text += constraint.char_of(token)
+        return found
+
+    def _lookahead(self, questions: Sequence[QuestionFacts]) -> RelationLookaheadLogitsProcessor | None:
+        if self.lookahead is None:
+            return None
+        return RelationLookaheadLogitsProcessor(self.lookahead, self.constraint, questions, 1, self.lookahead_strength)

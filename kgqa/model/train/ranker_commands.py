@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from kgqa.data import METRIC_KEYS
 from kgqa.data.report import markdown_table, write_json
+from kgqa.model.commands import add_search_flag
 
 if TYPE_CHECKING:  # torch, transformers and lightgbm load only when a command runs, not to build the parser
     from kgqa.model.rank.ranker import LearnedRanker, RankerParams
@@ -44,7 +45,8 @@ def add_ranker_commands(commands: argparse._SubParsersAction, default_index: Pat
     fit.add_argument("--model", type=Path, required=True)
     fit.add_argument("--index", type=Path, default=default_index)
     fit.add_argument("--qa", type=Path, required=True, help="questions with answers (dev.json)")
-    fit.add_argument("--beams", type=int, help="beam width (default: DecodeOptions')")
+    fit.add_argument("--beams", type=int, help="paths proposed per question (default: DecodeOptions')")
+    add_search_flag(fit)
     fit.add_argument("--anchor-names", type=int, default=1, help="name-anchored candidates: this many longest names")
     fit.add_argument("--anchor-paths", type=int, default=16, help="at most this many paths of each anchored name")
     fit.add_argument("--no-matcher", action="store_true", help="leave the matcher's features out")
@@ -90,6 +92,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from kgqa.trie.manifest import sha256_file
 
     beams = {"num_beams": args.beams} if args.beams is not None else {}
+    beams |= {"search": args.search} if args.search else {}
     options = DecodeOptions.from_training_info(
         read_training_info(args.model),
         **beams,
@@ -115,7 +118,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
     report = report_out_of_fold(ranking, RankerParams(), ablations=args.ablations)
     report["proposal_seconds"] = proposal_seconds
-    report["proposal"] = {k: getattr(options, k) for k in ("num_beams", "anchor_names", "anchor_paths")}
+    report["proposal"] = {k: getattr(options, k) for k in ("search", "num_beams", "anchor_names", "anchor_paths")}
     print(format_report(report))
 
     if not args.dry_run:
@@ -180,7 +183,7 @@ def format_report(report: dict[str, Any]) -> str:
     recall = report["recall"]
     lines = [
         "gold path among the candidates (%): "
-        + ", ".join(f"beam top {k} {v:.2f}" if k != "all" else f"all candidates {v:.2f}" for k, v in recall.items())
+        + ", ".join(f"proposed top {k} {v:.2f}" if k != "all" else f"all candidates {v:.2f}" for k, v in recall.items())
         + f" (mean {report['candidates_mean']} candidates, max {report['candidates_max']})",
         "",
         markdown_table(

@@ -1,0 +1,208 @@
+"""The BART decoder run one step of a search at a time, with a batched key/value cache reordered by index.
+
+transformers stays the model definition: its embeddings, decoder layers (with their attention implementation) and
+cache classes. What is ours is how rows are fed. A search step feeds each row a *run* of tokens — the token it chose
+and the characters the KB then forces — in one call, so rows feed different numbers of tokens: they are padded on the
+right, the cache keeps a validity mask per row, and each row's positions continue from its own length. Only the
+hidden state after a row's last real token is returned: the search asks the output layer about that position alone,
+and only for the tokens the KB allows there (``allowed_log_probs``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import DynamicCache, EncoderDecoderCache, PreTrainedModel
+
+
+@dataclass
+class DecoderState:
+    """The self-attention keys and values of a batch of rows after a step (one tensor pair a layer), which slots are
+    real (``valid``: rows × slots) and how many real tokens each row has fed (its next position)."""
+
+    keys: list[torch.Tensor]  # per layer: rows × heads × slots × head size
+    values: list[torch.Tensor]
+    valid: torch.Tensor  # rows × slots, bool
+    lengths: torch.Tensor  # rows, long
+
+
+@dataclass
+class EncodedQuestions:
+    """The encoder's output for a batch of questions, with each decoder layer's cross-attention keys and values
+    computed once (every search step of every row of a question reuses them)."""
+
+    hidden: torch.Tensor  # questions × length × d_model
+    mask: torch.Tensor  # questions × length (1: a real token)
+    cross_keys: list[torch.Tensor]  # per layer: questions × heads × length × head size
+    cross_values: list[torch.Tensor]
+
+
+class IncrementalDecoder:
+    """Feeds runs of target tokens to a BART decoder and keeps the cache of each row (see the module's docstring)."""
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        if not model.config.tie_word_embeddings:
+            raise ValueError("allowed-only logits need the output layer tied to the token embeddings")
+        self.model = model
+        self.decoder = model.get_decoder()
+        self.start_token_id = int(model.config.decoder_start_token_id)
+        self.pad_token_id = int(model.config.pad_token_id)
+        # the tied output matrix in float (an int8 model quantizes its output Linear, never the embedding it shares)
+        self.output_weight = model.get_input_embeddings().weight
+        self.output_bias = model.final_logits_bias[0]
+
+    @torch.inference_mode()
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> EncodedQuestions:
+        hidden = self.model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.cross_attention(hidden, attention_mask)
+
+    def cross_attention(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> EncodedQuestions:
+        keys, values = [], []
+        for layer in self.decoder.layers:
+            attention = layer.encoder_attn
+            shape = (*hidden.shape[:-1], -1, attention.head_dim)
+            keys.append(attention.k_proj(hidden).view(shape).transpose(1, 2))
+            values.append(attention.v_proj(hidden).view(shape).transpose(1, 2))
+        return EncodedQuestions(hidden, attention_mask, keys, values)
+
+    def empty_state(self, rows: int) -> DecoderState:
+        """The state before the first token: nothing cached."""
+        layers = len(self.decoder.layers)
+        attention = self.decoder.layers[0].self_attn
+        empty = torch.zeros((rows, attention.num_heads, 0, attention.head_dim), dtype=self.output_weight.dtype)
+        return DecoderState(
+            [empty] * layers,
+            [empty] * layers,
+            torch.zeros((rows, 0), dtype=torch.bool),
+            torch.zeros(rows, dtype=torch.long),
+        )
+
+    @torch.inference_mode()
+    def feed(
+        self,
+        past: DecoderState,
+        runs: Sequence[Sequence[int]],
+        questions: torch.Tensor,
+        encoded: EncodedQuestions,
+        every_position: bool = False,
+    ) -> tuple[torch.Tensor, DecoderState]:
+        """Feed ``runs[r]`` (at least one token) after row ``r`` of ``past``, a row of question ``questions[r]``.
+
+        Returns the decoder's hidden state after each row's last fed token (rows × d_model; with ``every_position``,
+        after each fed token: rows × width × d_model) and the state after the runs.
+        """
+        rows = len(runs)
+        widths = torch.tensor([len(run) for run in runs], dtype=torch.long)
+        width = int(widths.max())
+        ids = torch.full((rows, width), self.pad_token_id, dtype=torch.long)
+        for r, run in enumerate(runs):
+            ids[r, : len(run)] = torch.as_tensor(run, dtype=torch.long)
+        offsets = torch.arange(width)
+        new_valid = offsets[None, :] < widths[:, None]
+        # each row's positions continue from its own length (padding slots reuse its last position; they are masked)
+        positions = past.lengths[:, None] + torch.minimum(offsets[None, :], (widths - 1)[:, None])
+        valid = torch.cat([past.valid, new_valid], dim=1)
+        causal = offsets[None, :] <= offsets[:, None]  # new query j sees new keys up to j
+        sees = torch.cat(
+            [past.valid[:, None, :].expand(rows, width, -1), causal[None, :, :] & new_valid[:, None, :]], dim=2
+        )
+        dtype = self.output_weight.dtype
+        blocked = torch.finfo(dtype).min
+        self_mask = torch.zeros(sees.shape, dtype=dtype).masked_fill(~sees, blocked)[:, None]
+        question_mask = encoded.mask[questions].bool()
+        cross_mask = torch.zeros((rows, 1, width, question_mask.shape[1]), dtype=dtype)
+        cross_mask = cross_mask.masked_fill(~question_mask[:, None, None, :], blocked)
+
+        cache = EncoderDecoderCache(
+            DynamicCache(list(zip(past.keys, past.values, strict=True))),
+            DynamicCache(
+                [(k[questions], v[questions]) for k, v in zip(encoded.cross_keys, encoded.cross_values, strict=True)]
+            ),
+        )
+        decoder = self.decoder
+        hidden = decoder.embed_tokens(ids) + nn_embedding(decoder.embed_positions, positions)
+        hidden = decoder.layernorm_embedding(hidden)
+        encoder_hidden = encoded.hidden[questions]  # unused by the layers (its keys and values are cached), required
+        for layer in decoder.layers:
+            hidden = layer(
+                hidden,
+                self_mask,
+                encoder_hidden,
+                encoder_attention_mask=cross_mask,
+                past_key_values=cache,
+                use_cache=True,
+            )
+        last = hidden if every_position else hidden[torch.arange(rows), widths - 1]
+        self_cache = cache.self_attention_cache
+        state = DecoderState(
+            [layer.keys for layer in self_cache.layers],
+            [layer.values for layer in self_cache.layers],
+            valid,
+            past.lengths + widths,
+        )
+        return last, state
+
+    @torch.inference_mode()
+    def allowed_log_probs(self, hidden: torch.Tensor, allowed: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Log-probabilities of each row's allowed tokens, renormalised over them: logits only for those tokens (rows
+        of the tied output matrix), never a full-vocabulary row. Equal to the masked full softmax."""
+        counts = np.fromiter((len(a) for a in allowed), dtype=np.int64, count=len(allowed))
+        rows = torch.from_numpy(np.repeat(np.arange(len(allowed)), counts))
+        ids = torch.from_numpy(np.concatenate(allowed).astype(np.int64))
+        wide = counts > self.output_weight.shape[0] // 32  # many allowed (a name's first character): one matmul
+        if wide.any():
+            logits = torch.empty(len(ids), dtype=hidden.dtype)
+            in_wide = torch.from_numpy(np.repeat(wide, counts))
+            wide_rows = torch.from_numpy(np.flatnonzero(wide))
+            dense = hidden[wide_rows] @ self.output_weight.T + self.output_bias
+            where = torch.searchsorted(wide_rows, rows[in_wide])
+            logits[in_wide] = dense[where, ids[in_wide]]
+            narrow = ~in_wide
+            logits[narrow] = (hidden[rows[narrow]] * self.output_weight[ids[narrow]]).sum(dim=-1)
+            logits[narrow] += self.output_bias[ids[narrow]]
+        else:
+            logits = (hidden[rows] * self.output_weight[ids]).sum(dim=-1) + self.output_bias[ids]
+        row_max = torch.full((len(allowed),), float("-inf"), dtype=logits.dtype).scatter_reduce(
+            0, rows, logits, reduce="amax"
+        )
+        sums = torch.zeros_like(row_max).index_add_(0, rows, torch.exp(logits - row_max[rows]))
+        values = (logits - (row_max + torch.log(sums))[rows]).numpy()
+        return np.split(values, np.cumsum(counts)[:-1])
+
+
+def nn_embedding(embedding: torch.nn.Embedding, positions: torch.Tensor) -> torch.Tensor:
+    """BART's learned positions for a rows × width grid of per-row positions (its module takes one range for all)."""
+    offset = getattr(embedding, "offset", 0)
+    return torch.nn.functional.embedding(positions + offset, embedding.weight)
+
+
+def select_rows(state: DecoderState, rows: torch.Tensor) -> DecoderState:
+    """The state of ``rows`` (repeats allowed: one parent, several children), by index."""
+    return DecoderState(
+        [k.index_select(0, rows) for k in state.keys],
+        [v.index_select(0, rows) for v in state.values],
+        state.valid.index_select(0, rows),
+        state.lengths.index_select(0, rows),
+    )
+
+
+def concat_states(states: Sequence[DecoderState]) -> DecoderState:
+    """Rows of several states in one batch, slots padded on the right (masked) to the longest."""
+    if len(states) == 1:
+        return states[0]
+    slots = max(s.valid.shape[1] for s in states)
+
+    def pad(t: torch.Tensor) -> torch.Tensor:
+        missing = slots - t.shape[2]
+        return torch.nn.functional.pad(t, (0, 0, 0, missing)) if missing else t
+
+    layers = len(states[0].keys)
+    return DecoderState(
+        [torch.cat([pad(s.keys[i]) for s in states]) for i in range(layers)],
+        [torch.cat([pad(s.values[i]) for s in states]) for i in range(layers)],
+        torch.cat([torch.nn.functional.pad(s.valid, (0, slots - s.valid.shape[1])) for s in states]),
+        torch.cat([s.lengths for s in states]),
+    )

@@ -1,0 +1,296 @@
+"""Best-first search over the compiled index: the exact top-k KB paths under the model's scores.
+
+A path's score is the sum of its tokens' log-probabilities, each renormalised over the tokens the KB allows there (and
+divided by the look-ahead's α·Δ + 1 while a relation is spelled). Every term is ≤ 0, so a path's score never rises as
+it grows. Hence best-first search (Meister, Vieira & Cotterell, "Best-First Beam Search", TACL 2020): always expand
+the best open prefix; a complete path taken from the frontier scores at least as well as everything still open, and
+everything still open bounds all its extensions. The first k complete paths taken are the exact top k.
+
+What the KB decides costs nothing:
+- **Jump-forward.** Where the KB allows one next character, its renormalised log-probability is exactly 0; the search
+  appends the whole forced run without the model and feeds it in the next decoder call together with the chosen
+  token. A prefix that only one KB key continues is complete at once: its score is final, no decoder call is made.
+- **Allowed-only logits.** At a branching position only the allowed tokens' logits are computed.
+- **Batched.** Each round expands, for every question of the batch, its best open prefixes in one decoder call.
+
+Guarantee: the returned paths are the k best complete KB paths by score, best first (ties in order of discovery),
+unless a question's expansion budget runs out (``SearchStats.budget_exhausted``): then the best found so far.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from kgqa.model.decode.incremental import DecoderState, IncrementalDecoder, concat_states, select_rows
+from kgqa.model.decode.lookahead import RelationLookaheadLogitsProcessor
+from kgqa.model.facts import QuestionFacts
+from kgqa.trie import TokenConstraint
+
+
+@dataclass
+class Prefix:
+    """An open prefix (its next token is the model's choice) or a complete path (``key`` set)."""
+
+    question: int
+    score: float
+    target: tuple[int, ...]  # target token ids so far (no decoder start), EOS last when complete
+    steps: tuple[float, ...]  # each target token's score (0 where the KB forced it)
+    text: str = ""  # the index key spelled so far
+    key: str | None = None  # a complete path: its index key
+    allowed: np.ndarray | None = None  # an open prefix: the token ids the KB allows next
+    run: tuple[int, ...] = ()  # tokens not yet fed to the decoder (the chosen one and the forced ones after it)
+    parent: tuple[DecoderState, int] | None = None  # the decoder state after the parent's run, and its row there
+
+
+@dataclass
+class SearchStats:
+    rounds: int = 0  # search steps (each expands every question's best open prefixes)
+    calls: int = 0  # decoder calls (a step makes one per length class of the runs it feeds)
+    expanded: int = 0  # open prefixes fed to the decoder
+    fed_tokens: int = 0
+    logits: int = 0  # allowed-token logits computed
+    budget_exhausted: int = 0  # questions whose search stopped before it was exact
+
+
+@dataclass
+class Found:
+    """A complete path of a question: its target ids (EOS last), score, per-token scores and index key."""
+
+    target: tuple[int, ...]
+    score: float
+    steps: tuple[float, ...]
+    key: str
+
+
+@dataclass
+class _Frontier:
+    heap: list = field(default_factory=list)
+    found: list[Found] = field(default_factory=list)
+    expanded: int = 0
+
+
+@dataclass
+class _Siblings:
+    """The children of an expanded prefix, best first, made one at a time as the search reaches them."""
+
+    parent: Prefix
+    state: tuple[DecoderState, int]
+    tokens: np.ndarray  # sorted by score, best first
+    scores: np.ndarray
+    at: int = 0
+
+    @property
+    def score(self) -> float:
+        return self.parent.score + float(self.scores[self.at])
+
+    def next_child(self, search: BestFirstSearch) -> Prefix | None:
+        """The child at ``at``; the cursor moves on to the next one and goes back on the frontier with its score."""
+        token, value = int(self.tokens[self.at]), float(self.scores[self.at])
+        self.at += 1
+        frontier = search._frontiers[self.parent.question]
+        if self.at < len(self.tokens) and self.scores[self.at] != float("-inf"):
+            search._push(frontier, self)
+        return search._child(self.parent, token, value, self.state)
+
+
+class BestFirstSearch:
+    """The exact top-k KB paths of a batch of questions (see the module's docstring)."""
+
+    def __init__(
+        self,
+        decoder: IncrementalDecoder,
+        constraint: TokenConstraint,
+        lookahead: RelationLookaheadLogitsProcessor | None = None,
+        max_target_tokens: int = 128,
+        expansions_per_round: int = 0,
+        budget: int = 0,
+    ) -> None:
+        self.decoder = decoder
+        self.constraint = constraint
+        self.lookahead = lookahead
+        self.eos = constraint.eos_token_id
+        self.max_target_tokens = max_target_tokens
+        self.expansions_per_round = expansions_per_round  # 0: k
+        self.budget = budget  # open prefixes expanded per question at most; 0: 64·k
+        self._order = itertools.count()
+        self.stats = SearchStats()
+
+    def search(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, facts: Sequence[QuestionFacts], k: int
+    ) -> list[list[Found]]:
+        """Each question's k best complete paths, best first."""
+        encoded = self.decoder.encode(input_ids, attention_mask)
+        return self.search_encoded(encoded, facts, k)
+
+    @torch.inference_mode()
+    def search_encoded(self, encoded, facts: Sequence[QuestionFacts], k: int) -> list[list[Found]]:
+        per_round = self.expansions_per_round or k
+        budget = self.budget or 64 * k
+        frontiers = self._frontiers = [_Frontier() for _ in facts]
+        root_state = self.decoder.empty_state(1)
+        for q, frontier in enumerate(frontiers):
+            root = Prefix(q, 0.0, (), (), "", run=(self.decoder.start_token_id,), parent=(root_state, 0))
+            root.allowed = self.constraint.allowed_after("")
+            self._push(frontier, root)
+        active = list(range(len(facts)))
+        while active:
+            batch: list[Prefix] = []
+            still = []
+            for q in active:
+                frontier = frontiers[q]
+                chosen = self._take(frontier, k, per_round)
+                if chosen and frontier.expanded + len(chosen) > budget:
+                    self.stats.budget_exhausted += 1
+                    self._finish_early(frontier, k)
+                    continue
+                if chosen:
+                    frontier.expanded += len(chosen)
+                    batch += chosen
+                    still.append(q)
+            active = still
+            if batch:
+                self._expand(batch, encoded, facts, frontiers)
+        return [frontier.found for frontier in frontiers]
+
+    def _take(self, frontier: _Frontier, k: int, per_round: int) -> list[Prefix]:
+        """Complete paths at the top of the frontier are final; then up to ``per_round`` open prefixes to expand."""
+        chosen: list[Prefix] = []
+        heap = frontier.heap
+        while heap and len(frontier.found) < k and len(chosen) < per_round:
+            item = heap[0][2]
+            if isinstance(item, _Siblings):  # the next child of an expanded prefix: made only when it is the best
+                heapq.heappop(heap)
+                child = item.next_child(self)
+                if child is not None:
+                    self._push(frontier, child)
+                continue
+            if item.key is not None:
+                if chosen:  # an open prefix taken this round may still lead to a better path
+                    break
+                heapq.heappop(heap)
+                frontier.found.append(Found(item.target, item.score, item.steps, item.key))
+                continue
+            heapq.heappop(heap)
+            chosen.append(item)
+        return chosen
+
+    def _finish_early(self, frontier: _Frontier, k: int) -> None:
+        """Out of budget: the best complete paths already on the frontier fill the rest (no longer exact)."""
+        complete = sorted(
+            (item for item in frontier.heap if isinstance(item[2], Prefix) and item[2].key is not None),
+            key=lambda item: item[:2],
+        )
+        for _, _, prefix in complete[: k - len(frontier.found)]:
+            frontier.found.append(Found(prefix.target, prefix.score, prefix.steps, prefix.key))
+        frontier.heap.clear()
+
+    def _push(self, frontier: _Frontier, item: Prefix | _Siblings) -> None:
+        heapq.heappush(frontier.heap, (-item.score, next(self._order), item))
+
+    def _expand(
+        self,
+        batch: list[Prefix],
+        encoded,
+        facts: Sequence[QuestionFacts],
+        frontiers: list[_Frontier],
+    ) -> None:
+        # Rows feed runs of different lengths, padded to the longest of their call: one call per length class
+        # (1, 2, 3-4, 5-8, ...) keeps the padding small.
+        by_width: dict[int, list[Prefix]] = {}
+        for prefix in batch:
+            by_width.setdefault((len(prefix.run) - 1).bit_length(), []).append(prefix)
+        for rows in by_width.values():
+            self._expand_rows(rows, encoded, facts, frontiers)
+        self.stats.rounds += 1
+
+    def _expand_rows(
+        self,
+        batch: list[Prefix],
+        encoded,
+        facts: Sequence[QuestionFacts],
+        frontiers: list[_Frontier],
+    ) -> None:
+        # the parents' decoder states, gathered by index (one selection per state the batch's parents share)
+        groups: dict[int, tuple[DecoderState, list[int], list[int]]] = {}
+        for position, prefix in enumerate(batch):
+            state, row = prefix.parent
+            group = groups.setdefault(id(state), (state, [], []))
+            group[1].append(row)
+            group[2].append(position)
+        order = [p for _, _, positions in groups.values() for p in positions]
+        past = concat_states([select_rows(state, torch.tensor(rows)) for state, rows, _ in groups.values()])
+        batch = [batch[p] for p in order]
+        questions = torch.tensor([p.question for p in batch], dtype=torch.long)
+        hidden, state = self.decoder.feed(past, [p.run for p in batch], questions, encoded)
+        values = self.decoder.allowed_log_probs(hidden, [p.allowed for p in batch])
+        self.stats.calls += 1
+        self.stats.expanded += len(batch)
+        self.stats.fed_tokens += sum(len(p.run) for p in batch)
+        self.stats.logits += sum(len(p.allowed) for p in batch)
+        for row, (prefix, scores) in enumerate(zip(batch, values, strict=True)):
+            scores = self._reweighted(prefix, facts[prefix.question], scores)
+            ranked = np.argsort(-scores, kind="stable")
+            siblings = _Siblings(prefix, (state, row), prefix.allowed[ranked], scores[ranked])
+            if siblings.score != float("-inf"):
+                self._push(frontiers[prefix.question], siblings)
+
+    def _reweighted(self, prefix: Prefix, facts: QuestionFacts, scores: np.ndarray) -> np.ndarray:
+        """The look-ahead's division of a relation's next characters (the same divisors the processor applies)."""
+        if self.lookahead is None:
+            return scores
+        found = self.lookahead.divisors(facts, prefix.target)
+        if found is None:
+            return scores
+        ids, divisors = found
+        by_token = dict(zip(ids.tolist(), divisors.tolist(), strict=True))
+        out = scores.copy()
+        for i, token in enumerate(prefix.allowed.tolist()):
+            divisor = by_token.get(token)
+            if divisor is not None:
+                out[i] = np.float32(out[i]) / np.float32(divisor)
+        return out
+
+    def _child(self, parent: Prefix, token: int, value: float, state: tuple[DecoderState, int]) -> Prefix | None:
+        """The prefix after ``token``, carried through every token the KB forces after it."""
+        constraint = self.constraint
+        target = [*parent.target, token]
+        steps = [*parent.steps, value]
+        score = parent.score + value
+        if token == self.eos:
+            return Prefix(parent.question, score, tuple(target), tuple(steps), parent.text, key=parent.text)
+        text = parent.text + constraint.char_of(token)
+        run = [token]
+        while True:
+            if len(target) >= self.max_target_tokens:
+                return None  # as long as decoding may write: no room left for its end
+            allowed = constraint.allowed_after(text)
+            if len(allowed) == 0:
+                return None
+            if len(allowed) > 1:
+                return Prefix(
+                    parent.question, score, tuple(target), tuple(steps), text, None, allowed, tuple(run), state
+                )
+            if allowed[0] == self.eos:
+                return self._complete(parent.question, score, target, steps, text, text)
+            key = constraint.completion_of(text)
+            if key is not None:  # one key left ahead: complete now, at the same score
+                return self._complete(parent.question, score, target, steps, text, key)
+            forced = int(allowed[0])
+            target.append(forced)
+            steps.append(0.0)
+            run.append(forced)
+            text += constraint.char_of(forced)
+
+    def _complete(
+        self, question: int, score: float, target: list[int], steps: list[float], text: str, key: str
+    ) -> Prefix | None:
+        rest = [self.constraint.token_of(ch) for ch in key[len(text) :]] + [self.eos]
+        if len(target) + len(rest) > self.max_target_tokens:
+            return None
+        return Prefix(question, score, tuple(target + rest), tuple(steps + [0.0] * len(rest)), key, key=key)

@@ -1,0 +1,81 @@
+"""The incremental decoder: a run fed in one call equals one token at a time and the model's own forward pass; logits
+computed only for the allowed tokens equal the masked full softmax."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from kgqa.model.decode.incremental import IncrementalDecoder, select_rows
+from kgqa.model.modeling import build_model
+from kgqa.model.tokenizer import build_char_tokenizer
+
+
+@pytest.fixture(scope="module")
+def decoder() -> IncrementalDecoder:
+    tokenizer = build_char_tokenizer(["守望星光出品公司歌手类型的是什么"])
+    torch.manual_seed(0)
+    model = build_model(tokenizer, "tiny", dropout=0.0).eval()
+    decoder = IncrementalDecoder(model)
+    decoder.tokenizer = tokenizer  # type: ignore[attr-defined]
+    return decoder
+
+
+def _question(decoder: IncrementalDecoder, texts: list[str]):
+    encoded = decoder.tokenizer(texts, padding=True, return_tensors="pt")  # type: ignore[attr-defined]
+    return encoded, decoder.encode(encoded["input_ids"], encoded["attention_mask"])
+
+
+def test_a_run_in_one_call_equals_one_token_at_a_time_and_the_full_forward(decoder: IncrementalDecoder) -> None:
+    encoded, questions = _question(decoder, ["守望星光的出品公司是什么", "歌手"])
+    target = [decoder.start_token_id, 5, 9, 7, 11, 6]
+    rows = torch.tensor([0, 1])
+    # the whole run at once, for both questions
+    at_once, _ = decoder.feed(decoder.empty_state(2), [target, target[:3]], rows, questions)
+    # one token at a time
+    state = decoder.empty_state(2)
+    for t in range(len(target)):
+        hidden, state = decoder.feed(state, [[target[t]], [target[min(t, 2)]]], rows, questions)
+        if t == 2:
+            second_row = hidden[1]
+    assert torch.allclose(at_once[0], hidden[0], atol=1e-5)
+    assert torch.allclose(at_once[1], second_row, atol=1e-5)
+    # uneven runs after uneven pasts: [2 tokens then 4] and [5 then 1], against transformers' own forward
+    _, state = decoder.feed(decoder.empty_state(2), [target[:2], target[:5]], rows, questions)
+    last, _ = decoder.feed(state, [target[2:6], target[5:6]], rows, questions)
+    with torch.inference_mode():
+        full = decoder.model(
+            encoder_outputs=(questions.hidden,),
+            attention_mask=encoded["attention_mask"],
+            decoder_input_ids=torch.tensor([target, target]),
+        ).logits
+        for row in range(2):
+            logits = last[row] @ decoder.output_weight.T + decoder.output_bias
+            assert torch.allclose(logits, full[row, -1], atol=1e-4)
+
+
+def test_rows_are_selected_by_index_with_repeats(decoder: IncrementalDecoder) -> None:
+    _, questions = _question(decoder, ["守望星光"])
+    _, state = decoder.feed(decoder.empty_state(1), [[decoder.start_token_id, 5]], torch.tensor([0]), questions)
+    twice = select_rows(state, torch.tensor([0, 0]))
+    hidden, _ = decoder.feed(twice, [[6], [7, 8]], torch.tensor([0, 0]), questions)
+    alone, _ = decoder.feed(state, [[7, 8]], torch.tensor([0]), questions)
+    assert torch.allclose(hidden[1], alone[0], atol=1e-5)
+
+
+def test_allowed_only_log_probs_equal_the_masked_full_softmax(decoder: IncrementalDecoder) -> None:
+    generator = torch.Generator().manual_seed(1)
+    hidden = torch.randn((4, decoder.output_weight.shape[1]), generator=generator)
+    vocab = decoder.output_weight.shape[0]
+    rng = np.random.default_rng(0)
+    # narrow rows (a gather of output rows) and one allowing nearly everything (one matmul)
+    allowed = [np.array([3]), rng.choice(vocab, 5, replace=False), rng.choice(vocab, vocab - 2, replace=False)]
+    allowed.append(np.array([7, 2]))
+    values = decoder.allowed_log_probs(hidden, allowed)
+    with torch.inference_mode():
+        full = hidden @ decoder.output_weight.T + decoder.output_bias
+    for row, ids in enumerate(allowed):
+        expected = torch.log_softmax(full[row, torch.from_numpy(ids)], dim=-1).numpy()
+        assert np.allclose(values[row], expected, atol=1e-5)
+    assert values[0][0] == 0.0  # one allowed token: log 1, the KB decided it

@@ -1,0 +1,42 @@
+"""Anchored candidates are scored on the search's scale: a path the search (or the beam) found, re-scored by
+teacher forcing with allowed-only logits, gets the score the search gave it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
+from kgqa.trie import KBIndex, PathKey
+
+
+@pytest.mark.parametrize("search", ["best_first", "beam"])
+def test_teacher_forced_scores_equal_the_search_scores(tiny_model: Path, tiny_index: KBIndex, search: str) -> None:
+    options = DecodeOptions(num_beams=4, use_ranker=False, search=search)
+    answerer = QuestionAnswerer.load(tiny_model, tiny_index, options)
+    questions = ["你知道守望星光是哪家公司出品的吗？", "龙编站的所属国家是哪里", "守望的拼音"]
+    proposed = answerer.propose(questions)
+    encoded = answerer.tokenizer(questions, padding=True, return_tensors="pt")
+    encoded_questions = answerer.proposer.decoder.encode(encoded["input_ids"], encoded["attention_mask"])
+    paths = [[PathKey(c.name, c.relation, c.meaning) for c in candidates] for candidates in proposed]
+    facts = [answerer.facts(q) for q in questions]
+    scored = answerer.proposer.scorer.score(encoded_questions, facts, paths)
+    assert sum(map(len, paths)) >= 6
+    for candidates, segments in zip(proposed, scored, strict=True):
+        for c, s in zip(candidates, segments, strict=True):
+            assert s.total == pytest.approx(c.log_probability, abs=1e-4)
+            assert c.segments is not None
+            assert (s.name, s.relation, s.meaning) == pytest.approx(
+                (c.segments.name, c.segments.relation, c.segments.meaning), abs=1e-4
+            )
+
+
+def test_a_path_outside_the_kb_scores_minus_infinity(tiny_model: Path, tiny_index: KBIndex) -> None:
+    answerer = QuestionAnswerer.load(tiny_model, tiny_index, DecodeOptions(use_ranker=False))
+    encoded = answerer.tokenizer(["守望的拼音"], return_tensors="pt")
+    encoded_questions = answerer.proposer.decoder.encode(encoded["input_ids"], encoded["attention_mask"])
+    inside, outside = answerer.proposer.scorer.score(
+        encoded_questions, [answerer.facts("守望的拼音")], [[PathKey("守望", "拼音", ""), PathKey("守望", "歌手", "")]]
+    )[0]
+    assert inside.total > float("-inf") and outside.total == float("-inf")

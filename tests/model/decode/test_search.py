@@ -1,0 +1,122 @@
+"""Best-first search returns the exact top-k KB paths under the model's scores: checked against every path of small
+random KBs scored by teacher forcing through the processors beam search uses."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
+from kgqa.model.decode.constrained import KBConstraintLogitsProcessor
+from kgqa.model.decode.lookahead import RelationLookaheadLogitsProcessor
+from kgqa.model.decode.step import DecodingStep
+from kgqa.model.modeling import build_model
+from kgqa.model.tokenizer import build_char_tokenizer
+from kgqa.trie import KBIndex, PathKey
+from tests.conftest import index_of_triples
+
+NAME_CHARS = "ab龙星光x"
+WORD = st.text(alphabet=NAME_CHARS, min_size=1, max_size=4)
+TRIPLE = st.tuples(WORD, st.one_of(st.just(""), WORD), WORD, WORD)  # name, meaning, relation, object
+QUESTION = st.text(alphabet=NAME_CHARS + "的是什么?", min_size=1, max_size=10)
+
+
+def _every_path_scored(answerer: QuestionAnswerer, questions: list[str]) -> list[list[tuple[float, PathKey]]]:
+    """Each question's every KB path with its score, best first, computed independently of the search: transformers'
+    full forward pass (every position, the whole vocabulary), then the constraint and look-ahead processors beam search
+    runs, summing the chosen tokens' values."""
+    index, codec = answerer.index, answerer.codec
+    paths = [index.path_by_id(i) for i in range(len(index))]
+    targets = [codec.encode(p.name, p.relation, p.meaning) for p in paths]
+    length = max(map(len, targets))
+    labels = torch.tensor([t + [codec.pad_token_id] * (length - len(t)) for t in targets])
+    start = torch.full((len(paths), 1), answerer.model.config.decoder_start_token_id)
+    decoder_input = torch.cat([start, labels[:, :-1]], dim=1)
+    out = []
+    for question in questions:
+        facts = answerer.facts(question)
+        encoded = answerer.tokenizer([question] * len(paths), return_tensors="pt")
+        with torch.inference_mode():
+            logits = answerer.model(**encoded, decoder_input_ids=decoder_input).logits
+        step = DecodingStep(answerer.constraint)
+        processors = [KBConstraintLogitsProcessor(answerer.constraint, step)]
+        if answerer.options.lookahead:
+            processors.append(
+                RelationLookaheadLogitsProcessor(
+                    answerer.proposer.lookahead,
+                    answerer.constraint,
+                    [facts] * len(paths),
+                    strength=answerer.options.lookahead_strength,
+                    step=step,
+                )
+            )
+        totals = torch.zeros(len(paths))
+        for t in range(length):
+            scores = torch.log_softmax(logits[:, t], dim=-1)
+            for processor in processors:
+                scores = processor(decoder_input[:, : t + 1], scores)
+            live = torch.tensor([t < len(target) for target in targets])
+            totals += torch.where(live, scores[torch.arange(len(paths)), labels[:, t]], torch.zeros(len(paths)))
+        out.append(sorted(zip(totals.tolist(), paths, strict=True), key=lambda sp: -sp[0]))
+    return out
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    triples=st.lists(TRIPLE, min_size=1, max_size=14),
+    seed=st.integers(0, 2**16),
+    k=st.integers(1, 6),
+    lookahead=st.booleans(),
+    questions=st.lists(QUESTION, min_size=1, max_size=3),
+)
+def test_search_returns_the_exact_top_k(
+    triples: list, seed: int, k: int, lookahead: bool, questions: list[str]
+) -> None:
+    with tempfile.TemporaryDirectory() as root:
+        index = index_of_triples(triples, Path(root))
+        tokenizer = build_char_tokenizer([index.alphabet, "的是什么?"])
+        torch.manual_seed(seed)
+        options = DecodeOptions(num_beams=k, lookahead=lookahead, use_ranker=False)
+        answerer = QuestionAnswerer(build_model(tokenizer, "tiny", dropout=0.0), tokenizer, index, options)
+        results = answerer.answer(questions, top_k=k)
+        for candidates, every in zip(results, _every_path_scored(answerer, questions), strict=True):
+            expected = every[:k]
+            assert len(candidates) == min(k, len(every))
+            for c, (score, _) in zip(candidates, expected, strict=True):
+                assert c.log_probability == pytest.approx(score, abs=1e-4)  # the k best scores, in order
+            by_path = {path: score for score, path in every}
+            for c in candidates:  # each one's search score is its teacher-forced score
+                assert c.log_probability == pytest.approx(by_path[PathKey(c.name, c.relation, c.meaning)], abs=1e-4)
+                assert c.segments is not None and c.segments.total == pytest.approx(c.log_probability, abs=1e-4)
+
+
+def test_a_question_gets_the_same_paths_alone_and_in_a_batch(tiny_model: Path, tiny_index: KBIndex) -> None:
+    """float32: which questions share a search step does not change a question's paths or scores."""
+    answerer = QuestionAnswerer.load(tiny_model, tiny_index, DecodeOptions(num_beams=4, use_ranker=False))
+    questions = ["你知道守望星光是哪家公司出品的吗？", "龙编站的所属国家是哪里", "守望的拼音", "龙晶的繁体"]
+    together = answerer.answer(questions, top_k=4)
+    assert sum(map(len, together)) >= 8
+    for question, batched in zip(questions, together, strict=True):
+        alone = answerer.answer([question], top_k=4)[0]
+        assert [(c.name, c.relation, c.meaning) for c in alone] == [(c.name, c.relation, c.meaning) for c in batched]
+        for a, b in zip(alone, batched, strict=True):
+            assert a.log_probability == pytest.approx(b.log_probability, abs=1e-5)
+
+
+def test_search_finds_what_beam_search_finds_or_better(tiny_model: Path, tiny_index: KBIndex) -> None:
+    """Beam search is approximate: the exact search's i-th best path scores at least as well as the beam's i-th."""
+    questions = ["你知道守望星光是哪家公司出品的吗？", "龙编站的所属国家是哪里", "守望的拼音", "守望星光的歌手"]
+    exact = QuestionAnswerer.load(tiny_model, tiny_index, DecodeOptions(num_beams=3, use_ranker=False))
+    beam = exact.with_options(search="beam")
+    checked = 0
+    for found, beamed in zip(exact.answer(questions, top_k=3), beam.answer(questions, top_k=3), strict=True):
+        assert len(found) >= len(beamed)
+        for f, b in zip(found, beamed, strict=False):
+            assert f.log_probability >= b.log_probability - 1e-4
+            checked += 1
+    assert checked >= 6
