@@ -15,7 +15,7 @@ TRAIN = "$$($(BIN)/kgqa data locate --no-download)/train.json"
 MATCHER_INIT ?= jieba
 
 .PHONY: run setup setup-dev index test lint format train train-no-augment train-order-nmr evaluate eval-table bench-decode \
-	test-browser bench-index bench-index-20m bench-service bench-unseen bench-scale bench-predict serve ask docker-smoke clean ranker
+	test-browser bench-index bench-index-20m bench-service bench-unseen bench-scale bench-predict bench-search serve ask docker-smoke clean ranker
 
 # The main job on a fresh clone: create .venv, install, find the KgCLUE data, build the KB index, answer a question
 # on the command line, then serve the HTTP API on 127.0.0.1:8000 (it prints the URL; Ctrl-C stops it).
@@ -179,6 +179,13 @@ bench-scale: index setup-dev
 # kgqa predict on dev: the local engine against Ray Data with 2 actors (time, peak memory of the process tree).
 bench-predict: index setup-dev
 	$(BIN)/python scripts/bench_predict.py --model $(MODEL) --index $(INDEX) --json $(BENCH)/predict.json
+
+# kgqa predict on dev under each search (best-first, transformers' beam; with and without the ranker) beside
+# transformers' unconstrained beam search, and every answer the two searches disagree on, float32 then int8.
+bench-search: index setup-dev
+	$(BIN)/python scripts/bench_search.py --model $(MODEL) --index $(INDEX) --json $(BENCH)/search/search-f32.json
+	$(BIN)/python scripts/bench_search.py --model $(MODEL) --index $(INDEX) --quantize \
+		--json $(BENCH)/search/search-int8.json
 
 # Build the Docker image (docker, else podman), run it, ask it real questions over HTTP, remove it.
 docker-smoke: index setup-dev
