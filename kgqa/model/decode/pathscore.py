@@ -90,7 +90,7 @@ class PathScorer:
 
         A question's paths of one name share their first segment (the name and its separator): it is fed once, then
         each path's rest from there, up to its last branching position (what follows is forced: never fed). Rests are
-        fed in one call per length class (1, 2, 3-4, 5-8, ...), so padding stays small.
+        fed in one call per length class (1, 2, 3-4, 5-8, ...) when there are many, so padding stays small.
         """
         sep = self.codec.sep_token_id
         split = [t.index(sep) + 1 if sep in t else len(t) for t in targets]
@@ -107,10 +107,10 @@ class PathScorer:
             encoded,
             every_position=True,
         )
+        fed = [r for r, (s, end) in enumerate(zip(split, last, strict=True)) if end >= s]
         by_width: dict[int, list[int]] = {}
-        for r, (s, end) in enumerate(zip(split, last, strict=True)):
-            if end >= s:
-                by_width.setdefault((end - s).bit_length(), []).append(r)
+        for r in fed:  # few rows: one call (its fixed cost outweighs the padding)
+            by_width.setdefault((last[r] - split[r]).bit_length() if len(fed) > 32 else 0, []).append(r)
         place: dict[int, tuple[torch.Tensor, int]] = {}
         for rest_rows in by_width.values():
             second, _ = self.decoder.feed(

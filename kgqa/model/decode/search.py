@@ -118,6 +118,7 @@ class BestFirstSearch:
         self.max_target_tokens = max_target_tokens
         self.expansions_per_round = expansions_per_round  # 0: k
         self.budget = budget  # open prefixes expanded per question at most; 0: 64·k
+        self.single_call_rows = 32  # a step of at most this many rows is one decoder call
         self._order = itertools.count()
         self.stats = SearchStats()
 
@@ -200,11 +201,12 @@ class BestFirstSearch:
         facts: Sequence[QuestionFacts],
         frontiers: list[_Frontier],
     ) -> None:
-        # Rows feed runs of different lengths, padded to the longest of their call: one call per length class
-        # (1, 2, 3-4, 5-8, ...) keeps the padding small.
+        # Rows feed runs of different lengths, padded to the longest of their call: with many rows, one call per
+        # length class (1, 2, 3-4, 5-8, ...) keeps the padding small; with few, the calls' fixed cost is larger.
         by_width: dict[int, list[Prefix]] = {}
         for prefix in batch:
-            by_width.setdefault((len(prefix.run) - 1).bit_length(), []).append(prefix)
+            width_class = (len(prefix.run) - 1).bit_length() if len(batch) > self.single_call_rows else 0
+            by_width.setdefault(width_class, []).append(prefix)
         for rows in by_width.values():
             self._expand_rows(rows, encoded, facts, frontiers)
         self.stats.rounds += 1
