@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from kgqa.data import Answer, join_head
 from kgqa.model.segments import SegmentScores
+from kgqa.trie import KBIndex, PathKey
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,15 @@ class Candidate:
 
     def as_answer(self) -> Answer:
         return Answer(self.subject, self.relation, self.object)
+
+
+def kb_candidate(
+    index: KBIndex, path: PathKey, score: float, segments: SegmentScores | None, beam_rank: int | None = None
+) -> Candidate:
+    """A KB path as a candidate: its (first) object looked up, ranked by its log-probability until a ranker says."""
+    objects = index.objects(path.name, path.relation, path.meaning)
+    obj = objects[0] if objects else ""
+    return Candidate(*path, obj, score, log_probability=score, segments=segments, beam_rank=beam_rank)
 
 
 def top_answers(results: Sequence[Sequence[Candidate]]) -> list[Answer | None]:

@@ -12,7 +12,7 @@ import math
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from kgqa.model.candidate import Candidate
+from kgqa.model.candidate import Candidate, kb_candidate
 from kgqa.model.decode.beam import TransformersBeamSearch
 from kgqa.model.decode.incremental import EncodedQuestions, IncrementalDecoder
 from kgqa.model.decode.lookahead import RelationLookahead, RelationLookaheadLogitsProcessor
@@ -117,17 +117,8 @@ class Proposer:
 
     def _found(self, found: Found, rank: int) -> Candidate:
         path = split_path_key(found.key, self.index.key_order)
-        objects = self.index.objects(path.name, path.relation, path.meaning)
-        return Candidate(
-            path.name,
-            path.relation,
-            path.meaning,
-            objects[0] if objects else "",
-            found.score,
-            log_probability=found.score,
-            segments=split_segments(found.steps, found.target, self.codec.sep_token_id),
-            beam_rank=rank,
-        )
+        segments = split_segments(found.steps, found.target, self.codec.sep_token_id)
+        return kb_candidate(self.index, path, found.score, segments, beam_rank=rank)
 
     def _anchor_paths(self, facts: QuestionFacts, beam: list[Candidate]) -> list[PathKey]:
         """Paths of the longest KB names in the question that the beam did not reach, closest to the question first."""
@@ -144,23 +135,11 @@ class Proposer:
         return [p for p in paths if len(self.codec.encode(p.name, p.relation, p.meaning)) <= limit]
 
     def _anchored(self, paths: list[PathKey], scores: list[SegmentScores]) -> list[Candidate]:
-        found = []
-        for path, segments in zip(paths, scores, strict=True):
-            if not math.isfinite(segments.total):
-                continue
-            objects = self.index.objects(path.name, path.relation, path.meaning)
-            found.append(
-                Candidate(
-                    path.name,
-                    path.relation,
-                    path.meaning,
-                    objects[0] if objects else "",
-                    segments.total,
-                    log_probability=segments.total,
-                    segments=segments,
-                )
-            )
-        return found
+        return [
+            kb_candidate(self.index, path, segments.total, segments)
+            for path, segments in zip(paths, scores, strict=True)
+            if math.isfinite(segments.total)
+        ]
 
 
 def _add_stats(total: SearchStats, more: SearchStats) -> SearchStats:

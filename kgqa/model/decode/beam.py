@@ -13,7 +13,7 @@ import math
 import torch
 from transformers import GenerationConfig, LogitsProcessorList, PreTrainedModel
 
-from kgqa.model.candidate import Candidate
+from kgqa.model.candidate import Candidate, kb_candidate
 from kgqa.model.decode.constrained import KBConstraintLogitsProcessor
 from kgqa.model.decode.lookahead import RelationLookahead, RelationLookaheadLogitsProcessor
 from kgqa.model.decode.scores import PathScoreRecorder
@@ -133,16 +133,5 @@ class TransformersBeamSearch:
                 continue
             seen.add(path)
             segments = recorder.segments(q, token_ids, self.codec.sep_token_id)
-            found.append(
-                Candidate(
-                    path.name,
-                    path.relation,
-                    path.meaning,
-                    objects[0] if objects else "",
-                    score,
-                    log_probability=score,
-                    segments=segments,
-                    beam_rank=len(found),
-                )
-            )
+            found.append(kb_candidate(self.index, path, score, segments, beam_rank=len(found)))
         return found
