@@ -1,0 +1,112 @@
+"""Where a question's time goes, stage by stage, under each search: the answerer's own stages timed in process
+(batches of 64 dev questions, the learned ranker on), best-first search beside transformers' beam search.
+
+A benchmark, not a test: prints a table (milliseconds per question) and writes JSON. Stages: the encoder, the search
+(for transformers' beam search: ``generate`` with its processors, encoder excluded), the name-anchored candidates'
+scores, the feature rows without the matcher, the matcher, LightGBM. HTTP and batching are not in it:
+`scripts/bench_service.py` measures the service around them.
+
+    .venv/bin/python scripts/profile_stages.py --questions 640 --quantize --json bench/stages.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+from kgqa.data import read_questions
+from kgqa.data.locate import find_data_dir
+
+STAGES = ("encoder", "search", "anchored", "features", "matcher", "ranker")
+
+
+def timed(clock: dict[str, float], stage: str, function: Callable, minus: tuple[str, ...] = ()) -> Callable:
+    """``function`` that adds its wall time to ``clock[stage]``, less what the stages in ``minus`` took meanwhile."""
+
+    def wrapper(*args, **kwargs):
+        before = {name: clock[name] for name in minus}
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            inner = sum(clock[name] - before[name] for name in minus)
+            clock[stage] += time.perf_counter() - started - inner
+
+    return wrapper
+
+
+def profile(model: Path, index: Path, questions: list[str], search: str, quantize: bool) -> dict[str, float]:
+    from kgqa.model.answerer import QuestionAnswerer
+    from kgqa.model.modeling import read_training_info
+    from kgqa.model.options import DecodeOptions
+
+    options = DecodeOptions.from_training_info(read_training_info(model), search=search)
+    answerer = QuestionAnswerer.load(model, index, options, quantize=quantize)
+    answerer.answer(questions[:8])  # warm-up: one-off costs out of the figures
+    clock: dict[str, float] = defaultdict(float)
+    proposer = answerer.proposer
+    encoder = answerer.model.get_encoder()
+    # the encoder is the same module object for both searches: time its calls wherever they come from
+    encoder.forward = timed(clock, "encoder", encoder.forward)
+    if search == "best_first":
+        from kgqa.model.decode import search as search_module
+
+        search_module.BestFirstSearch.search_encoded = timed(
+            clock, "search", search_module.BestFirstSearch.search_encoded
+        )
+    else:
+        proposer.beam.search = timed(clock, "search", proposer.beam.search, minus=("encoder",))
+    proposer.scorer.score = timed(clock, "anchored", proposer.scorer.score)
+    features = answerer.features
+    if features.matcher is not None:
+        features.matcher.scores_many = timed(clock, "matcher", features.matcher.scores_many)
+    features.rows_many = timed(clock, "features", features.rows_many, minus=("matcher",))
+    if answerer.ranker is not None:
+        answerer.ranker.rank = timed(clock, "ranker", answerer.ranker.rank)
+    started = time.perf_counter()
+    answerer.answer(questions, top_k=1)
+    total = time.perf_counter() - started
+    per_question = {stage: 1000 * clock[stage] / len(questions) for stage in STAGES}
+    per_question["other"] = 1000 * total / len(questions) - sum(per_question.values())
+    per_question["total"] = 1000 * total / len(questions)
+    return {k: round(v, 2) for k, v in per_question.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=Path("models/kgqa-default"))
+    parser.add_argument("--index", type=Path, default=Path("indexes/kgclue-sim"))
+    parser.add_argument("--qa", type=Path, help="default: KgCLUE's dev.json")
+    parser.add_argument("--questions", type=int, default=640)
+    parser.add_argument("--quantize", action="store_true", help="int8 Linear layers (as the service decodes)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    qa = args.qa or find_data_dir(download=False) / "dev.json"
+    questions = [q.question for q in read_questions(qa)[: args.questions]]
+    rows = {
+        search: profile(args.model, args.index, questions, search, args.quantize) for search in ("beam", "best_first")
+    }
+    precision = "int8" if args.quantize else "float32"
+    print(f"\nms per question, {len(questions)} questions of {qa.name}, batches of 64, {precision}, ranker on\n")
+    columns = (*STAGES, "other", "total")
+    print("| search | " + " | ".join(columns) + " |")
+    print("| --- |" + " ---: |" * len(columns))
+    for search, row in rows.items():
+        print(f"| {search} | " + " | ".join(f"{row[c]:.2f}" for c in columns) + " |")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(
+            json.dumps({"questions": len(questions), "precision": precision, "stages": rows}, indent=2)
+        )
+        print(f"written {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
