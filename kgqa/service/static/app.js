@@ -181,7 +181,7 @@ async function showServed() {
       `kgqa ${info.version} · model ${m.name} (${(m.parameters / 1e6).toFixed(1)}M parameters` +
       `${m.ranker ? ", learned ranker" : ""}) · index ${info.index.name}: ` +
       `${info.index.triples.toLocaleString("en")} triples, ${info.index.names.toLocaleString("en")} names · ` +
-      `beam ${info.decoding.num_beams}`;
+      `${info.decoding.search === "beam" ? "beam" : "exact top"} ${info.decoding.num_beams}`;
   } catch (error) {
     $("served").textContent = error instanceof Unauthorized ? "" : `service info unavailable: ${error.message}`;
   }
