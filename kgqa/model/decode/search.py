@@ -27,7 +27,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from kgqa.model.decode.incremental import DecoderState, IncrementalDecoder, concat_states, select_rows
+from kgqa.model.decode.incremental import (
+    DecoderState,
+    EncodedQuestions,
+    IncrementalDecoder,
+    concat_states,
+    select_rows,
+)
 from kgqa.model.decode.lookahead import RelationLookaheadLogitsProcessor
 from kgqa.model.facts import QuestionFacts
 from kgqa.trie import TokenConstraint
@@ -130,7 +136,8 @@ class BestFirstSearch:
         return self.search_encoded(encoded, facts, k)
 
     @torch.inference_mode()
-    def search_encoded(self, encoded, facts: Sequence[QuestionFacts], k: int) -> list[list[Found]]:
+    def search_encoded(self, encoded: EncodedQuestions, facts: Sequence[QuestionFacts], k: int) -> list[list[Found]]:
+        """``search`` of questions already encoded (their cross-attention keys and values computed)."""
         per_round = self.expansions_per_round or k
         budget = self.budget or 64 * k
         frontiers = self._frontiers = [_Frontier() for _ in facts]
@@ -197,7 +204,7 @@ class BestFirstSearch:
     def _expand(
         self,
         batch: list[Prefix],
-        encoded,
+        encoded: EncodedQuestions,
         facts: Sequence[QuestionFacts],
         frontiers: list[_Frontier],
     ) -> None:
@@ -214,7 +221,7 @@ class BestFirstSearch:
     def _expand_rows(
         self,
         batch: list[Prefix],
-        encoded,
+        encoded: EncodedQuestions,
         facts: Sequence[QuestionFacts],
         frontiers: list[_Frontier],
     ) -> None:
