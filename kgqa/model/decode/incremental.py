@@ -53,9 +53,11 @@ class IncrementalDecoder:
         # the tied output matrix in float (an int8 model quantizes its output Linear, never the embedding it shares)
         self.output_weight = model.get_input_embeddings().weight
         self.output_bias = model.final_logits_bias[0]
+        self.device = self.output_weight.device  # index tensors come from the CPU; the search's state lives here
 
     @torch.inference_mode()
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> EncodedQuestions:
+        input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
         hidden = self.model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return self.cross_attention(hidden, attention_mask)
 
@@ -72,12 +74,14 @@ class IncrementalDecoder:
         """The state before the first token: nothing cached."""
         layers = len(self.decoder.layers)
         attention = self.decoder.layers[0].self_attn
-        empty = torch.zeros((rows, attention.num_heads, 0, attention.head_dim), dtype=self.output_weight.dtype)
+        empty = torch.zeros(
+            (rows, attention.num_heads, 0, attention.head_dim), dtype=self.output_weight.dtype, device=self.device
+        )
         return DecoderState(
             [empty] * layers,
             [empty] * layers,
-            torch.zeros((rows, 0), dtype=torch.bool),
-            torch.zeros(rows, dtype=torch.long),
+            torch.zeros((rows, 0), dtype=torch.bool, device=self.device),
+            torch.zeros(rows, dtype=torch.long, device=self.device),
         )
 
     @torch.inference_mode()
@@ -95,12 +99,13 @@ class IncrementalDecoder:
         after each fed token: rows × width × d_model) and the state after the runs.
         """
         rows = len(runs)
-        widths = torch.tensor([len(run) for run in runs], dtype=torch.long)
-        width = int(widths.max())
-        ids = torch.full((rows, width), self.pad_token_id, dtype=torch.long)
-        for r, run in enumerate(runs):
-            ids[r, : len(run)] = torch.as_tensor(run, dtype=torch.long)
-        offsets = torch.arange(width)
+        device = self.device
+        questions = questions.to(device)
+        width = max(len(run) for run in runs)
+        ids = torch.tensor([[*run, *[self.pad_token_id] * (width - len(run))] for run in runs], dtype=torch.long)
+        ids = ids.to(device)
+        widths = torch.tensor([len(run) for run in runs], dtype=torch.long, device=device)
+        offsets = torch.arange(width, device=device)
         new_valid = offsets[None, :] < widths[:, None]
         # each row's positions continue from its own length (padding slots reuse its last position; they are masked)
         positions = past.lengths[:, None] + torch.minimum(offsets[None, :], (widths - 1)[:, None])
@@ -111,9 +116,9 @@ class IncrementalDecoder:
         )
         dtype = self.output_weight.dtype
         blocked = torch.finfo(dtype).min
-        self_mask = torch.zeros(sees.shape, dtype=dtype).masked_fill(~sees, blocked)[:, None]
+        self_mask = torch.zeros(sees.shape, dtype=dtype, device=device).masked_fill(~sees, blocked)[:, None]
         question_mask = encoded.mask[questions].bool()
-        cross_mask = torch.zeros((rows, 1, width, question_mask.shape[1]), dtype=dtype)
+        cross_mask = torch.zeros((rows, 1, width, question_mask.shape[1]), dtype=dtype, device=device)
         cross_mask = cross_mask.masked_fill(~question_mask[:, None, None, :], blocked)
 
         cache = EncoderDecoderCache(
@@ -135,7 +140,7 @@ class IncrementalDecoder:
                 past_key_values=cache,
                 use_cache=True,
             )
-        last = hidden if every_position else hidden[torch.arange(rows), widths - 1]
+        last = hidden if every_position else hidden[torch.arange(rows, device=device), widths - 1]
         self_cache = cache.self_attention_cache
         state = DecoderState(
             [layer.keys for layer in self_cache.layers],
@@ -150,13 +155,14 @@ class IncrementalDecoder:
         """Log-probabilities of each row's allowed tokens, renormalised over them: logits only for those tokens (rows
         of the tied output matrix), never a full-vocabulary row. Equal to the masked full softmax."""
         counts = np.fromiter((len(a) for a in allowed), dtype=np.int64, count=len(allowed))
-        rows = torch.from_numpy(np.repeat(np.arange(len(allowed)), counts))
-        ids = torch.from_numpy(np.concatenate(allowed).astype(np.int64))
+        device = hidden.device
+        rows = torch.from_numpy(np.repeat(np.arange(len(allowed)), counts)).to(device)
+        ids = torch.from_numpy(np.concatenate(allowed).astype(np.int64)).to(device)
         wide = counts > self.output_weight.shape[0] // 32  # many allowed (a name's first character): one matmul
         if wide.any():
-            logits = torch.empty(len(ids), dtype=hidden.dtype)
-            in_wide = torch.from_numpy(np.repeat(wide, counts))
-            wide_rows = torch.from_numpy(np.flatnonzero(wide))
+            logits = torch.empty(len(ids), dtype=hidden.dtype, device=device)
+            in_wide = torch.from_numpy(np.repeat(wide, counts)).to(device)
+            wide_rows = torch.from_numpy(np.flatnonzero(wide)).to(device)
             dense = hidden[wide_rows] @ self.output_weight.T + self.output_bias
             where = torch.searchsorted(wide_rows, rows[in_wide])
             logits[in_wide] = dense[where, ids[in_wide]]
@@ -165,11 +171,11 @@ class IncrementalDecoder:
             logits[narrow] += self.output_bias[ids[narrow]]
         else:
             logits = (hidden[rows] * self.output_weight[ids]).sum(dim=-1) + self.output_bias[ids]
-        row_max = torch.full((len(allowed),), float("-inf"), dtype=logits.dtype).scatter_reduce(
+        row_max = torch.full((len(allowed),), float("-inf"), dtype=logits.dtype, device=device).scatter_reduce(
             0, rows, logits, reduce="amax"
         )
         sums = torch.zeros_like(row_max).index_add_(0, rows, torch.exp(logits - row_max[rows]))
-        values = (logits - (row_max + torch.log(sums))[rows]).numpy()
+        values = (logits - (row_max + torch.log(sums))[rows]).cpu().numpy()
         return np.split(values, np.cumsum(counts)[:-1])
 
 
@@ -181,6 +187,7 @@ def nn_embedding(embedding: torch.nn.Embedding, positions: torch.Tensor) -> torc
 
 def select_rows(state: DecoderState, rows: torch.Tensor) -> DecoderState:
     """The state of ``rows`` (repeats allowed: one parent, several children), by index."""
+    rows = rows.to(state.valid.device)
     return DecoderState(
         [k.index_select(0, rows) for k in state.keys],
         [v.index_select(0, rows) for v in state.values],
