@@ -132,11 +132,11 @@ class QuestionAnswerer:
         explain: bool = False,
     ) -> list[list[Candidate]]:
         """Up to ``top_k`` candidates per question (one number, or one per question), best first; an empty list when
-        no KB path fits. A batch decodes with the beam of its largest top_k; each question's list is cut to its own.
+        no KB path fits. A batch is searched for its largest top_k; each question's list is cut to its own.
         ``explain``: each candidate also carries what moved the learned ranker's score, by feature group."""
         top_ks = [top_k] * len(questions) if isinstance(top_k, int) else list(top_k)
         # name-anchored candidates only where the learned ranker orders them: it was fit on them; the bonuses were
-        # tuned on the beam alone (so --no-ranker is the beam as before)
+        # tuned on the searched paths alone (so --no-ranker ranks those alone)
         anchored = self.ranker is not None and self.options.use_ranker
         ranking = self.ranking()
 
@@ -147,7 +147,7 @@ class QuestionAnswerer:
         return self._batched(questions, run, progress)
 
     def propose(self, questions: Sequence[str], progress: bool = False) -> list[list[Candidate]]:
-        """Every candidate path of each question, unranked (the beam's best first, then name-anchored ones)."""
+        """Every candidate path of each question, unranked (the search's best first, then name-anchored ones)."""
         return self._batched(questions, lambda facts, rows: self.proposer.propose(facts, 1, anchored=True), progress)
 
     def _batched(

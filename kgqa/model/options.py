@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 
 from kgqa.data import MAX_QUESTION_CHARS
 
-DEFAULT_BEAMS = 5  # the beam width wherever none is given (CLI, service, evaluation)
+DEFAULT_BEAMS = 5  # paths proposed per question wherever none is given (CLI, service, evaluation)
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class DecodeOptions:
     )
 
     def beam_width(self, top_k: int) -> int:
-        """The beam for ``top_k`` answers: ``num_beams``, widened when more are asked for (the one rule)."""
+        """Paths proposed for ``top_k`` answers: ``num_beams``, widened when more are asked for (the one rule)."""
         return max(self.num_beams, top_k)
 
     def clean(self, question: str) -> str:

@@ -1,8 +1,9 @@
 """The proposer stage: a question's candidate KB paths, scored by the model, unranked.
 
-The beam searches the trie under the constraint and look-ahead processors; name-anchored paths (the question's
-longest KB names with their relations and meanings the beam did not reach) are scored by teacher forcing through the
-same processors, so both sit on one scale. Questions come as ``QuestionFacts``, shared with the ranking stage.
+The search (kgqa's best-first search over the index by default, transformers' beam search with ``search="beam"``)
+gives each question's best paths; name-anchored paths (the question's longest KB names with the relations and
+meanings the search did not reach) are scored the way the search scores, so both sit on one scale. Questions come
+as ``QuestionFacts``, shared with the ranking stage.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from kgqa.trie.keys import split_path_key
 
 
 class Proposer:
-    """Candidate paths of a batch of questions: the beam's distinct paths, then name-anchored ones."""
+    """Candidate paths of a batch of questions: the search's paths, then name-anchored ones."""
 
     def __init__(
         self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, index: KBIndex, options: DecodeOptions
@@ -57,7 +58,7 @@ class Proposer:
         return other
 
     def _path_scorer(self) -> PathScorer:
-        """Teacher-forced scores under the options' look-ahead, as beam search scores."""
+        """Scores of given paths under the options' look-ahead, as the search scores them."""
         options = self.options
         lookahead = self.lookahead if options.lookahead else None
         return PathScorer(self.decoder, self.codec, self.constraint, lookahead, options.lookahead_strength)
@@ -121,7 +122,7 @@ class Proposer:
         return kb_candidate(self.index, path, found.score, segments, beam_rank=rank)
 
     def _anchor_paths(self, facts: QuestionFacts, beam: list[Candidate]) -> list[PathKey]:
-        """Paths of the longest KB names in the question that the beam did not reach, closest to the question first."""
+        """Paths of the longest KB names in the question the search did not reach, closest to the question first."""
         seen = {(c.name, c.relation, c.meaning) for c in beam}
         paths: list[PathKey] = []
         for name in facts.names[: self.options.anchor_names]:

@@ -1,1 +1,1 @@
-"""The FastAPI question-answering service (the service issue). Uses every other room."""
+"""The FastAPI question-answering service. Uses every other room."""
