@@ -18,7 +18,7 @@ from kgqa.model.decode.beam import TransformersBeamSearch
 from kgqa.model.decode.incremental import EncodedQuestions, IncrementalDecoder
 from kgqa.model.decode.lookahead import RelationLookahead, RelationLookaheadLogitsProcessor
 from kgqa.model.decode.pathscore import PathScorer
-from kgqa.model.decode.search import BestFirstSearch, Found, SearchStats
+from kgqa.model.decode.search import BestFirstSearch, Found
 from kgqa.model.facts import QuestionFacts
 from kgqa.model.modeling import target_order
 from kgqa.model.options import DecodeOptions
@@ -44,7 +44,6 @@ class Proposer:
         self.decoder = IncrementalDecoder(model)
         self.scorer = self._path_scorer()
         self.beam = TransformersBeamSearch(model, self.codec, self.constraint, index, self.lookahead, options)
-        self.search_stats = SearchStats()  # summed over every search (benchmarks read it)
 
     def with_options(self, options: DecodeOptions) -> Proposer:
         """The same model and constraint tables under other options (nothing is rebuilt)."""
@@ -82,7 +81,6 @@ class Proposer:
                 max_target_tokens=options.max_new_tokens,
             )
             found = search.search_encoded(encoded_questions, questions, num_beams)
-            self.search_stats = _add_stats(self.search_stats, search.stats)
             beams = [[self._found(f, rank) for rank, f in enumerate(own)] for own in found]
             return self._with_anchored(questions, beams, encoded_questions, anchored)
         input_ids = encoded["input_ids"].to(self.model.device)
@@ -141,7 +139,3 @@ class Proposer:
             for path, segments in zip(paths, scores, strict=True)
             if math.isfinite(segments.total)
         ]
-
-
-def _add_stats(total: SearchStats, more: SearchStats) -> SearchStats:
-    return SearchStats(**{name: getattr(total, name) + getattr(more, name) for name in vars(total)})

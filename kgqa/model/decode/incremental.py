@@ -179,6 +179,20 @@ class IncrementalDecoder:
         return np.split(values, np.cumsum(counts)[:-1])
 
 
+SINGLE_CALL_ROWS = 32  # rows that feed in one call whatever their runs' lengths: its fixed cost outweighs the padding
+
+
+def length_classes(lengths: Sequence[int]) -> list[list[int]]:
+    """Which rows feed together: with many rows, one call per class of run length (1, 2, 3-4, 5-8, ...), so the
+    padding to the longest run of a call stays small; with few (``SINGLE_CALL_ROWS``), one call."""
+    if len(lengths) <= SINGLE_CALL_ROWS:
+        return [list(range(len(lengths)))] if lengths else []
+    classes: dict[int, list[int]] = {}
+    for row, length in enumerate(lengths):
+        classes.setdefault((length - 1).bit_length(), []).append(row)
+    return list(classes.values())
+
+
 def nn_embedding(embedding: torch.nn.Embedding, positions: torch.Tensor) -> torch.Tensor:
     """BART's learned positions for a rows × width grid of per-row positions (its module takes one range for all)."""
     offset = getattr(embedding, "offset", 0)

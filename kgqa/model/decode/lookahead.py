@@ -112,6 +112,23 @@ class RelationLookaheadLogitsProcessor(LogitsProcessor):
         self._divisors[key] = result
         return result
 
+    def reweighted(
+        self, facts: QuestionFacts, target: tuple[int, ...], tokens: np.ndarray, values: np.ndarray
+    ) -> np.ndarray:
+        """``values`` (float32 log-probs of ``tokens`` after ``target``) divided as ``__call__`` divides a row: for
+        the search and for teacher-forced scores, which compute logits only for the tokens the KB allows."""
+        found = self.divisors(facts, target)
+        if found is None:
+            return values
+        ids, divisors = found
+        by_token = dict(zip(ids.tolist(), divisors.tolist(), strict=True))
+        out = values.copy()
+        for i, token in enumerate(tokens.tolist()):
+            divisor = by_token.get(token)
+            if divisor is not None:
+                out[i] = np.float32(out[i]) / np.float32(divisor)
+        return out
+
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         for row, target in enumerate(self.step.targets(input_ids)):
             found = self.divisors(self.questions[row // self.num_beams], target)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from kgqa.model.decode.incremental import EncodedQuestions, IncrementalDecoder, select_rows
+from kgqa.model.decode.incremental import EncodedQuestions, IncrementalDecoder, length_classes, select_rows
 from kgqa.model.decode.lookahead import RelationLookahead, RelationLookaheadLogitsProcessor
 from kgqa.model.facts import QuestionFacts
 from kgqa.model.segments import SegmentScores, split_segments
@@ -74,15 +74,9 @@ class PathScorer:
             lookahead = self._lookahead(questions)
             for (r, t, allowed), own in zip(branching, values, strict=True):
                 target = targets[r]
-                value = np.float32(own[int(np.flatnonzero(allowed == target[t])[0])])
                 if lookahead is not None:
-                    found = lookahead.divisors(questions[rows[r][0]], tuple(target[:t]))
-                    if found is not None:
-                        ids, divisors = found
-                        hit = (ids == target[t]).nonzero()
-                        if len(hit):
-                            value = value / np.float32(float(divisors[int(hit[0, 0])]))
-                steps[r][t] = float(value)
+                    own = lookahead.reweighted(questions[rows[r][0]], tuple(target[:t]), allowed, own)
+                steps[r][t] = float(own[int(np.flatnonzero(allowed == target[t])[0])])
         return [split_segments(s.tolist(), t, self.codec.sep_token_id) for s, t in zip(steps, targets, strict=True)]
 
     def _hidden(self, encoded: EncodedQuestions, owners: list[int], targets: list[list[int]], last: list[int]):
@@ -90,7 +84,7 @@ class PathScorer:
 
         A question's paths of one name share their first segment (the name and its separator): it is fed once, then
         each path's rest from there, up to its last branching position (what follows is forced: never fed). Rests are
-        fed in one call per length class (1, 2, 3-4, 5-8, ...) when there are many, so padding stays small.
+        fed in calls grouped by ``length_classes``.
         """
         sep = self.codec.sep_token_id
         split = [t.index(sep) + 1 if sep in t else len(t) for t in targets]
@@ -108,11 +102,9 @@ class PathScorer:
             every_position=True,
         )
         fed = [r for r, (s, end) in enumerate(zip(split, last, strict=True)) if end >= s]
-        by_width: dict[int, list[int]] = {}
-        for r in fed:  # few rows: one call (its fixed cost outweighs the padding)
-            by_width.setdefault((last[r] - split[r]).bit_length() if len(fed) > 32 else 0, []).append(r)
         place: dict[int, tuple[torch.Tensor, int]] = {}
-        for rest_rows in by_width.values():
+        for group in length_classes([last[r] - split[r] + 1 for r in fed]):
+            rest_rows = [fed[i] for i in group]
             second, _ = self.decoder.feed(
                 select_rows(state, torch.tensor([head_of[r] for r in rest_rows], dtype=torch.long)),
                 [targets[r][split[r] - 1 : last[r]] for r in rest_rows],

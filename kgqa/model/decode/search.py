@@ -32,6 +32,7 @@ from kgqa.model.decode.incremental import (
     EncodedQuestions,
     IncrementalDecoder,
     concat_states,
+    length_classes,
     select_rows,
 )
 from kgqa.model.decode.lookahead import RelationLookaheadLogitsProcessor
@@ -124,7 +125,6 @@ class BestFirstSearch:
         self.max_target_tokens = max_target_tokens
         self.expansions_per_round = expansions_per_round  # 0: k
         self.budget = budget  # open prefixes expanded per question at most; 0: 64·k
-        self.single_call_rows = 32  # a step of at most this many rows is one decoder call
         self._order = itertools.count()
         self.stats = SearchStats()
 
@@ -208,14 +208,8 @@ class BestFirstSearch:
         facts: Sequence[QuestionFacts],
         frontiers: list[_Frontier],
     ) -> None:
-        # Rows feed runs of different lengths, padded to the longest of their call: with many rows, one call per
-        # length class (1, 2, 3-4, 5-8, ...) keeps the padding small; with few, the calls' fixed cost is larger.
-        by_width: dict[int, list[Prefix]] = {}
-        for prefix in batch:
-            width_class = (len(prefix.run) - 1).bit_length() if len(batch) > self.single_call_rows else 0
-            by_width.setdefault(width_class, []).append(prefix)
-        for rows in by_width.values():
-            self._expand_rows(rows, encoded, facts, frontiers)
+        for rows in length_classes([len(prefix.run) for prefix in batch]):
+            self._expand_rows([batch[i] for i in rows], encoded, facts, frontiers)
         self.stats.rounds += 1
 
     def _expand_rows(
@@ -243,27 +237,12 @@ class BestFirstSearch:
         self.stats.fed_tokens += sum(len(p.run) for p in batch)
         self.stats.logits += sum(len(p.allowed) for p in batch)
         for row, (prefix, scores) in enumerate(zip(batch, values, strict=True)):
-            scores = self._reweighted(prefix, facts[prefix.question], scores)
+            if self.lookahead is not None:
+                scores = self.lookahead.reweighted(facts[prefix.question], prefix.target, prefix.allowed, scores)
             ranked = np.argsort(-scores, kind="stable")
             siblings = _Siblings(prefix, (state, row), prefix.allowed[ranked], scores[ranked])
             if siblings.score != float("-inf"):
                 self._push(frontiers[prefix.question], siblings)
-
-    def _reweighted(self, prefix: Prefix, facts: QuestionFacts, scores: np.ndarray) -> np.ndarray:
-        """The look-ahead's division of a relation's next characters (the same divisors the processor applies)."""
-        if self.lookahead is None:
-            return scores
-        found = self.lookahead.divisors(facts, prefix.target)
-        if found is None:
-            return scores
-        ids, divisors = found
-        by_token = dict(zip(ids.tolist(), divisors.tolist(), strict=True))
-        out = scores.copy()
-        for i, token in enumerate(prefix.allowed.tolist()):
-            divisor = by_token.get(token)
-            if divisor is not None:
-                out[i] = np.float32(out[i]) / np.float32(divisor)
-        return out
 
     def _child(self, parent: Prefix, token: int, value: float, state: tuple[DecoderState, int]) -> Prefix | None:
         """The prefix after ``token``, carried through every token the KB forces after it."""

@@ -126,7 +126,8 @@ class LearnedRanker:
         sizes = [len(c) for c in candidates]
         if not any(sizes):
             return [[] for _ in candidates]
-        scores = self.booster.predict(np.concatenate([f for f in features if len(f)]), num_threads=1)
+        rows = np.concatenate([f for f in features if len(f)])
+        scores = self.booster.predict(rows, num_threads=1)
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         orders = [
             np.argsort(-scores[start : start + size], kind="stable")[:k]
@@ -136,8 +137,7 @@ class LearnedRanker:
         if contributions:
             kept = np.concatenate([start + order for start, order in zip(starts, orders, strict=True)])
             if len(kept):
-                all_rows = np.concatenate([f for f in features if len(f)])
-                contrib = self.booster.predict(all_rows[kept], pred_contrib=True, num_threads=1)
+                contrib = self.booster.predict(rows[kept], pred_contrib=True, num_threads=1)
                 by_group = [
                     tuple((g, round(float(row[cols].sum()), 4)) for g, cols in self._group_columns.items())
                     for row in contrib
