@@ -17,26 +17,41 @@ MATCHER_INIT ?= jieba
 .PHONY: run setup setup-dev index test lint format train train-no-augment train-order-nmr evaluate eval-table bench-decode \
 	test-browser bench-index bench-index-20m bench-service bench-unseen bench-scale bench-predict bench-search serve ask docker-smoke clean ranker
 
-# The main job on a fresh clone: create .venv, install, find the KgCLUE data, build the KB index, answer a question
-# on the command line, then serve the HTTP API on 127.0.0.1:8000 (it prints the URL; Ctrl-C stops it).
-run: ask serve
+# The main job on a fresh clone: create .venv, find the KgCLUE data and build the KB index while the rest of what
+# serving needs installs (-j2: the index build needs only a few small packages), then serve the HTTP API on
+# 127.0.0.1:8000. It prints the URL and its warm-up question's answer; Ctrl-C stops it.
+run:
+	$(MAKE) --no-print-directory -j2 index setup
+	$(MAKE) --no-print-directory serve
 
-ask: index
+ask: index setup
 	$(BIN)/kgqa ask --model $(MODEL) --index $(INDEX) "你知道守望星光是哪家公司出品的吗？" --top-k 3
 
-serve: index
+serve: index setup
 	$(BIN)/kgqa serve --model $(MODEL) --index $(INDEX)
 
-index: setup
+index: $(VENV)/.installed-index
 	$(BIN)/kgqa prepare --out $(INDEX)
 
+# What the index build imports (kgqa itself, numpy, marisa-trie, tqdm, pydantic-settings, pylcs), at the versions
+# pyproject.toml pins: seconds to install, so the build need not wait for torch.
+INDEX_PACKAGES := numpy marisa-trie tqdm pydantic pydantic-settings pylcs
+$(VENV)/.installed-index: pyproject.toml scripts/pinned.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile --no-deps -e .
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile \
+		$$($(BIN)/python scripts/pinned.py $(INDEX_PACKAGES))
+	touch $@
+
 # What running needs, nothing more (make run). torch is pinned to 2.13.0: that release is the CPU wheel; an unpinned
-# torch would pull a multi-GB CUDA build.
+# torch would pull a multi-GB CUDA build. pip compiles no bytecode (all of torch's would grow .venv by a third); the
+# import of the service then writes it for the modules serving uses, even where PYTHONDONTWRITEBYTECODE is set, so
+# that each start does not recompile transformers.
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(VENV)/.installed: $(VENV)/.installed-index
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -e .
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -c "import kgqa.service.app, kgqa.model.answerer"
 	touch $@
 
 # The dev tools and the optional Ray engine, for the tests, training and benchmarks (the Docker image has neither).

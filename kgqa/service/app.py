@@ -146,9 +146,10 @@ def _add_middleware(app: FastAPI, state: ServiceState) -> None:
 async def _warm_up(state: ServiceState) -> None:
     assert state.batcher is not None
     try:
-        await state.batcher.submit([WARM_UP_QUESTION], 1)  # the first decode pays one-off costs
+        answers = await state.batcher.submit([WARM_UP_QUESTION], 1)  # the first decode pays one-off costs
     except Exception:  # stays not ready: /readyz keeps answering 503, the log says why
         log.exception("the warm-up question failed")
         return
     state.ready = True
-    log.info("kgqa is ready")
+    best = answers[0][0].as_answer() if answers and answers[0] else None
+    log.info("kgqa is ready; warm-up question %s -> %s", WARM_UP_QUESTION, best.format() if best else "no KB path")
