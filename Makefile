@@ -34,17 +34,17 @@ ask: index setup
 serve: index setup
 	$(BIN)/kgqa serve --model $(MODEL) --index $(INDEX)
 
+# run from the source tree (python -m kgqa), so that the build need not wait for kgqa's own install either
 index: $(VENV)/.installed-index
-	$(BIN)/kgqa prepare --out $(INDEX)
+	$(BIN)/python -m kgqa prepare --out $(INDEX)
 
 # What the index build imports (numpy, marisa-trie, tqdm, pydantic-settings, pylcs), at the versions pyproject.toml
-# pins, then kgqa itself: seconds to install, so the build need not wait for torch.
+# pins: seconds to install, so the build need not wait for torch.
 INDEX_PACKAGES := numpy marisa-trie tqdm pydantic pydantic-settings pylcs
 $(VENV)/.installed-index: pyproject.toml scripts/pinned.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile \
 		$$($(BIN)/python scripts/pinned.py $(INDEX_PACKAGES))
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile --no-deps -e .
 	touch $@
 
 # What running needs, nothing more (make run). torch is pinned to 2.13.0: that release is the CPU wheel; an unpinned
