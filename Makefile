@@ -48,12 +48,13 @@ $(VENV)/.installed-index: pyproject.toml scripts/pinned.py
 	touch $@
 
 # What running needs, nothing more (make run). torch is pinned to 2.13.0: that release is the CPU wheel; an unpinned
-# torch would pull a multi-GB CUDA build. pip compiles no bytecode (all of torch's would grow .venv by a third): the
-# first process that imports a module writes it (see PYTHONDONTWRITEBYTECODE above).
+# torch would pull a multi-GB CUDA build. pip compiles no bytecode (all of torch's would grow .venv by a third); one
+# import of the service writes it for the modules serving uses (under make -j2 while the index builds).
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: $(VENV)/.installed-index
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -e .
+	$(BIN)/python -c "import kgqa.service.app"
 	touch $@
 
 # The dev tools and the optional Ray engine, for the tests, training and benchmarks (the Docker image has neither).
