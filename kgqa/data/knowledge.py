@@ -21,6 +21,8 @@ GZIP_MAGIC = b"\x1f\x8b"
 
 # Control characters are never legitimate in KB strings, and the index reserves two of them as separators.
 _CONTROL_CHARS = re.compile("[\x00-\x1f\x7f]")
+_CONTROL_CHARS_BUT_TAB = re.compile("[\x00-\x08\x0a-\x1f\x7f]")  # one search of a whole line: most have none
+READ_BUFFER_BYTES = 1 << 20
 
 
 class Triple(NamedTuple):
@@ -95,7 +97,8 @@ def open_binary(path: str | Path) -> tuple[BinaryIO, BinaryIO]:
     raw = open(path, "rb")  # noqa: SIM115 - the caller closes it
     magic = raw.peek(2)[:2] if isinstance(raw, io.BufferedReader) else b""
     if magic == GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=raw, mode="rb"), raw  # type: ignore[return-value]
+        # GzipFile's own readline is Python code; a BufferedReader over it splits lines in C
+        return io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), READ_BUFFER_BYTES), raw
     return raw, raw
 
 
@@ -122,18 +125,20 @@ def iter_triples(
             except UnicodeDecodeError:
                 counter.skip("bad utf-8", line_no, source)
                 continue
-            fields = line.rstrip("\r\n").split("\t")
+            line = line.rstrip("\r\n")
+            fields = line.split("\t")
             if len(fields) != 3:
                 if len(fields) == 1 and not fields[0].strip():
                     counter.skip("blank line", line_no, source)
                 else:
                     counter.skip("column count", line_no, source)
                 continue
-            head, relation, tail = (f.strip() for f in fields)
+            head, relation, tail = fields[0].strip(), fields[1].strip(), fields[2].strip()
             if not head or not relation or not tail:
                 counter.skip("empty field", line_no, source)
                 continue
-            if _has_control(head, relation, tail):
+            # a control character the fields' strip() removed is no reason to skip: look again in the fields
+            if _CONTROL_CHARS_BUT_TAB.search(line) is not None and _has_control(head, relation, tail):
                 counter.skip("control character", line_no, source)
                 continue
             counter.kept += 1

@@ -294,10 +294,7 @@ def _save_trie(keys: Iterable[str], path: Path) -> marisa_trie.Trie:
 def _save_sorted_trie(sorted_keys: list[str], path: Path) -> np.ndarray:
     """Save a trie of the sorted keys; return the array that maps each key's rank to its marisa key id."""
     trie = _save_trie(sorted_keys, path)
-    key_id_of_rank = np.empty(len(sorted_keys), dtype=np.uint32)
-    for key, key_id in trie.iteritems():
-        key_id_of_rank[bisect_left(sorted_keys, key)] = key_id
-    return key_id_of_rank
+    return np.fromiter(map(trie.key_id, sorted_keys), dtype=np.uint32, count=len(sorted_keys))
 
 
 def _save_heavy(prefixes: list[str], children: list[array.array], work: Path) -> int:
