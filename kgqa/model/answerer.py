@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import itertools
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -234,9 +234,8 @@ class AnswerRun:
         if searched and self.proposals is not None:
             self.proposals.drop(searched)
 
-    def step(self, only: Collection[int] | None = None) -> dict[int, list[Candidate]]:
-        """One search step (of ``only`` these questions, by the ids ``add`` gave; the others wait); the questions
-        answered in it, each with up to its top_k candidates, best first."""
+    def step(self) -> dict[int, list[Candidate]]:
+        """One search step; the questions answered in it, each with up to its top_k candidates, best first."""
         answered, self._ready = self._ready, {}
         if self._batch:
             batch, self._batch = self._batch, {}
@@ -249,8 +248,7 @@ class AnswerRun:
             return answered
         if self.proposals is None or not self.proposals.active:
             return answered
-        searched = None if only is None else [self._own[i][0] for i in only if i in self._own]
-        done = self.proposals.step(searched)
+        done = self.proposals.step()
         if done:
             ids = [self._of_search.pop(q) for q in done]
             own = [self._own.pop(i) for i in ids]

@@ -9,7 +9,6 @@ as ``QuestionFacts``, shared with the ranking stage.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -179,10 +178,9 @@ class ProposalRun:
             self._joined.pop(q, None)
 
     @torch.inference_mode()
-    def step(self, only: Collection[int] | None = None) -> dict[int, list[Candidate]]:
-        """One search step (of ``only`` these questions); the questions whose search ended, with every candidate,
-        unranked."""
-        done = self.search.step(only)
+    def step(self) -> dict[int, list[Candidate]]:
+        """One search step; the questions whose search ended, with every candidate, unranked."""
+        done = self.search.step()
         if not done:
             return {}
         ids = list(done)

@@ -10,8 +10,7 @@ Questions are admitted round-robin over requests, one question of each waiting r
 questions takes its share of the running search, and a single question sent meanwhile joins beside it instead of
 waiting behind all 256. The running search holds at most ``max_batch_size`` questions and at most ``max_batch_cost``
 beam-characters (each question costs its beam width times its length, plus ``COST_OVERHEAD_CHARS``; the first
-always goes in). A step's time grows with its rows, so not every question takes every step: the light ones do, a
-question costing over ``LIGHT_FACTOR`` times the lightest sits out up to ``MAX_SKIPPED`` steps in a row.
+always goes in): a step's time grows with its rows, and every question in the search waits for each step.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ import contextlib
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -37,7 +36,7 @@ class QuestionRun(Protocol):
 
     def add(self, questions: Sequence[str], top_ks: Sequence[int]) -> list[int]: ...
 
-    def step(self, only: Collection[int] | None = None) -> dict[int, list[Candidate]]: ...
+    def step(self) -> dict[int, list[Candidate]]: ...
 
     def drop(self, ids: Sequence[int]) -> None: ...
 
@@ -58,8 +57,6 @@ class ShuttingDownError(RuntimeError):
 
 
 COST_OVERHEAD_CHARS = 16  # a question's fixed share of the decoding work (the path decoded, the special tokens)
-LIGHT_FACTOR = 4  # questions costing at most this times the cheapest one in the search take every step
-MAX_SKIPPED = 8  # a heavier question sits out at most this many steps in a row
 
 
 @dataclass
@@ -68,7 +65,6 @@ class _Job:
     top_k: int
     future: asyncio.Future[list[Candidate]] = field(repr=False)
     cost: int = 0  # beam-characters: beam width × (length + COST_OVERHEAD_CHARS)
-    skipped: int = 0  # steps sat out in a row (see MicroBatcher._stepping)
 
 
 class MicroBatcher:
@@ -275,26 +271,7 @@ class MicroBatcher:
         if leaving:
             run.drop(leaving)
         ids = run.add([job.question for job in joining], [job.top_k for job in joining]) if joining else []
-        # the loop waits for this call: the jobs' skip counts are this thread's to update meanwhile
-        answered = run.step(self._stepping({**self._active, **dict(zip(ids, joining, strict=True))}))
+        answered = run.step()
         if not run.active:
             self._on_idle()
         return ids, answered
-
-    @staticmethod
-    def _stepping(jobs: dict[int, _Job]) -> list[int]:
-        """Which questions of the search take this step: the light ones (within ``LIGHT_FACTOR`` of the cheapest) and
-        any heavier one that has sat out ``MAX_SKIPPED`` steps. A short question beside a wide one then takes short
-        steps and leaves soon, and the wide one still moves (shortest job first, with ageing). Which questions take a
-        step changes no question's answer."""
-        if not jobs:
-            return []
-        lightest = min(job.cost for job in jobs.values())
-        chosen = []
-        for i, job in jobs.items():
-            if job.cost <= LIGHT_FACTOR * lightest or job.skipped >= MAX_SKIPPED:
-                chosen.append(i)
-                job.skipped = 0
-            else:
-                job.skipped += 1
-        return chosen

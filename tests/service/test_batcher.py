@@ -10,7 +10,7 @@ import pytest
 
 from kgqa.model.answerer import DecodeOptions
 from kgqa.model.candidate import Candidate
-from kgqa.service.batcher import MAX_SKIPPED, MicroBatcher, QueueFullError, _Job
+from kgqa.service.batcher import MicroBatcher, QueueFullError
 from kgqa.service.engine import Engine
 
 QUESTIONS = [
@@ -23,10 +23,10 @@ SINGLE = "守望的拼音是什么？"
 
 
 class RecordingRun:
-    """The engine's real run, with a record of each step: the questions that joined before it, how many were in the
-    search, and how many took the step."""
+    """The engine's real run, with a record of each step: the questions that joined before it, and how many were in
+    the search during it."""
 
-    def __init__(self, engine: Engine, steps: list[tuple[list[str], int, int]]) -> None:
+    def __init__(self, engine: Engine, steps: list[tuple[list[str], int]]) -> None:
         self.run = engine.run()
         self.steps = steps
         self.joining: list[str] = []
@@ -42,13 +42,13 @@ class RecordingRun:
     def drop(self, ids: Sequence[int]) -> None:
         self.run.drop(ids)
 
-    def step(self, only: Sequence[int] | None = None) -> dict[int, list[Candidate]]:
-        self.steps.append((self.joining, self.run.active, self.run.active if only is None else len(only)))
+    def step(self) -> dict[int, list[Candidate]]:
+        self.steps.append((self.joining, self.run.active))
         self.joining = []
-        return self.run.step(only)
+        return self.run.step()
 
 
-def batcher_for(engine: Engine, steps: list[tuple[list[str], int, int]], **changes: float) -> MicroBatcher:
+def batcher_for(engine: Engine, steps: list[tuple[list[str], int]], **changes: float) -> MicroBatcher:
     beam_width = DecodeOptions(num_beams=5).beam_width  # the service's rule
     settings = {"max_batch_size": 32, "max_wait_s": 0.05, "max_queue": 100, "beam_width": beam_width} | changes
     return MicroBatcher(lambda: RecordingRun(engine, steps), **settings)  # type: ignore[arg-type]
@@ -59,7 +59,7 @@ def _same(got: list[Candidate], expected: list[Candidate]) -> bool:
 
 
 def test_concurrent_questions_join_the_search_together_and_are_answered_as_alone(engine: Engine) -> None:
-    steps: list[tuple[list[str], int, int]] = []
+    steps: list[tuple[list[str], int]] = []
 
     async def scenario() -> list[list[Candidate]]:
         batcher = batcher_for(engine, steps)
@@ -70,13 +70,13 @@ def test_concurrent_questions_join_the_search_together_and_are_answered_as_alone
 
     results = asyncio.run(scenario())
     assert sorted(steps[0][0]) == sorted(QUESTIONS)  # all four started at the first step
-    assert all(not joining for joining, _, _ in steps[1:])
+    assert all(not joining for joining, _ in steps[1:])
     for question, got in zip(QUESTIONS, results, strict=True):
         assert _same(got, engine.answer([question], 2)[0])
 
 
 def test_each_question_gets_its_own_top_k_in_one_search(engine: Engine) -> None:
-    steps: list[tuple[list[str], int, int]] = []
+    steps: list[tuple[list[str], int]] = []
 
     async def scenario() -> tuple[list[list[Candidate]], ...]:
         batcher = batcher_for(engine, steps)
@@ -94,7 +94,7 @@ def test_each_question_gets_its_own_top_k_in_one_search(engine: Engine) -> None:
 
 
 def test_the_search_holds_at_most_max_batch_size_questions(engine: Engine) -> None:
-    steps: list[tuple[list[str], int, int]] = []
+    steps: list[tuple[list[str], int]] = []
 
     async def scenario() -> list[list[Candidate]]:
         batcher = batcher_for(engine, steps, max_batch_size=3)
@@ -104,8 +104,8 @@ def test_the_search_holds_at_most_max_batch_size_questions(engine: Engine) -> No
         return results
 
     results = asyncio.run(scenario())
-    assert max(active for _, active, _ in steps) == 3
-    assert len(steps[0][0]) == 3 and sum(len(joining) for joining, _, _ in steps) == 8  # the rest joined as others left
+    assert max(active for _, active in steps) == 3
+    assert len(steps[0][0]) == 3 and sum(len(joining) for joining, _ in steps) == 8  # the rest joined as others left
     assert all(results)
 
 
@@ -122,7 +122,7 @@ def test_a_full_queue_refuses_instead_of_waiting(engine: Engine) -> None:
 
 
 def test_a_cancelled_request_is_not_decoded(engine: Engine) -> None:
-    steps: list[tuple[list[str], int, int]] = []
+    steps: list[tuple[list[str], int]] = []
 
     async def scenario() -> None:
         batcher = batcher_for(engine, steps, max_wait_s=0.2)
@@ -135,11 +135,11 @@ def test_a_cancelled_request_is_not_decoded(engine: Engine) -> None:
         await batcher.stop()
 
     asyncio.run(scenario())
-    assert [q for joining, _, _ in steps for q in joining] == QUESTIONS[1:2]
+    assert [q for joining, _ in steps for q in joining] == QUESTIONS[1:2]
 
 
 def test_a_question_that_leaves_the_client_is_dropped_from_the_running_search(engine: Engine) -> None:
-    steps: list[tuple[list[str], int, int]] = []
+    steps: list[tuple[list[str], int]] = []
 
     async def scenario() -> None:
         batcher = batcher_for(engine, steps)
@@ -154,14 +154,14 @@ def test_a_question_that_leaves_the_client_is_dropped_from_the_running_search(en
 
     asyncio.run(scenario())
     # once the single question joined, the abandoned one was no longer searched beside it
-    joined_at = next(i for i, (joining, _, _) in enumerate(steps) if QUESTIONS[1] in joining)
-    assert all(active <= 1 for _, active, _ in steps[joined_at + 1 :])
+    joined_at = next(i for i, (joining, _) in enumerate(steps) if QUESTIONS[1] in joining)
+    assert all(active <= 1 for _, active in steps[joined_at + 1 :])
 
 
 def test_a_single_question_joins_beside_a_large_request_and_leaves_first(engine: Engine) -> None:
     """Round-robin over requests: a question sent after a 12-question request joins the search at the first free
     place, not behind the other request's remaining questions."""
-    steps: list[tuple[list[str], int, int]] = []
+    steps: list[tuple[list[str], int]] = []
     finished: list[str] = []
 
     async def scenario() -> None:
@@ -181,7 +181,7 @@ def test_a_single_question_joins_beside_a_large_request_and_leaves_first(engine:
 
     asyncio.run(scenario())
     assert finished == ["single", "large"]
-    joined = [q for joining, _, _ in steps for q in joining]
+    joined = [q for joining, _ in steps for q in joining]
     # it joined at one of the next two free places (round-robin: the large request's turn may come first), not after
     # the large request's remaining 9 questions
     assert len(joined) == 13 and joined.index(SINGLE) <= 4
@@ -190,7 +190,7 @@ def test_a_single_question_joins_beside_a_large_request_and_leaves_first(engine:
 def test_the_search_holds_at_most_its_cost(engine: Engine) -> None:
     """Wide-beam questions fill the search by cost, one at a time here; a single short question sent meanwhile joins
     beside the wide one in the search and leaves before it."""
-    steps: list[tuple[list[str], int, int]] = []
+    steps: list[tuple[list[str], int]] = []
     wide, single = QUESTIONS[0], QUESTIONS[1]
     finished: list[str] = []
 
@@ -214,21 +214,4 @@ def test_the_search_holds_at_most_its_cost(engine: Engine) -> None:
 
     asyncio.run(scenario())
     assert finished == ["single", "wide"]
-    assert max(active for _, active, _ in steps) == 2  # at most one wide question beside the single one
-    assert any(active == 2 and stepping == 1 for _, active, stepping in steps)  # the wide one sat out the single's
-
-
-def test_a_light_question_takes_every_step_and_a_heavy_one_sits_out_at_most_max_skipped() -> None:
-    loop = asyncio.new_event_loop()
-    try:
-        light = _Job("守望的拼音", 1, loop.create_future(), cost=5 * (5 + 16))
-        near = _Job("龙编站的所属国家是哪里", 1, loop.create_future(), cost=5 * (11 + 16))
-        heavy = _Job("长" * 256, 20, loop.create_future(), cost=20 * (256 + 16))
-    finally:
-        loop.close()
-    jobs = {0: light, 1: near, 2: heavy}
-    chosen = [MicroBatcher._stepping(jobs) for _ in range(2 * (MAX_SKIPPED + 1))]
-    assert all(0 in c and 1 in c for c in chosen)  # within LIGHT_FACTOR of the cheapest: every step
-    heavy_steps = [n for n, c in enumerate(chosen) if 2 in c]
-    assert heavy_steps == [MAX_SKIPPED, 2 * MAX_SKIPPED + 1]
-    assert MicroBatcher._stepping({2: heavy}) == [2]  # alone, it is the lightest
+    assert max(active for _, active in steps) == 2  # at most one wide question beside the single one

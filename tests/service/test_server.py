@@ -116,14 +116,14 @@ class GatedRun:
         for i in ids:
             self.waiting.pop(i, None)
 
-    def step(self, only=None):  # type: ignore[no-untyped-def]
+    def step(self):  # type: ignore[no-untyped-def]
         if self.waiting:
             i, question = next(iter(self.waiting.items()))
             self.gated.started[question].set()
             self.gated.gates[question].wait()
             del self.waiting[i]
             return {i: self.gated._answers[question]}
-        return self.run.step(None if only is None else [i for i in only if i >= 0])
+        return self.run.step()
 
 
 def test_sigterm_lets_in_flight_questions_finish_and_answers_the_rest_503(

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -185,14 +185,12 @@ class BestFirstSearch:
             self._questions.pop(q, None)
 
     @torch.inference_mode()
-    def step(self, only: Collection[int] | None = None) -> dict[int, list[Found]]:
-        """One round: every question's (or ``only`` these questions') best open prefixes expanded in one decoder call
-        (one per length class). Returns the questions whose search has ended, with their best paths, best first; they
-        leave the search. Which questions take a step changes no question's paths."""
+    def step(self) -> dict[int, list[Found]]:
+        """One round: every question's best open prefixes expanded in one decoder call (one per length class). Returns
+        the questions whose search has ended, with their best paths, best first; they leave the search."""
         batch: list[Prefix] = []
         done: dict[int, list[Found]] = {}
-        stepping = self._questions if only is None else {q: self._questions[q] for q in only if q in self._questions}
-        for q, question in list(stepping.items()):
+        for q, question in list(self._questions.items()):
             frontier, k = question.frontier, question.k
             chosen = self._take(frontier, k, self.expansions_per_round or k)
             if chosen and frontier.expanded + len(chosen) > (self.budget or 64 * k):
