@@ -8,7 +8,6 @@ paths, best first.
 from __future__ import annotations
 
 import copy
-import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -21,7 +20,7 @@ from kgqa.model.candidate import Candidate
 from kgqa.model.facts import QuestionFacts
 from kgqa.model.modeling import default_device, load_checkpoint, quantize_for_cpu
 from kgqa.model.options import DecodeOptions
-from kgqa.model.propose import ProposalRun, Proposer
+from kgqa.model.propose import Proposer
 from kgqa.model.rank.features import FeatureExtractor
 from kgqa.model.rank.matcher import MATCHER_FILE, RelationMatcher
 from kgqa.model.rank.ranker import LearnedRanker
@@ -31,7 +30,7 @@ from kgqa.model.targets import TargetCodec
 from kgqa.model.vocabulary import extend_for_index
 from kgqa.trie import KBIndex, TokenConstraint
 
-__all__ = ["AnswerRun", "DecodeOptions", "QuestionAnswerer", "batch_plan"]
+__all__ = ["DecodeOptions", "QuestionAnswerer", "batch_plan"]
 
 
 def batch_plan(questions: Sequence[str], batch_size: int) -> list[list[int]]:
@@ -122,10 +121,6 @@ class QuestionAnswerer:
         weights = RerankWeights(options.rerank_relation_weight, options.rerank_name_weight)
         return RankingStage(self.features, ranker, weights)
 
-    @property
-    def anchors_names(self) -> bool:
-        return self.ranker is not None and self.options.use_ranker
-
     def facts(self, question: str) -> QuestionFacts:
         return QuestionFacts(question, self.index)
 
@@ -142,7 +137,7 @@ class QuestionAnswerer:
         top_ks = [top_k] * len(questions) if isinstance(top_k, int) else list(top_k)
         # name-anchored candidates only where the learned ranker orders them: it was fit on them; the bonuses were
         # tuned on the searched paths alone (so --no-ranker ranks those alone)
-        anchored = self.anchors_names
+        anchored = self.ranker is not None and self.options.use_ranker
         ranking = self.ranking()
 
         def run(facts: list[QuestionFacts], rows: list[int]) -> list[list[Candidate]]:
@@ -150,10 +145,6 @@ class QuestionAnswerer:
             return ranking.rank(facts, self.proposer.propose(facts, max(ks), anchored), ks, explain)
 
         return self._batched(questions, run, progress)
-
-    def run(self, explain: bool = False) -> AnswerRun:
-        """Questions that join and leave a running search between its steps (the service's continuous batching)."""
-        return AnswerRun(self, explain)
 
     def propose(self, questions: Sequence[str], progress: bool = False) -> list[list[Candidate]]:
         """Every candidate path of each question, unranked (the search's best first, then name-anchored ones)."""
@@ -176,84 +167,3 @@ class QuestionAnswerer:
                     results[i] = candidates
                 bar.update(len(batch))
         return results
-
-
-class AnswerRun:
-    """Questions join between search steps (``add``) and leave ranked when their search ends (``step``), each
-    answered as ``QuestionAnswerer.answer`` answers it alone (in float32; int8 layers quantize each step's activations
-    together). Its search is the best-first one; under another, ``step`` answers everything added since, as a batch.
-    """
-
-    def __init__(self, answerer: QuestionAnswerer, explain: bool = False) -> None:
-        self.answerer = answerer
-        self.explain = explain
-        self.ranking = answerer.ranking()
-        proposer = answerer.proposer
-        self.proposals = ProposalRun(proposer, answerer.anchors_names) if proposer.searches_best_first else None
-        self._ids = itertools.count()
-        self._own: dict[int, tuple[int, QuestionFacts, int]] = {}  # run id -> (search id, facts, top_k)
-        self._of_search: dict[int, int] = {}
-        self._ready: dict[int, list[Candidate]] = {}  # answered without a search (an empty question)
-        self._batch: dict[int, tuple[str, int]] = {}  # under another search: added since the last step
-
-    @property
-    def active(self) -> int:
-        """Questions added and not yet answered."""
-        return len(self._own) + len(self._ready) + len(self._batch)
-
-    def add(self, questions: Sequence[str], top_ks: Sequence[int]) -> list[int]:
-        """Questions join at the next step; their ids, which ``step`` answers them by."""
-        ids = [next(self._ids) for _ in questions]
-        if self.proposals is None:
-            self._batch |= {i: (q, k) for i, q, k in zip(ids, questions, top_ks, strict=True)}
-            return ids
-        joining = []
-        for i, question, k in zip(ids, questions, top_ks, strict=True):
-            cleaned = self.answerer.options.clean(question)
-            if cleaned:
-                joining.append((i, self.answerer.facts(cleaned), k))
-            else:
-                self._ready[i] = []
-        if joining:
-            searched = self.proposals.add([f for _, f, _ in joining], [k for _, _, k in joining])
-            for (i, facts, k), q in zip(joining, searched, strict=True):
-                self._own[i] = (q, facts, k)
-                self._of_search[q] = i
-        return ids
-
-    def drop(self, ids: Sequence[int]) -> None:
-        """Questions nobody waits for any more leave unanswered."""
-        searched = []
-        for i in ids:
-            self._ready.pop(i, None)
-            self._batch.pop(i, None)
-            own = self._own.pop(i, None)
-            if own is not None:
-                searched.append(own[0])
-                del self._of_search[own[0]]
-        if searched and self.proposals is not None:
-            self.proposals.drop(searched)
-
-    def step(self) -> dict[int, list[Candidate]]:
-        """One search step; the questions answered in it, each with up to its top_k candidates, best first."""
-        answered, self._ready = self._ready, {}
-        if self._batch:
-            batch, self._batch = self._batch, {}
-            widths: dict[int, list[int]] = {}  # a batch decodes at its widest beam: one call per beam width
-            for i, (_, k) in batch.items():
-                widths.setdefault(self.answerer.options.beam_width(k), []).append(i)
-            for ids in widths.values():
-                questions, ks = [batch[i][0] for i in ids], [batch[i][1] for i in ids]
-                answered |= dict(zip(ids, self.answerer.answer(questions, ks, explain=self.explain), strict=True))
-            return answered
-        if self.proposals is None or not self.proposals.active:
-            return answered
-        done = self.proposals.step()
-        if done:
-            ids = [self._of_search.pop(q) for q in done]
-            own = [self._own.pop(i) for i in ids]
-            ranked = self.ranking.rank(
-                [facts for _, facts, _ in own], [done[q] for q, _, _ in own], [k for _, _, k in own], self.explain
-            )
-            answered |= dict(zip(ids, ranked, strict=True))
-        return answered

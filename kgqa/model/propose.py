@@ -15,7 +15,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from kgqa.model.candidate import Candidate, kb_candidate
 from kgqa.model.decode.beam import TransformersBeamSearch
-from kgqa.model.decode.incremental import EncodedQuestions, IncrementalDecoder, merge_encoded
+from kgqa.model.decode.incremental import EncodedQuestions, IncrementalDecoder
 from kgqa.model.decode.lookahead import RelationLookahead, RelationLookaheadLogitsProcessor
 from kgqa.model.decode.pathscore import PathScorer
 from kgqa.model.decode.search import BestFirstSearch, Found
@@ -68,30 +68,26 @@ class Proposer:
         name-anchored ones."""
         options = self.options
         num_beams = options.beam_width(top_k)
-        if self.searches_best_first:
-            encoded_questions = self.encode(questions)
-            found = self.best_first(questions).search_encoded(encoded_questions, questions, num_beams)
+        texts = [facts.question for facts in questions]
+        encoded = self.tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=True)
+        if options.constrained and options.search == "best_first":
+            input_ids = encoded["input_ids"].to(self.model.device)
+            attention_mask = encoded["attention_mask"].to(self.model.device)
+            encoded_questions = self.decoder.encode(input_ids, attention_mask)
+            search = BestFirstSearch(
+                self.decoder,
+                self.constraint,
+                self._lookahead_processor(questions),
+                max_target_tokens=options.max_new_tokens,
+            )
+            found = search.search_encoded(encoded_questions, questions, num_beams)
             beams = [[self._found(f, rank) for rank, f in enumerate(own)] for own in found]
             return self._with_anchored(questions, beams, encoded_questions, anchored)
-        encoded = self.tokenizer([f.question for f in questions], padding=True, return_tensors="pt")
         input_ids = encoded["input_ids"].to(self.model.device)
         attention_mask = encoded["attention_mask"].to(self.model.device)
         beams, encoder_hidden = self.beam.search(input_ids, attention_mask, questions, num_beams)
         return self._with_anchored(
             questions, beams, self.decoder.cross_attention(encoder_hidden, attention_mask), anchored
-        )
-
-    @property
-    def searches_best_first(self) -> bool:
-        return self.options.constrained and self.options.search == "best_first"
-
-    def encode(self, questions: list[QuestionFacts]) -> EncodedQuestions:
-        encoded = self.tokenizer([f.question for f in questions], padding=True, return_tensors="pt")
-        return self.decoder.encode(encoded["input_ids"], encoded["attention_mask"])
-
-    def best_first(self, questions: list[QuestionFacts]) -> BestFirstSearch:
-        return BestFirstSearch(
-            self.decoder, self.constraint, self._lookahead_processor(questions), self.options.max_new_tokens
         )
 
     def _with_anchored(
@@ -143,50 +139,3 @@ class Proposer:
             for path, segments in zip(paths, scores, strict=True)
             if math.isfinite(segments.total)
         ]
-
-
-class ProposalRun:
-    """Candidate paths of questions that join a running best-first search between its steps and leave it when their
-    search ends (the service's continuous batching). The questions that leave at one step get their name-anchored
-    candidates scored together. A question's proposals are those ``Proposer.propose`` gives it alone, in float32."""
-
-    def __init__(self, proposer: Proposer, anchored: bool) -> None:
-        if not proposer.searches_best_first:
-            raise ValueError("questions join a running search only with the best-first search")
-        self.proposer = proposer
-        self.anchored = anchored
-        self.search = proposer.best_first([])
-        self._joined: dict[int, tuple[QuestionFacts, EncodedQuestions, int]] = {}
-
-    @property
-    def active(self) -> int:
-        return self.search.active
-
-    @torch.inference_mode()
-    def add(self, questions: list[QuestionFacts], top_ks: list[int]) -> list[int]:
-        """Questions join (each searched for its own top_k's beam width); their ids."""
-        encoded = self.proposer.encode(questions)
-        widths = [self.proposer.options.beam_width(k) for k in top_ks]
-        ids = self.search.add(encoded, questions, widths)
-        for row, (q, facts) in enumerate(zip(ids, questions, strict=True)):
-            self._joined[q] = (facts, encoded, row)
-        return ids
-
-    def drop(self, ids: list[int]) -> None:
-        self.search.drop(ids)
-        for q in ids:
-            self._joined.pop(q, None)
-
-    @torch.inference_mode()
-    def step(self) -> dict[int, list[Candidate]]:
-        """One search step; the questions whose search ended, with every candidate, unranked."""
-        done = self.search.step()
-        if not done:
-            return {}
-        ids = list(done)
-        joined = [self._joined.pop(q) for q in ids]
-        facts = [f for f, _, _ in joined]
-        beams = [[self.proposer._found(f, rank) for rank, f in enumerate(done[q])] for q in ids]
-        encoded = merge_encoded([(encoded, [row]) for _, encoded, row in joined])  # row i: facts[i]'s
-        proposals = self.proposer._with_anchored(facts, beams, encoded, self.anchored)
-        return dict(zip(ids, proposals, strict=True))

@@ -88,16 +88,14 @@ def create_app(
 def _micro_batcher(state: ServiceState) -> MicroBatcher:
     settings = state.settings
     return MicroBatcher(
-        lambda: state.current_engine().run(),
+        state.answer,
         max_batch_size=settings.max_batch_size,
         max_batch_cost=settings.max_batch_cost,
         max_wait_s=settings.batch_wait_ms / 1000,
         max_queue=settings.max_queue,
-        beam_width=lambda top_k: state.current_engine().answerer.options.beam_width(top_k),
-        generation=state.current_engine,  # a reload: the next search starts on the new engine
-        on_step=metrics.record_step,
+        beam_width=lambda top_k: state.engine.answerer.options.beam_width(top_k),  # the engine of the moment
+        on_batch=metrics.record_batch,
         on_queue_depth=metrics.QUEUE_DEPTH.set,
-        on_idle=lambda: state.current_engine().trim(),
         thread_setup=partial(torch.set_num_threads, settings.threads_per_worker()),
     )
 

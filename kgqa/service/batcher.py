@@ -1,16 +1,18 @@
-"""Continuous batching: questions from concurrent requests join a running search between its steps and leave it when
-they are answered, as TGI's router and vLLM's scheduler run their decodes. Decoding runs in one worker thread (one
-model per process; torch parallelises inside a step), never on the event loop.
+"""Micro-batching: questions from concurrent requests are decoded together, off the event loop.
 
-When the search is idle, the first question waits up to ``max_wait_s`` for others to start with it; while it runs,
-whatever arrives joins at the next step. So a single question sent beside a wide request is not held for the wide
-one's whole decode: it joins within a step and leaves when its own search ends.
+A batch starts when it is full or when its first question has waited ``max_wait_s``; while one batch decodes, the
+next fills, so under load batches grow and throughput with them. Decoding runs in one worker thread (one model per
+process; torch parallelises inside the batch), never on the event loop.
 
-Questions are admitted round-robin over requests, one question of each waiting request in turn: a request of 256
-questions takes its share of the running search, and a single question sent meanwhile joins beside it instead of
-waiting behind all 256. The running search holds at most ``max_batch_size`` questions and at most ``max_batch_cost``
-beam-characters (each question costs its beam width times its length, plus ``COST_OVERHEAD_CHARS``; the first
-always goes in): a step's time grows with its rows, and every question in the search waits for each step.
+Batches are filled round-robin over requests, one question of each waiting request in turn, not first come first
+served: a request of 256 questions then takes its share of each batch, and a single question sent meanwhile goes
+into the next batch instead of waiting behind all 256.
+
+A batch is also bounded by its cost, in beam-characters: each question costs its beam width times its length (plus
+``COST_OVERHEAD_CHARS``). Decoding time grows faster than linearly with the beam rows of a batch (on a 2-core CPU, 8
+questions of 256 characters at top_k 20 took 9.1 s, one took 0.72 s), so a batch of such questions would hold
+every other request for many seconds; under the default budget one of them fills a batch, while 32 KgCLUE-sized
+questions at beam 5 still fit in one. Within a batch, the cheapest top_k group decodes first.
 """
 
 from __future__ import annotations
@@ -23,24 +25,11 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from kgqa.model.candidate import Candidate
 
-
-class QuestionRun(Protocol):
-    """Questions that join between steps and leave answered (``kgqa.model.answerer.AnswerRun``)."""
-
-    @property
-    def active(self) -> int: ...
-
-    def add(self, questions: Sequence[str], top_ks: Sequence[int]) -> list[int]: ...
-
-    def step(self) -> dict[int, list[Candidate]]: ...
-
-    def drop(self, ids: Sequence[int]) -> None: ...
-
-
+# each question's candidates, up to its own top_k (one per question), decoded with the beam of the largest
+AnswerFn = Callable[[Sequence[str], Sequence[int]], list[list[Candidate]]]
 BeamWidthFn = Callable[[int], int]
 
 
@@ -70,28 +59,24 @@ class _Job:
 class MicroBatcher:
     def __init__(
         self,
-        new_run: Callable[[], QuestionRun],
+        answer: AnswerFn,
         max_batch_size: int,
         max_wait_s: float,
         max_queue: int,
         beam_width: BeamWidthFn = lambda top_k: top_k,
         max_batch_cost: int | None = None,
-        generation: Callable[[], object] = lambda: None,
-        on_step: Callable[[int, float], None] | None = None,
+        on_batch: Callable[[int, float], None] | None = None,
         on_queue_depth: Callable[[int], None] | None = None,
-        on_idle: Callable[[], None] | None = None,
         thread_setup: Callable[[], None] | None = None,
     ) -> None:
-        self._new_run = new_run  # a run over the engine of the moment
-        self._generation = generation  # changes when the engine does (a reload): the next run uses the new one
+        self._answer = answer
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
         self.beam_width = beam_width  # the decoding's rule (DecodeOptions.beam_width): top_k → beam
-        self.max_batch_cost = max_batch_cost  # beam-characters the running search may hold
-        self._on_step = on_step or (lambda size, seconds: None)
+        self.max_batch_cost = max_batch_cost  # beam-characters a batch may hold (its first question always goes in)
+        self._on_batch = on_batch or (lambda size, seconds: None)
         self._on_queue_depth = on_queue_depth or (lambda depth: None)
-        self._on_idle = on_idle or (lambda: None)  # in the decoding thread, when the search has emptied
         self._requests: deque[deque[_Job]] = deque()  # each request's questions still waiting, served in turn
         self._waiting = 0
         self._arrived = asyncio.Event()
@@ -99,43 +84,38 @@ class MicroBatcher:
             max_workers=1, thread_name_prefix="kgqa-decode", initializer=thread_setup or (lambda: None)
         )
         self._task: asyncio.Task[None] | None = None
-        self._run: QuestionRun | None = None
-        self._run_generation: object = None
-        self._active: dict[int, _Job] = {}  # the questions in the running search, by their id there
-        self._joining: list[_Job] = []  # the questions joining at the step under way
+        self._busy = 0  # questions being decoded
+        self._decoding: list[_Job] = []  # the batch being decoded
         self._closing = False  # close() was called: no new questions
         self._cut: asyncio.TimerHandle | None = None  # close()'s grace period, then unanswered questions fail
 
     @property
     def waiting(self) -> int:
-        """Questions waiting to join the search (not those in it)."""
+        """Questions waiting for a batch (not those being decoded)."""
         return self._waiting
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name="kgqa-batcher")
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="kgqa-batcher")
 
     def close(self, grace_s: float | None) -> None:
         """Take no more questions; those not answered within ``grace_s`` (None: no limit) fail with ShuttingDownError,
-        whether they still wait or are in the search (which then drops them at its next step)."""
+        whether they still wait or are being decoded (a decode cannot be interrupted: its results are dropped)."""
         self._closing = True
         if grace_s is not None and self._cut is None:
             self._cut = asyncio.get_running_loop().call_later(grace_s, self._fail_unanswered)
 
     def _fail_unanswered(self) -> None:
         error = ShuttingDownError("the service is stopping and could not answer within its grace period")
-        joining = self._joining
-        for job in [*self._active.values(), *joining, *(job for request in self._requests for job in request)]:
+        for job in [*self._decoding, *(job for request in self._requests for job in request)]:
             if not job.future.done():
                 job.future.set_exception(error)
-        self._requests.clear()  # nothing waits any more (the loop may be inside a step that cannot finish)
-        self._waiting = 0
 
     def _cut_done(self) -> bool:
         return self._cut is not None and self._cut.when() <= asyncio.get_running_loop().time()
 
     async def stop(self) -> None:
         """Finish what was submitted (what ``close`` cut is not waited for), then stop."""
-        while self._waiting or ((self._active or self._joining) and not self._cut_done()):
+        while self._waiting or (self._busy and not self._cut_done()):
             await asyncio.sleep(0.01)
         if self._cut is not None:
             self._cut.cancel()
@@ -143,7 +123,7 @@ class MicroBatcher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        # a step cut by close() is not waited for here (its thread ends with it; its results are dropped)
+        # a decode cut by close() is not waited for here (its thread ends with it; its results are dropped)
         self._executor.shutdown(wait=not self._cut_done(), cancel_futures=True)
 
     async def submit(
@@ -171,12 +151,12 @@ class MicroBatcher:
             raise DeadlineExceededError(f"{len(jobs)} question(s) not answered within {timeout_s:g} s") from None
 
     def cost(self, question: str, top_k: int) -> int:
-        """A question's share of a step's decoding work, in beam-characters."""
+        """A question's share of a batch's decoding work, in beam-characters."""
         return self.beam_width(top_k) * (len(question) + COST_OVERHEAD_CHARS)
 
     def _take(self, budget: float = math.inf) -> _Job | None:
         """The next question, round-robin over the waiting requests; None when none waits or it costs over
-        ``budget`` (it stays first in line)."""
+        ``budget`` (it stays first in line, for the next batch)."""
         while self._requests:
             if self._requests[0][0].cost > budget and not self._requests[0][0].future.done():
                 return None
@@ -189,89 +169,66 @@ class MicroBatcher:
                 return job
         return None
 
-    async def _loop(self) -> None:
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            if not self._active:
-                if not self._waiting:
-                    self._arrived.clear()
-                    await self._arrived.wait()
-                    continue
-                await self._gather()
-            joining = self._admit()
-            leaving = [i for i, job in self._active.items() if job.future.done()]  # cancelled, or cut by close()
-            for i in leaving:
-                del self._active[i]
-            if not joining and not self._active:
+            await self._arrived.wait()
+            first = self._take()
+            if first is None:
+                self._arrived.clear()
                 continue
-            await self._step(joining, leaving)
-
-    async def _gather(self) -> None:
-        """The search is idle and a question waits: give others ``max_wait_s`` to start with it."""
-        deadline = asyncio.get_running_loop().time() + self.max_wait_s
-        while self._waiting < self.max_batch_size:
-            self._arrived.clear()
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                return
+            batch = [first]
+            budget = (self.max_batch_cost or math.inf) - first.cost
+            deadline = loop.time() + self.max_wait_s
+            while len(batch) < self.max_batch_size:
+                job = self._take(budget)
+                if job is not None:
+                    batch.append(job)
+                    budget -= job.cost
+                    continue
+                if self._waiting:  # the next question does not fit this batch: it starts the next one
+                    break
+                self._arrived.clear()
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), remaining)
+                except TimeoutError:
+                    break
+            self._on_queue_depth(self._waiting)
+            self._busy = len(batch)
+            self._decoding = batch
             try:
-                await asyncio.wait_for(self._arrived.wait(), remaining)
-            except TimeoutError:
-                return
+                for group in self._groups(batch):
+                    await self._decode(group)
+            finally:
+                self._busy = 0
+                self._decoding = []
 
-    def _admit(self) -> list[_Job]:
-        """Waiting questions that join at the next step, within the search's size and cost. A reloaded engine takes
-        no question into the old search: it empties first, then a new search starts on the new engine."""
-        if self._run is not None and self._run_generation is not self._generation():
-            if self._active:
-                return []
-            self._run = None
-        used = sum(job.cost for job in self._active.values())
-        budget = (self.max_batch_cost or math.inf) - used if self._active else math.inf
-        joining: list[_Job] = []
-        while len(self._active) + len(joining) < self.max_batch_size:
-            job = self._take(budget)
-            if job is None:
-                break
-            joining.append(job)
-            budget = (self.max_batch_cost or math.inf) - used - sum(j.cost for j in joining)
-        if not self._waiting:
-            self._arrived.clear()
-        self._on_queue_depth(self._waiting)
-        return joining
+    def _groups(self, batch: list[_Job]) -> list[list[_Job]]:
+        """Jobs whose top_k fits in the beam decode together; a larger top_k widens the beam, so it goes apart.
+        The cheapest group first: a single short question does not wait for a wide beam in the same batch."""
+        groups: dict[int, list[_Job]] = {}
+        for job in batch:
+            groups.setdefault(self.beam_width(job.top_k), []).append(job)
+        return sorted(groups.values(), key=lambda group: sum(job.cost for job in group))
 
-    async def _step(self, joining: list[_Job], leaving: list[int]) -> None:
-        if self._run is None:
-            self._run, self._run_generation = self._new_run(), self._generation()
-        run = self._run
+    async def _decode(self, group: list[_Job]) -> None:
+        live = [job for job in group if not job.future.done()]  # a cancelled request's questions are skipped
+        if not live:
+            return
         started = time.perf_counter()
-        self._joining = joining
         try:
-            ids, answered = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._in_thread, run, joining, leaving
+            results = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._answer, [job.question for job in live], [job.top_k for job in live]
             )
-        except Exception as exc:  # the search failed: everything in it fails with it, and a new search starts
-            for job in [*joining, *self._active.values()]:
+        except Exception as exc:
+            for job in live:
                 if not job.future.done():
                     job.future.set_exception(exc)
-            self._active.clear()
-            self._run = None
             return
-        finally:
-            self._joining = []
-        self._active |= dict(zip(ids, joining, strict=True))
-        self._on_step(len(self._active), time.perf_counter() - started)
-        for i, candidates in answered.items():
-            job = self._active.pop(i, None)
-            if job is not None and not job.future.done():
+        self._on_batch(len(live), time.perf_counter() - started)
+        for job, candidates in zip(live, results, strict=True):
+            if not job.future.done():
                 job.future.set_result(candidates)
-
-    def _in_thread(
-        self, run: QuestionRun, joining: list[_Job], leaving: list[int]
-    ) -> tuple[list[int], dict[int, list[Candidate]]]:
-        if leaving:
-            run.drop(leaving)
-        ids = run.add([job.question for job in joining], [job.top_k for job in joining]) if joining else []
-        answered = run.step()
-        if not run.active:
-            self._on_idle()
-        return ids, answered

@@ -11,7 +11,7 @@ from typing import Any
 
 from kgqa import __version__
 from kgqa.data import split_head
-from kgqa.model.answerer import AnswerRun, DecodeOptions, QuestionAnswerer
+from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
 from kgqa.model.candidate import Candidate
 from kgqa.model.decode.explain import PathTrace, trace_path
 from kgqa.model.modeling import CheckpointError, default_device, read_training_info
@@ -134,16 +134,8 @@ class Engine:
         try:
             return self.answerer.answer(questions, top_k=top_k, explain=True)  # the API shows contributions
         finally:
-            self.trim()
-
-    def run(self) -> AnswerRun:
-        """Questions that join and leave a running search (the micro-batcher's continuous batching)."""
-        return self.answerer.run(explain=True)  # the API shows contributions
-
-    def trim(self) -> None:
-        """A batch's transient tensors are hundreds of MB: give them back to the OS rather than keep them per
-        worker (after a batch, and whenever the running search empties)."""
-        self._trim()
+            # a batch's transient tensors are hundreds of MB; give them back to the OS rather than keep them per worker
+            self._trim()
 
     def entity(self, name: str, limit: int) -> EntityTriples:
         """All triples of ``name`` (every meaning), or of one entity when ``name`` is a head ``name（meaning）``."""

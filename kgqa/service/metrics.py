@@ -1,4 +1,4 @@
-"""Prometheus metrics: requests by route and status, latency, questions and time per decoding step, queue depth.
+"""Prometheus metrics: requests by route and status, latency, batch sizes, queue depth.
 
 With several workers ``kgqa serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` before this module is imported, so every worker
 writes its samples there and /metrics, whichever worker answers, reports them all.
@@ -28,17 +28,11 @@ LATENCY = Histogram(
     ["route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0),
 )
-STEP_QUESTIONS = Histogram(
-    "kgqa_step_questions",
-    "questions in the running search at one decoding step",
-    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+BATCH_SIZE = Histogram("kgqa_batch_size", "questions decoded together", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+BATCH_SECONDS = Histogram(
+    "kgqa_batch_duration_seconds", "time to decode one batch", buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 )
-STEP_SECONDS = Histogram(
-    "kgqa_step_duration_seconds",
-    "time of one decoding step (a search step, with the questions joining and leaving it)",
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-)
-QUEUE_DEPTH = Gauge("kgqa_queue_depth", "questions waiting to join the search", multiprocess_mode="livesum")
+QUEUE_DEPTH = Gauge("kgqa_queue_depth", "questions waiting for a batch", multiprocess_mode="livesum")
 INDEX_INFO = Gauge(
     "kgqa_index_info", "the KB index being served (1)", ["path", "manifest_sha256"], multiprocess_mode="livemax"
 )
@@ -60,9 +54,9 @@ def record_served(described: dict) -> None:
     ADDED_CHARACTERS.set(described["model"]["added_characters"])
 
 
-def record_step(size: int, seconds: float) -> None:
-    STEP_QUESTIONS.observe(size)
-    STEP_SECONDS.observe(seconds)
+def record_batch(size: int, seconds: float) -> None:
+    BATCH_SIZE.observe(size)
+    BATCH_SECONDS.observe(seconds)
 
 
 def exposition() -> tuple[bytes, str]:

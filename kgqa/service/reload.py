@@ -1,11 +1,10 @@
 """Live reload on SIGHUP, as nginx and gunicorn do: load the configured index and model again, check them as at
 start-up, then switch.
 
-In one process the switch happens between searches: the questions already in the running search finish with the
-old engine, and questions join no search until it has emptied, then a new search starts on the new engine. Loading
-runs in a thread beside the decoding one, so questions keep being answered meanwhile. A reload that fails its checks
-(an index that does not load, a model that cannot spell it, a warm-up question that fails) keeps the old engine and
-logs why.
+In one process the switch happens between batches: the micro-batcher takes the state's engine afresh for each batch,
+so a batch already decoding finishes with the old engine and the next one uses the new. Loading runs in a thread
+beside the decoding one, so questions keep being answered meanwhile. A reload that fails its checks (an index that
+does not load, a model that cannot spell it, a warm-up question that fails) keeps the old engine and logs why.
 With workers the parent reloads and forks new workers (kgqa.service.server); the old ones first drain (SIGUSR1:
 every response says ``Connection: close``, so a client busy on a keep-alive connection is moved off it cleanly, by
 its next answer), then retire (SIGTERM). Without the drain, a request sent on an idle keep-alive connection just as

@@ -200,7 +200,7 @@ class InfoIndex(BaseModel):
 class InfoService(BaseModel):
     workers: int
     max_batch_size: int
-    max_batch_cost: int = Field(description="beam-characters the running search may hold")
+    max_batch_cost: int = Field(description="beam-characters a batch may hold")
     batch_wait_ms: float
     max_queue: int
     request_timeout_s: float

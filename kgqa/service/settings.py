@@ -31,17 +31,13 @@ class ServiceSettings(BaseSettings):
     )
     ranker: bool = Field(True, description="rank candidates by the model directory's learned ranker, if it has one")
 
-    # continuous batching: questions join the running search between its steps, within these bounds
-    max_batch_size: int = Field(32, ge=1, le=256, description="questions in the running search at once")
-    # 32 questions of 48 characters at beam 5; one question of 256 characters at top_k 20 (5,440) fills it alone
+    # micro-batching: a batch starts when it is full or when its first question has waited this long
+    max_batch_size: int = Field(32, ge=1, le=256, description="questions decoded together")
+    # 32 questions of 48 characters at beam 5; one question of 256 characters at top_k 20 (5,440) fills a batch alone
     max_batch_cost: int = Field(
-        10240,
-        ge=1,
-        description="beam-characters the running search may hold: beam width × (question length + 16), summed",
+        10240, ge=1, description="beam-characters a batch may hold: beam width × (question length + 16), summed"
     )
-    batch_wait_ms: float = Field(
-        5.0, ge=0.0, le=1000.0, description="how long a question arriving at an idle search waits for others"
-    )
+    batch_wait_ms: float = Field(5.0, ge=0.0, le=1000.0, description="how long a batch waits to fill")
     max_queue: int = Field(2048, ge=1, description="questions waiting; beyond it requests get 503, not a hang")
     # the largest request the API accepts (256 questions of 256 characters, top_k 20) took over 60 s here
     request_timeout_s: float = Field(

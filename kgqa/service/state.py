@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from kgqa.model.candidate import Candidate
 from kgqa.service.batcher import MicroBatcher
 from kgqa.service.engine import Engine
 from kgqa.service.settings import ServiceSettings
@@ -34,8 +36,8 @@ class ServiceState:
         if self.loop is not None and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self.begin_shutdown)
 
-    def current_engine(self) -> Engine:
-        """The engine of the moment (a reload switches engines between searches, never within one)."""
+    def answer(self, questions: Sequence[str], top_k: int | Sequence[int]) -> list[list[Candidate]]:
+        """The engine of the moment answers (a reload switches engines between batches, never within one)."""
         engine = self.engine
-        assert engine is not None, "the engine is not loaded yet"
-        return engine
+        assert engine is not None, "answer() before the engine is loaded"
+        return engine.answer(questions, top_k)

@@ -144,7 +144,7 @@ def test_metrics_count_requests_by_route_and_status_and_batches(client: TestClie
     assert 'kgqa_http_requests_total{method="POST",route="/v1/answer",status="422"}' in text
     assert 'kgqa_http_requests_total{method="GET",route="/v1/entities/{name}",status="404"}' in text
     assert 'kgqa_http_request_duration_seconds_bucket{le="0.5",route="/v1/answer"}' in text
-    assert "kgqa_step_questions_count" in text and "kgqa_queue_depth" in text
+    assert "kgqa_batch_size_count" in text and "kgqa_queue_depth" in text
 
 
 def test_not_ready_before_start_up(service_settings: ServiceSettings, engine: Engine) -> None:

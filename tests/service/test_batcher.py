@@ -1,5 +1,4 @@
-"""The micro-batcher over the real engine: which questions join the running search at which step, in what order
-they leave, and when it refuses. No timing: orders and counts only."""
+"""The micro-batcher over the real engine: what gets decoded together, in what order, and when it refuses."""
 
 from __future__ import annotations
 
@@ -19,67 +18,47 @@ QUESTIONS = [
     "《高三》一书的作者是谁？",
     "美国的首都是哪里？",
 ]
-SINGLE = "守望的拼音是什么？"
 
 
-class RecordingRun:
-    """The engine's real run, with a record of each step: the questions that joined before it, and how many were in
-    the search during it."""
+class RecordingEngine:
+    """The real engine, with a record of each decode call: (number of questions, top_k)."""
 
-    def __init__(self, engine: Engine, steps: list[tuple[list[str], int]]) -> None:
-        self.run = engine.run()
-        self.steps = steps
-        self.joining: list[str] = []
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.calls: list[tuple[int, int]] = []
 
-    @property
-    def active(self) -> int:
-        return self.run.active
-
-    def add(self, questions: Sequence[str], top_ks: Sequence[int]) -> list[int]:
-        self.joining += questions
-        return self.run.add(questions, top_ks)
-
-    def drop(self, ids: Sequence[int]) -> None:
-        self.run.drop(ids)
-
-    def step(self) -> dict[int, list[Candidate]]:
-        self.steps.append((self.joining, self.run.active))
-        self.joining = []
-        return self.run.step()
+    def answer(self, questions: Sequence[str], top_k: Sequence[int]) -> list[list[Candidate]]:
+        self.calls.append((len(questions), max(top_k)))  # decoded with the beam of the largest
+        return self.engine.answer(questions, top_k)
 
 
-def batcher_for(engine: Engine, steps: list[tuple[list[str], int]], **changes: float) -> MicroBatcher:
+def batcher_for(recorder: RecordingEngine, **changes: float) -> MicroBatcher:
     beam_width = DecodeOptions(num_beams=5).beam_width  # the service's rule
     settings = {"max_batch_size": 32, "max_wait_s": 0.05, "max_queue": 100, "beam_width": beam_width} | changes
-    return MicroBatcher(lambda: RecordingRun(engine, steps), **settings)  # type: ignore[arg-type]
+    return MicroBatcher(recorder.answer, **settings)  # type: ignore[arg-type]
 
 
-def _same(got: list[Candidate], expected: list[Candidate]) -> bool:
-    return [(c.subject, c.relation, c.object) for c in got] == [(c.subject, c.relation, c.object) for c in expected]
-
-
-def test_concurrent_questions_join_the_search_together_and_are_answered_as_alone(engine: Engine) -> None:
-    steps: list[tuple[list[str], int]] = []
+def test_concurrent_questions_decode_together_in_order(engine: Engine) -> None:
+    recorder = RecordingEngine(engine)
+    expected = [[c.subject for c in cands] for cands in engine.answer(QUESTIONS, 2)]
 
     async def scenario() -> list[list[Candidate]]:
-        batcher = batcher_for(engine, steps)
+        batcher = batcher_for(recorder)
         batcher.start()
         results = await asyncio.gather(*(batcher.submit([q], 2) for q in QUESTIONS))
         await batcher.stop()
         return [r[0] for r in results]
 
     results = asyncio.run(scenario())
-    assert sorted(steps[0][0]) == sorted(QUESTIONS)  # all four started at the first step
-    assert all(not joining for joining, _ in steps[1:])
-    for question, got in zip(QUESTIONS, results, strict=True):
-        assert _same(got, engine.answer([question], 2)[0])
+    assert recorder.calls == [(len(QUESTIONS), 2)]  # one decode for the four requests
+    assert [[c.subject for c in cands] for cands in results] == expected
 
 
-def test_each_question_gets_its_own_top_k_in_one_search(engine: Engine) -> None:
-    steps: list[tuple[list[str], int]] = []
+def test_a_wide_top_k_decodes_apart_and_each_gets_its_own_k(engine: Engine) -> None:
+    recorder = RecordingEngine(engine)
 
     async def scenario() -> tuple[list[list[Candidate]], ...]:
-        batcher = batcher_for(engine, steps)
+        batcher = batcher_for(recorder)
         batcher.start()
         results = await asyncio.gather(
             batcher.submit(QUESTIONS[:2], 1), batcher.submit(QUESTIONS[2:3], 3), batcher.submit(QUESTIONS[3:], 8)
@@ -88,30 +67,27 @@ def test_each_question_gets_its_own_top_k_in_one_search(engine: Engine) -> None:
         return results
 
     narrow, medium, wide = asyncio.run(scenario())
-    assert len(steps[0][0]) == 4  # a wider beam no longer decodes apart
+    # top_k 1 and 3 fit in the beam of 5: one group; top_k 8 widens the beam: its own group
+    assert sorted(recorder.calls) == [(1, 8), (3, 3)]
     assert [len(c) for c in narrow] == [1, 1] and len(medium[0]) == 3 and len(wide[0]) == 8
-    assert _same(wide[0], engine.answer(QUESTIONS[3:], 8)[0]) and _same(narrow[1], engine.answer(QUESTIONS[1:2], 1)[0])
 
 
-def test_the_search_holds_at_most_max_batch_size_questions(engine: Engine) -> None:
-    steps: list[tuple[list[str], int]] = []
+def test_batches_are_capped_at_max_batch_size(engine: Engine) -> None:
+    recorder = RecordingEngine(engine)
 
-    async def scenario() -> list[list[Candidate]]:
-        batcher = batcher_for(engine, steps, max_batch_size=3)
+    async def scenario() -> None:
+        batcher = batcher_for(recorder, max_batch_size=3)
         batcher.start()
-        results = await batcher.submit(QUESTIONS * 2, 1)
+        await batcher.submit(QUESTIONS * 2, 1)
         await batcher.stop()
-        return results
 
-    results = asyncio.run(scenario())
-    assert max(active for _, active in steps) == 3
-    assert len(steps[0][0]) == 3 and sum(len(joining) for joining, _ in steps) == 8  # the rest joined as others left
-    assert all(results)
+    asyncio.run(scenario())
+    assert [n for n, _ in recorder.calls] == [3, 3, 2]
 
 
 def test_a_full_queue_refuses_instead_of_waiting(engine: Engine) -> None:
     async def scenario() -> None:
-        batcher = batcher_for(engine, [], max_queue=3)
+        batcher = batcher_for(RecordingEngine(engine), max_queue=3)
         batcher.start()
         with pytest.raises(QueueFullError, match="at most 3"):
             await batcher.submit(QUESTIONS, 1)
@@ -122,50 +98,33 @@ def test_a_full_queue_refuses_instead_of_waiting(engine: Engine) -> None:
 
 
 def test_a_cancelled_request_is_not_decoded(engine: Engine) -> None:
-    steps: list[tuple[list[str], int]] = []
+    recorder = RecordingEngine(engine)
 
     async def scenario() -> None:
-        batcher = batcher_for(engine, steps, max_wait_s=0.2)
+        batcher = batcher_for(recorder, max_wait_s=0.2)
         batcher.start()
         abandoned = asyncio.ensure_future(batcher.submit(QUESTIONS[:1], 1))
         await asyncio.sleep(0.01)
-        abandoned.cancel()  # the client went away while its question waited
+        abandoned.cancel()  # the client went away while its question waited for a batch
         kept = await batcher.submit(QUESTIONS[1:2], 1)
-        assert _same(kept[0], engine.answer(QUESTIONS[1:2], 1)[0])
+        alone = engine.answer(QUESTIONS[1:2], 1)
+        assert [(c.subject, c.relation, c.object) for c in kept[0]] == [
+            (c.subject, c.relation, c.object) for c in alone[0]
+        ]
         await batcher.stop()
 
     asyncio.run(scenario())
-    assert [q for joining, _ in steps for q in joining] == QUESTIONS[1:2]
+    assert recorder.calls == [(1, 1)]
 
 
-def test_a_question_that_leaves_the_client_is_dropped_from_the_running_search(engine: Engine) -> None:
-    steps: list[tuple[list[str], int]] = []
-
-    async def scenario() -> None:
-        batcher = batcher_for(engine, steps)
-        batcher.start()
-        abandoned = asyncio.ensure_future(batcher.submit(QUESTIONS[:1], 5))
-        while not steps:  # it is in the search
-            await asyncio.sleep(0.001)
-        abandoned.cancel()
-        kept = await batcher.submit(QUESTIONS[1:2], 1)
-        assert _same(kept[0], engine.answer(QUESTIONS[1:2], 1)[0])
-        await batcher.stop()
-
-    asyncio.run(scenario())
-    # once the single question joined, the abandoned one was no longer searched beside it
-    joined_at = next(i for i, (joining, _) in enumerate(steps) if QUESTIONS[1] in joining)
-    assert all(active <= 1 for _, active in steps[joined_at + 1 :])
-
-
-def test_a_single_question_joins_beside_a_large_request_and_leaves_first(engine: Engine) -> None:
-    """Round-robin over requests: a question sent after a 12-question request joins the search at the first free
-    place, not behind the other request's remaining questions."""
-    steps: list[tuple[list[str], int]] = []
+def test_a_single_question_is_answered_while_a_large_request_decodes(engine: Engine) -> None:
+    """Round-robin over requests: a question sent after a 12-question request goes into the next batch (of 3),
+    not behind the other request's remaining 9 questions."""
+    recorder = RecordingEngine(engine)
     finished: list[str] = []
 
     async def scenario() -> None:
-        batcher = batcher_for(engine, steps, max_batch_size=3)
+        batcher = batcher_for(recorder, max_batch_size=3)
         batcher.start()
 
         async def ask(name: str, questions: list[str]) -> None:
@@ -173,32 +132,28 @@ def test_a_single_question_joins_beside_a_large_request_and_leaves_first(engine:
             finished.append(name)
 
         large = asyncio.ensure_future(ask("large", QUESTIONS * 3))
-        while not steps:  # the large request's first questions are in the search
-            await asyncio.sleep(0.001)
-        single = asyncio.ensure_future(ask("single", [SINGLE]))
+        await asyncio.sleep(0)  # the large request is queued first; its first batch starts
+        single = asyncio.ensure_future(ask("single", QUESTIONS[1:2]))
         await asyncio.gather(large, single)
         await batcher.stop()
 
     asyncio.run(scenario())
     assert finished == ["single", "large"]
-    joined = [q for joining, _ in steps for q in joining]
-    # it joined at one of the next two free places (round-robin: the large request's turn may come first), not after
-    # the large request's remaining 9 questions
-    assert len(joined) == 13 and joined.index(SINGLE) <= 4
+    assert [n for n, _ in recorder.calls] == [3, 3, 3, 3, 1]  # 13 questions in batches of at most 3
 
 
-def test_the_search_holds_at_most_its_cost(engine: Engine) -> None:
-    """Wide-beam questions fill the search by cost, one at a time here; a single short question sent meanwhile joins
-    beside the wide one in the search and leaves before it."""
-    steps: list[tuple[list[str], int]] = []
+def test_a_batch_holds_at_most_its_cost_and_its_cheapest_group_decodes_first(engine: Engine) -> None:
+    """Wide-beam questions fill a batch by cost, one each here; a single short question sent meanwhile joins the next
+    batch and decodes before the wide question beside it."""
+    recorder = RecordingEngine(engine)
     wide, single = QUESTIONS[0], QUESTIONS[1]
     finished: list[str] = []
 
     async def scenario() -> None:
-        probe = batcher_for(engine, steps)
+        probe = batcher_for(recorder)
         budget = probe.cost(wide, 20) + probe.cost(single, 1)  # one wide question and the single one
         assert probe.cost(wide, 20) == 20 * (len(wide) + 16) and probe.cost(single, 1) == 5 * (len(single) + 16)
-        batcher = batcher_for(engine, steps, max_batch_cost=budget)
+        batcher = batcher_for(recorder, max_batch_cost=budget)
         batcher.start()
 
         async def ask(name: str, questions: list[str], top_k: int) -> None:
@@ -206,12 +161,12 @@ def test_the_search_holds_at_most_its_cost(engine: Engine) -> None:
             finished.append(name)
 
         large = asyncio.ensure_future(ask("wide", [wide] * 4, 20))
-        while not steps:
-            await asyncio.sleep(0.001)
+        await asyncio.sleep(0)  # the wide request is queued first; its first batch starts
         short = asyncio.ensure_future(ask("single", [single], 1))
         await asyncio.gather(large, short)
         await batcher.stop()
 
     asyncio.run(scenario())
     assert finished == ["single", "wide"]
-    assert max(active for _, active in steps) == 2  # at most one wide question beside the single one
+    # batch 1: a wide question alone; batch 2: the single question (decoded first), then the next wide one
+    assert recorder.calls == [(1, 20), (1, 1), (1, 20), (1, 20), (1, 20)]

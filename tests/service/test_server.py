@@ -18,7 +18,6 @@ from hypothesis import HealthCheck, given, settings
 
 from kgqa.bench.process import ServerProcess, child_pids
 from kgqa.data import split_head
-from kgqa.model.answerer import AnswerRun
 from kgqa.service.app import create_app
 from kgqa.service.engine import Engine
 from kgqa.service.server import WORKER_MIN_LIFETIME_S, graceful_server_class
@@ -47,15 +46,12 @@ def test_real_server_answers_over_http(live_server: ServerProcess) -> None:
         assert http.post("/v1/answer", content=b"{", headers={"content-type": "application/json"}).status_code == 400
 
 
-def test_concurrent_requests_share_search_steps(live_server: ServerProcess) -> None:
-    def steps_with_one_question() -> tuple[float, float]:
-        """(steps in all, steps with at most one question in the search), from /metrics."""
-        lines = httpx.get(f"{live_server.url}/metrics").text.splitlines()
-        total = next(line for line in lines if line.startswith("kgqa_step_questions_count"))
-        single = next(line for line in lines if line.startswith('kgqa_step_questions_bucket{le="1.0"}'))
-        return float(total.split()[-1]), float(single.split()[-1])
+def test_concurrent_requests_are_batched(live_server: ServerProcess) -> None:
+    def batch_count() -> float:
+        text = httpx.get(f"{live_server.url}/metrics").text
+        return float(next(line.split()[-1] for line in text.splitlines() if line.startswith("kgqa_batch_size_count")))
 
-    before_total, before_single = steps_with_one_question()
+    before = batch_count()
     results: list[int] = []
 
     def ask() -> None:
@@ -67,8 +63,7 @@ def test_concurrent_requests_share_search_steps(live_server: ServerProcess) -> N
     for t in threads:
         t.join()
     assert results == [200] * 16
-    total, single = steps_with_one_question()
-    assert total - before_total > single - before_single  # some steps searched several questions together
+    assert batch_count() - before < 16  # fewer batches than requests: they were decoded together
 
 
 class GatedEngine:
@@ -85,45 +80,12 @@ class GatedEngine:
     def __getattr__(self, name: str) -> object:
         return getattr(self._engine, name)
 
-    def run(self) -> GatedRun:
-        return GatedRun(self, self._engine.run())
-
-
-class GatedRun:
-    """The engine's run; a gated question joins it only in name: a step waits for its gate, then answers it."""
-
-    def __init__(self, gated: GatedEngine, run: AnswerRun) -> None:
-        self.gated = gated
-        self.run = run
-        self.waiting: dict[int, str] = {}  # gated questions by id (negative: apart from the run's own)
-
-    @property
-    def active(self) -> int:
-        return self.run.active + len(self.waiting)
-
-    def add(self, questions, top_ks):  # type: ignore[no-untyped-def]
-        ids = []
-        for question, k in zip(questions, top_ks, strict=True):
-            if question in self.gated.gates:
-                ids.append(-1 - len(self.waiting))
-                self.waiting[ids[-1]] = question
-            else:
-                ids += self.run.add([question], [k])
-        return ids
-
-    def drop(self, ids):  # type: ignore[no-untyped-def]
-        self.run.drop([i for i in ids if i >= 0])
-        for i in ids:
-            self.waiting.pop(i, None)
-
-    def step(self):  # type: ignore[no-untyped-def]
-        if self.waiting:
-            i, question = next(iter(self.waiting.items()))
-            self.gated.started[question].set()
-            self.gated.gates[question].wait()
-            del self.waiting[i]
-            return {i: self.gated._answers[question]}
-        return self.run.step()
+    def answer(self, questions, top_k):  # type: ignore[no-untyped-def]
+        if questions[0] in self.gates:
+            self.started[questions[0]].set()
+            self.gates[questions[0]].wait()
+            return [self._answers[q] for q in questions]
+        return self._engine.answer(questions, top_k)
 
 
 def test_sigterm_lets_in_flight_questions_finish_and_answers_the_rest_503(

@@ -227,28 +227,3 @@ def concat_states(states: Sequence[DecoderState]) -> DecoderState:
         torch.cat([torch.nn.functional.pad(s.valid, (0, slots - s.valid.shape[1])) for s in states]),
         torch.cat([s.lengths for s in states]),
     )
-
-
-def merge_encoded(parts: Sequence[tuple[EncodedQuestions, Sequence[int]]]) -> EncodedQuestions:
-    """Rows of several encodings as one (questions encoded at different times), padded on the right to the longest
-    question; the padding is masked, so each row attends to what it attended to in its own encoding."""
-    length = max(encoded.mask.shape[1] for encoded, _ in parts)
-
-    def rows_of(tensor: torch.Tensor, rows: torch.Tensor, dim: int) -> torch.Tensor:
-        tensor = tensor.index_select(0, rows)
-        missing = length - tensor.shape[dim]
-        if not missing:
-            return tensor
-        pad = [0, 0] * (tensor.dim() - 1 - dim) + [0, missing]
-        return torch.nn.functional.pad(tensor, pad)
-
-    selected = [
-        (encoded, torch.tensor(list(rows), dtype=torch.long, device=encoded.mask.device)) for encoded, rows in parts
-    ]
-    layers = len(parts[0][0].cross_keys)
-    return EncodedQuestions(
-        torch.cat([rows_of(e.hidden, rows, 1) for e, rows in selected]),
-        torch.cat([rows_of(e.mask, rows, 1) for e, rows in selected]),
-        [torch.cat([rows_of(e.cross_keys[i], rows, 2) for e, rows in selected]) for i in range(layers)],
-        [torch.cat([rows_of(e.cross_values[i], rows, 2) for e, rows in selected]) for i in range(layers)],
-    )

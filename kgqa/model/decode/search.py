@@ -12,9 +12,6 @@ What the KB decides costs nothing:
   token. A prefix that only one KB key continues is complete at once: its score is final, no decoder call is made.
 - **Allowed-only logits.** At a branching position only the allowed tokens' logits are computed.
 - **Batched.** Each round expands, for every question of the batch, its best open prefixes in one decoder call.
-- **Questions join and leave between steps.** ``add`` puts questions into a running search, ``step`` runs one round
-  and hands back the questions whose search ended in it; a question's paths do not depend on which others share its
-  steps (in float32: tested).
 
 Guarantee: the returned paths are the k best complete KB paths by score, best first (ties in order of discovery),
 unless a question's expansion budget runs out (``SearchStats.budget_exhausted``): then the best found so far.
@@ -36,7 +33,6 @@ from kgqa.model.decode.incremental import (
     IncrementalDecoder,
     concat_states,
     length_classes,
-    merge_encoded,
     select_rows,
 )
 from kgqa.model.decode.lookahead import RelationLookaheadLogitsProcessor
@@ -87,17 +83,6 @@ class _Frontier:
 
 
 @dataclass
-class _Question:
-    """A question in the search: its facts, its k, where its encoder output is, and its frontier."""
-
-    facts: QuestionFacts
-    k: int
-    encoded: EncodedQuestions
-    row: int  # its row in ``encoded``
-    frontier: _Frontier = field(default_factory=_Frontier)
-
-
-@dataclass
 class _Siblings:
     """The children of an expanded prefix, best first, made one at a time as the search reaches them."""
 
@@ -115,7 +100,7 @@ class _Siblings:
         """The child at ``at``; the cursor moves on to the next one and goes back on the frontier with its score."""
         token, value = int(self.tokens[self.at]), float(self.scores[self.at])
         self.at += 1
-        frontier = search._questions[self.parent.question].frontier
+        frontier = search._frontiers[self.parent.question]
         if self.at < len(self.tokens) and self.scores[self.at] != float("-inf"):
             search._push(frontier, self)
         return search._child(self.parent, token, value, self.state)
@@ -141,8 +126,6 @@ class BestFirstSearch:
         self.expansions_per_round = expansions_per_round  # 0: k
         self.budget = budget  # open prefixes expanded per question at most; 0: 64·k
         self._order = itertools.count()
-        self._ids = itertools.count()
-        self._questions: dict[int, _Question] = {}  # the questions still searching, by id
         self.stats = SearchStats()
 
     def search(
@@ -152,60 +135,36 @@ class BestFirstSearch:
         encoded = self.decoder.encode(input_ids, attention_mask)
         return self.search_encoded(encoded, facts, k)
 
+    @torch.inference_mode()
     def search_encoded(self, encoded: EncodedQuestions, facts: Sequence[QuestionFacts], k: int) -> list[list[Found]]:
         """``search`` of questions already encoded (their cross-attention keys and values computed)."""
-        ids = self.add(encoded, facts, [k] * len(facts))
-        found: dict[int, list[Found]] = {}
-        while self.active:
-            found |= self.step()
-        return [found[q] for q in ids]
-
-    @property
-    def active(self) -> int:
-        """How many questions are still searching."""
-        return len(self._questions)
-
-    def add(self, encoded: EncodedQuestions, facts: Sequence[QuestionFacts], ks: Sequence[int]) -> list[int]:
-        """Questions join the search (row ``i`` of ``encoded`` is ``facts[i]``'s), each for its own k best paths;
-        their ids, which ``step`` reports them by."""
+        per_round = self.expansions_per_round or k
+        budget = self.budget or 64 * k
+        frontiers = self._frontiers = [_Frontier() for _ in facts]
         root_state = self.decoder.empty_state(1)
-        ids = []
-        for row, (own, k) in enumerate(zip(facts, ks, strict=True)):
-            q = next(self._ids)
-            self._questions[q] = question = _Question(own, k, encoded, row)
+        for q, frontier in enumerate(frontiers):
             root = Prefix(q, 0.0, (), (), "", run=(self.decoder.start_token_id,), parent=(root_state, 0))
             root.allowed = self.constraint.allowed_after("")
-            self._push(question.frontier, root)
-            ids.append(q)
-        return ids
-
-    def drop(self, ids: Sequence[int]) -> None:
-        """Questions leave the search unfinished (nobody waits for their paths any more)."""
-        for q in ids:
-            self._questions.pop(q, None)
-
-    @torch.inference_mode()
-    def step(self) -> dict[int, list[Found]]:
-        """One round: every question's best open prefixes expanded in one decoder call (one per length class). Returns
-        the questions whose search has ended, with their best paths, best first; they leave the search."""
-        batch: list[Prefix] = []
-        done: dict[int, list[Found]] = {}
-        for q, question in list(self._questions.items()):
-            frontier, k = question.frontier, question.k
-            chosen = self._take(frontier, k, self.expansions_per_round or k)
-            if chosen and frontier.expanded + len(chosen) > (self.budget or 64 * k):
-                self.stats.budget_exhausted += 1
-                self._finish_early(frontier, k)
-                chosen = []
-            if chosen:
-                frontier.expanded += len(chosen)
-                batch += chosen
-            else:
-                done[q] = frontier.found
-                del self._questions[q]
-        if batch:
-            self._expand(batch)
-        return done
+            self._push(frontier, root)
+        active = list(range(len(facts)))
+        while active:
+            batch: list[Prefix] = []
+            still = []
+            for q in active:
+                frontier = frontiers[q]
+                chosen = self._take(frontier, k, per_round)
+                if chosen and frontier.expanded + len(chosen) > budget:
+                    self.stats.budget_exhausted += 1
+                    self._finish_early(frontier, k)
+                    continue
+                if chosen:
+                    frontier.expanded += len(chosen)
+                    batch += chosen
+                    still.append(q)
+            active = still
+            if batch:
+                self._expand(batch, encoded, facts, frontiers)
+        return [frontier.found for frontier in frontiers]
 
     def _take(self, frontier: _Frontier, k: int, per_round: int) -> list[Prefix]:
         """Complete paths at the top of the frontier are final; then up to ``per_round`` open prefixes to expand."""
@@ -242,12 +201,24 @@ class BestFirstSearch:
     def _push(self, frontier: _Frontier, item: Prefix | _Siblings) -> None:
         heapq.heappush(frontier.heap, (-item.score, next(self._order), item))
 
-    def _expand(self, batch: list[Prefix]) -> None:
+    def _expand(
+        self,
+        batch: list[Prefix],
+        encoded: EncodedQuestions,
+        facts: Sequence[QuestionFacts],
+        frontiers: list[_Frontier],
+    ) -> None:
         for rows in length_classes([len(prefix.run) for prefix in batch]):
-            self._expand_rows([batch[i] for i in rows])
+            self._expand_rows([batch[i] for i in rows], encoded, facts, frontiers)
         self.stats.rounds += 1
 
-    def _expand_rows(self, batch: list[Prefix]) -> None:
+    def _expand_rows(
+        self,
+        batch: list[Prefix],
+        encoded: EncodedQuestions,
+        facts: Sequence[QuestionFacts],
+        frontiers: list[_Frontier],
+    ) -> None:
         # the parents' decoder states, gathered by index (one selection per state the batch's parents share)
         groups: dict[int, tuple[DecoderState, list[int], list[int]]] = {}
         for position, prefix in enumerate(batch):
@@ -258,7 +229,7 @@ class BestFirstSearch:
         order = [p for _, _, positions in groups.values() for p in positions]
         past = concat_states([select_rows(state, torch.tensor(rows)) for state, rows, _ in groups.values()])
         batch = [batch[p] for p in order]
-        encoded, questions = self._encoder_rows([self._questions[p.question] for p in batch])
+        questions = torch.tensor([p.question for p in batch], dtype=torch.long)
         hidden, state = self.decoder.feed(past, [p.run for p in batch], questions, encoded)
         values = self.decoder.allowed_log_probs(hidden, [p.allowed for p in batch])
         self.stats.calls += 1
@@ -266,30 +237,12 @@ class BestFirstSearch:
         self.stats.fed_tokens += sum(len(p.run) for p in batch)
         self.stats.logits += sum(len(p.allowed) for p in batch)
         for row, (prefix, scores) in enumerate(zip(batch, values, strict=True)):
-            question = self._questions[prefix.question]
             if self.lookahead is not None:
-                scores = self.lookahead.reweighted(question.facts, prefix.target, prefix.allowed, scores)
+                scores = self.lookahead.reweighted(facts[prefix.question], prefix.target, prefix.allowed, scores)
             ranked = np.argsort(-scores, kind="stable")
             siblings = _Siblings(prefix, (state, row), prefix.allowed[ranked], scores[ranked])
             if siblings.score != float("-inf"):
-                self._push(question.frontier, siblings)
-
-    @staticmethod
-    def _encoder_rows(owners: list[_Question]) -> tuple[EncodedQuestions, torch.Tensor]:
-        """The encoder output the rows attend to and each row's place in it: the questions' own when they were all
-        encoded together, else their rows of each encoding merged (questions that joined at different steps)."""
-        encodings = {id(q.encoded): q.encoded for q in owners}
-        if len(encodings) == 1:
-            return owners[0].encoded, torch.tensor([q.row for q in owners], dtype=torch.long)
-        rows_of: dict[int, dict[int, None]] = {e: {} for e in encodings}  # each encoding's rows used, in order
-        for q in owners:
-            rows_of[id(q.encoded)][q.row] = None
-        place, at = {}, 0
-        for e, rows in rows_of.items():
-            for row in rows:
-                place[(e, row)], at = at, at + 1
-        merged = merge_encoded([(encodings[e], list(rows)) for e, rows in rows_of.items()])
-        return merged, torch.tensor([place[(id(q.encoded), q.row)] for q in owners], dtype=torch.long)
+                self._push(frontiers[prefix.question], siblings)
 
     def _child(self, parent: Prefix, token: int, value: float, state: tuple[DecoderState, int]) -> Prefix | None:
         """The prefix after ``token``, carried through every token the KB forces after it."""
