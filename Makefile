@@ -198,12 +198,12 @@ bench-scale: index setup-dev
 bench-predict: index setup-dev
 	$(BIN)/python scripts/bench_predict.py --model $(MODEL) --index $(INDEX) --json $(BENCH)/predict.json
 
-# kgqa predict on dev under each search (best-first, transformers' beam; with and without the ranker) beside
-# transformers' unconstrained beam search, and every answer the two searches disagree on, float32 then int8.
 # A newcomer's first run: a clean clone of HEAD, make run, seconds to /readyz 200 and the .venv's size (port 8000).
 bench-first-run:
 	$(PYTHON) scripts/bench_first_run.py --json $(BENCH)/first-run.json
 
+# kgqa predict on dev under each search (best-first, transformers' beam; with and without the ranker) beside
+# transformers' unconstrained beam search, and every answer the two searches disagree on, float32 then int8.
 bench-search: index setup-dev
 	$(BIN)/python scripts/bench_search.py --model $(MODEL) --index $(INDEX) --json $(BENCH)/search/search-f32.json
 	$(BIN)/python scripts/bench_search.py --model $(MODEL) --index $(INDEX) --quantize \

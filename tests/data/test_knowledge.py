@@ -79,20 +79,27 @@ def test_malformed_lines_are_skipped_and_counted(tmp_path: Path) -> None:
         b"a\t \tc\n",  # empty field after stripping
         b"\xff\xfe\tb\tc\n",  # bad UTF-8
         b"a\x1fb\tr\tt\n",  # control character (the index's separator)
+        b"a\tr\rs\tt\n",  # control character inside a field
         b"\n",  # blank
         b"x \t r \t y\r\n",  # CRLF and padding are tolerated
+        b"v\x0b\tr\t\x1cw\n",  # so are control characters that are white space at a field's edge (strip removes them)
         b"last\tline\twithout newline",
     ]
     counter = SkipCounter()
     triples = list(iter_triples(_write(tmp_path / "kb.tsv", lines), counter))
-    assert triples == [Triple("a", "b", "c"), Triple("x", "r", "y"), Triple("last", "line", "without newline")]
-    assert counter.lines == 9
-    assert counter.kept == 3
+    assert triples == [
+        Triple("a", "b", "c"),
+        Triple("x", "r", "y"),
+        Triple("v", "r", "w"),
+        Triple("last", "line", "without newline"),
+    ]
+    assert counter.lines == 11
+    assert counter.kept == 4
     assert counter.skipped == {
         "column count": 2,
         "empty field": 1,
         "bad utf-8": 1,
-        "control character": 1,
+        "control character": 2,
         "blank line": 1,
     }
     assert counter.examples[0] == "kb.tsv:2: column count"
