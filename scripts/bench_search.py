@@ -65,30 +65,25 @@ def changed_answers(model: Path, index: Path, questions: list, quantize: bool) -
     found, beamed = exact.answer(texts, top_k=1), beam.answer(texts, top_k=1)
     changes = []
     for q, f, b in zip(questions, found, beamed, strict=True):
-        fa, ba = (f[0].as_answer() if f else None), (b[0].as_answer() if b else None)
-        if fa != ba:
+        if (f[0].as_answer() if f else None) != (b[0].as_answer() if b else None):
             changes.append(
                 {
                     "id": q.id,
                     "question": q.question,
                     "gold": q.answer.format(),
-                    "best_first": {
-                        "answer": fa.format() if fa else None,
-                        "log_prob": f[0].log_probability,
-                        "ranker": f[0].score,
-                    }
-                    if f
-                    else None,
-                    "beam": {
-                        "answer": ba.format() if ba else None,
-                        "log_prob": b[0].log_probability,
-                        "ranker": b[0].score,
-                    }
-                    if b
-                    else None,
+                    "best_first": _best(f),
+                    "beam": _best(b),
                 }
             )
     return changes
+
+
+def _best(candidates: list) -> dict | None:
+    """The best candidate's answer and scores, for the list of changed answers."""
+    if not candidates:
+        return None
+    best = candidates[0]
+    return {"answer": best.as_answer().format(), "log_prob": best.log_probability, "ranker": best.score}
 
 
 def main() -> int:
