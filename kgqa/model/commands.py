@@ -9,7 +9,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from kgqa.data.report import write_json
-from kgqa.model.options import DEFAULT_BEAMS, DecodeOptions  # light: torch loads only when a command decodes
+from kgqa.model.options import DEFAULT_BEAMS, SEARCHES, DecodeOptions  # light: torch loads only when a command decodes
 
 
 def decode_options(args: argparse.Namespace) -> DecodeOptions:
@@ -37,7 +37,7 @@ def decode_options(args: argparse.Namespace) -> DecodeOptions:
 def add_search_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--search",
-        choices=["best_first", "beam"],
+        choices=SEARCHES,
         help="best_first: kgqa's exact top-k search over the index (default); beam: transformers' beam search",
     )
 

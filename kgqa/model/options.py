@@ -6,18 +6,20 @@ Light on purpose (no torch): the CLI's flags and the service's settings take the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 from kgqa.data import MAX_QUESTION_CHARS
 
 DEFAULT_BEAMS = 5  # paths proposed per question wherever none is given (CLI, service, evaluation)
+# best_first: our search over the index (exact top-k, kgqa.model.decode.search); beam: transformers' beam search
+Search = Literal["best_first", "beam"]
+SEARCHES: tuple[str, ...] = get_args(Search)
 
 
 @dataclass(frozen=True)
 class DecodeOptions:
     num_beams: int = DEFAULT_BEAMS  # paths proposed per question (the beam's width, or the search's k)
-    # best_first: our search over the index (exact top-k, kgqa.model.decode.search); beam: transformers' beam search
-    search: Literal["best_first", "beam"] = "best_first"
+    search: Search = "best_first"
     constrained: bool = True  # off only for the ablation: then the output may be no KB path at all
     lookahead: bool = True
     lookahead_strength: float = 1.0  # α in p ** (1 / (α·Δ + 1)); 1 is the published formula

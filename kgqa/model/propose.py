@@ -43,7 +43,7 @@ class Proposer:
         self.lookahead = RelationLookahead(index)
         self.decoder = IncrementalDecoder(model)
         self.scorer = self._path_scorer()
-        self.beam = TransformersBeamSearch(model, self.codec, self.constraint, index, self.lookahead, options)
+        self.beam = self._beam_search()
 
     def with_options(self, options: DecodeOptions) -> Proposer:
         """The same model and constraint tables under other options (nothing is rebuilt)."""
@@ -51,10 +51,12 @@ class Proposer:
         other.__dict__.update(self.__dict__)
         other.options = options
         other.scorer = other._path_scorer()
-        other.beam = TransformersBeamSearch(
-            self.model, self.codec, self.constraint, self.index, self.lookahead, options
-        )
+        other.beam = other._beam_search()
         return other
+
+    def _beam_search(self) -> TransformersBeamSearch:
+        """transformers' beam search under the options (``search="beam"``), over the same constraint tables."""
+        return TransformersBeamSearch(self.model, self.codec, self.constraint, self.index, self.lookahead, self.options)
 
     def _path_scorer(self) -> PathScorer:
         """Scores of given paths under the options' look-ahead, as the search scores them."""
@@ -70,9 +72,9 @@ class Proposer:
         num_beams = options.beam_width(top_k)
         texts = [facts.question for facts in questions]
         encoded = self.tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=True)
+        input_ids = encoded["input_ids"].to(self.model.device)
+        attention_mask = encoded["attention_mask"].to(self.model.device)
         if options.constrained and options.search == "best_first":
-            input_ids = encoded["input_ids"].to(self.model.device)
-            attention_mask = encoded["attention_mask"].to(self.model.device)
             encoded_questions = self.decoder.encode(input_ids, attention_mask)
             search = BestFirstSearch(
                 self.decoder,
@@ -83,8 +85,6 @@ class Proposer:
             found = search.search_encoded(encoded_questions, questions, num_beams)
             beams = [[self._found(f, rank) for rank, f in enumerate(own)] for own in found]
             return self._with_anchored(questions, beams, encoded_questions, anchored)
-        input_ids = encoded["input_ids"].to(self.model.device)
-        attention_mask = encoded["attention_mask"].to(self.model.device)
         beams, encoder_hidden = self.beam.search(input_ids, attention_mask, questions, num_beams)
         return self._with_anchored(
             questions, beams, self.decoder.cross_attention(encoder_hidden, attention_mask), anchored

@@ -10,7 +10,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from kgqa.data.locate import DEFAULT_INDEX_DIR
-from kgqa.model.options import DEFAULT_BEAMS
+from kgqa.model.options import DEFAULT_BEAMS, Search
 
 
 class ServiceSettings(BaseSettings):
@@ -26,7 +26,7 @@ class ServiceSettings(BaseSettings):
     torch_threads: int = Field(0, ge=0, description="per worker; 0: the CPU count divided among the workers")
     quantize: bool = Field(True, description="int8 Linear layers on the CPU: about 1.4-2× faster decoding")
     num_beams: int = Field(DEFAULT_BEAMS, ge=1, le=20, description="paths proposed per question (widened to top_k)")
-    search: Literal["best_first", "beam"] = Field(
+    search: Search = Field(
         "best_first", description="best_first: kgqa's exact top-k search; beam: transformers' beam search"
     )
     ranker: bool = Field(True, description="rank candidates by the model directory's learned ranker, if it has one")
