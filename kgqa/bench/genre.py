@@ -12,9 +12,11 @@ from kgqa.trie.keys import END_CODE
 
 
 class EnumeratingTrie:
-    def __init__(self, trie: marisa_trie.Trie) -> None:
-        self.trie = trie
+    """Over one trie, or over an index's shards (each holds a key range; together they hold every key once)."""
+
+    def __init__(self, tries: list[marisa_trie.Trie]) -> None:
+        self.tries = tries
 
     def next_codepoints(self, prefix: str) -> set[int]:
         depth = len(prefix)
-        return {ord(key[depth]) if len(key) > depth else END_CODE for key in self.trie.keys(prefix)}
+        return {ord(key[depth]) if len(key) > depth else END_CODE for trie in self.tries for key in trie.keys(prefix)}

@@ -57,7 +57,9 @@ def measure_queries(index_dir: Path, queries_per_depth: int, baseline_seconds: f
     index = KBIndex(index_dir)
     load_seconds = time.perf_counter() - started
     rss_after_load = _rss_mb()
-    baseline = EnumeratingTrie(mmap_trie(index_dir / "paths.marisa"))
+    baseline = EnumeratingTrie(
+        [mmap_trie(index_dir / shard["dir"] / "paths.marisa") for shard in index.manifest.shards]
+    )
     vocab = {ch: i + 3 for i, ch in enumerate(index.alphabet)}  # a character vocabulary as the tokenizer builds one
     tokens = TokenConstraint(index, vocab, sep_token_id=1, eos_token_id=2)
     id_of = {**vocab, chr(SEP_CODE): 1}

@@ -1,49 +1,77 @@
-"""Compiling knowledge files into an index directory.
+"""Compiling knowledge files into an index directory, in memory bounded by a budget, not by the KB.
 
-Files written (all memory-mappable):
+Layout (all memory-mappable):
 
-- ``paths.marisa``: marisa Trie of every distinct path key ``name SEP relation SEP meaning`` (or, built with
-  ``key_order=NAME_MEANING_RELATION`` for the target-order ablation, ``name SEP meaning SEP relation``).
-- ``objects.bin`` / ``objects.offsets.npy``: every distinct object string, UTF-8, in order of first sight; an object
-  is only ever fetched by id, so a plain memory-mapped blob serves (on the 20M-triple synthetic KB, a marisa trie of
-  its 11.7M objects was 1.07 GB, no smaller than the strings, and took two minutes to build and map).
-- ``path_objects.offsets.npy`` / ``path_objects.ids.npy``: CSR from path key id to object ids.
-- ``heavy.marisa`` + ``heavy_children.offsets.npy`` / ``heavy_children.codes.npy``: the sorted next-character code
-  points of every *heavy* prefix, one with more than ``heavy_threshold`` keys below it. Any other prefix has few keys
-  below, so enumerating them is cheap; a heavy one (the root has millions) is answered from this table instead.
+- ``shards/NNNNN/``: the keys of one contiguous key range each (see :mod:`kgqa.trie.shard`); the manifest lists every
+  shard's first key and path count, so a prefix query reads the one shard its keys start in (two at a boundary).
+- ``heavy.marisa`` + ``heavy_children.*.npy``: next characters of every prefix with many keys below it, the root's
+  included (see :mod:`kgqa.trie.heavy`).
 - ``alphabet.txt``: every character that occurs in a path key (what a tokenizer must be able to spell).
-- ``manifest.json``: sources with sizes and checksums, counts, skipped lines, build time; written last.
+- ``manifest.json``: sources with sizes and checksums, counts, shards, skipped lines, build time; written last.
 
-One streaming pass over the knowledge files numbers each distinct path key and object as it is first seen (objects
-are written to the blob at once) and records (path number, object number) per triple. The sorted path keys, held
-once as str, give the heavy prefixes; the paths trie is built from them and iterated once to map path numbers to
-marisa's key ids. No triple is looked up in a trie.
+The build is an external sort (:mod:`kgqa.trie.runs`): one pass over the knowledge files writes sorted runs of
+(path key, object) lines, each as big as the memory budget allows; a k-way merge cuts the sorted stream into shard
+inputs; each shard is built from its input alone, here, in worker processes (``jobs``) or as Ray tasks. Temporary
+files live in a directory beside ``out_dir``, removed on success and on failure; the finished index is swapped into
+``out_dir`` atomically.
 """
 
 from __future__ import annotations
 
-import array
 import datetime as dt
+import itertools
 import os
 import shutil
 import time
-from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import marisa_trie
-import numpy as np
 from tqdm import tqdm
 
 from kgqa import __version__
-from kgqa.data.knowledge import SkipCounter, Triple, iter_triples, split_head
-from kgqa.trie.keys import END_CODE, KEY_ORDERS, NAME_RELATION_MEANING, SEP, path_key
+from kgqa.data.knowledge import SkipCounter, Triple, iter_triples
+from kgqa.trie.engines import ENGINES, build_shards
+from kgqa.trie.heavy import merge_heavy, save_heavy
+from kgqa.trie.keys import KEY_ORDERS, NAME_RELATION_MEANING
 from kgqa.trie.manifest import Manifest, sha256_file
+from kgqa.trie.runs import merge_runs, write_sorted_runs
+from kgqa.trie.shard import ShardSummary
 
 DEFAULT_HEAVY_THRESHOLD = 32
-MAX_CODE_POINT = 0x10FFFF
+DEFAULT_MEMORY_BUDGET = 2 * 2**30
+# tiny budgets make many runs and shards of a small KB (tests do); a real build wants hundreds of MB or more
+MIN_MEMORY_BUDGET = 4096
+SHARDS_DIR = "shards"
+
+
+class NotEnoughDiskError(OSError):
+    """The temporary files and the index would not fit the disk; the message says how much space the build needs."""
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """How a memory budget is spent by each process of a build: the sort buffer of the pass over the files, then one
+    shard at a time. It depends on the budget alone, so the shards (and so the files) do not depend on ``jobs``; with
+    ``jobs`` > 1 each worker stays within the budget (the reading and merging process holds little meanwhile).
+
+    A shard build holds its keys as str, the marisa trie being built, and its objects: measured at about
+    ``SHARD_MEMORY_PER_INPUT_BYTE`` bytes per byte of shard input.
+    """
+
+    run_buffer_bytes: int
+    shard_bytes: int
+
+    SHARD_MEMORY_PER_INPUT_BYTE = 6
+    RESERVED_BYTES = 160 * 2**20  # the interpreter, numpy, marisa, the merge's buffers
+
+    @classmethod
+    def for_budget(cls, memory_budget: int) -> BuildPlan:
+        if memory_budget < MIN_MEMORY_BUDGET:
+            raise ValueError(f"memory budget {memory_budget:,} bytes is below the least usable, {MIN_MEMORY_BUDGET:,}")
+        usable = max(memory_budget - cls.RESERVED_BYTES, memory_budget // 4)
+        return cls(run_buffer_bytes=usable * 3 // 5, shard_bytes=max(1, usable // cls.SHARD_MEMORY_PER_INPUT_BYTE))
 
 
 def build_index(
@@ -52,57 +80,67 @@ def build_index(
     heavy_threshold: int = DEFAULT_HEAVY_THRESHOLD,
     progress: bool = True,
     key_order: str = NAME_RELATION_MEANING,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    jobs: int = 1,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> Manifest:
     """Build the index of ``kb_files`` into ``out_dir`` (replaced atomically: a failed build leaves no index).
 
-    ``key_order`` is the order of the parts after the name in each key, so the decoder's target order
-    (relation then meaning by default).
+    ``key_order`` is the order of the parts after the name in each key, so the decoder's target order (relation then
+    meaning by default). ``memory_budget`` (bytes) bounds what each process of the build holds in memory at once;
+    ``jobs`` shards build at once (worker processes, or Ray tasks with ``engine="ray"``). Neither changes what the
+    index answers, and ``jobs`` and ``engine`` do not change its files.
     """
     started = time.perf_counter()
-    kb_files = _checked_inputs(kb_files, key_order)
+    kb_files = _checked_inputs(kb_files, key_order, engine, jobs)
+    plan = BuildPlan.for_budget(memory_budget)
     out_dir = Path(out_dir)
     _remove_abandoned_builds(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    check_disk_space(kb_files, out_dir.parent)
     work = out_dir.with_name(f".{out_dir.name}.building-{os.getpid()}")
-    work.mkdir(parents=True)
-    steps = tqdm(total=7, desc="index build", unit="step", disable=not progress, position=0, leave=True)
+    spill = out_dir.with_name(f".{out_dir.name}.spill-{os.getpid()}")
+    steps = tqdm(total=5, desc="index build", unit="step", disable=not progress, position=0, leave=True)
     try:
+        work.mkdir()
+        spill.mkdir()
+        (work / SHARDS_DIR).mkdir()
         counter = SkipCounter()
-        with _step(steps, "read knowledge files"):
-            read = _read(kb_files, counter, work, progress, key_order)
-        with _step(steps, "sort path keys"):
-            keys = list(read.paths)
-            keys.sort()
-            rank_of_number = _ranks(read.paths, keys)
-            read.paths = {}  # the dict's table is as big as the keys' list: free it before the trie build
-            name_count = _count_names(keys)
-            alphabet = _alphabet(keys)
+        with _step(steps, "read and sort"):
+            runs = write_sorted_runs(
+                _iter_all(kb_files, counter, "read and sort", progress), spill, plan.run_buffer_bytes, key_order
+            )
+        if not runs.triples:
+            raise ValueError(
+                "no valid triple in " + ", ".join(map(str, kb_files)) + f" ({counter.lines} lines, all skipped)"
+            )
+        with _step(steps, "merge and build shards"):
+            summaries = _merge_and_build(
+                runs.paths, runs.triples, spill, work, plan, heavy_threshold, progress, engine, jobs, ray_address
+            )
+        with _step(steps, "heavy prefixes"):
+            heavy_count = save_heavy(*merge_heavy([s.heavy for s in summaries], heavy_threshold), work)
+            alphabet = set().union(*(s.alphabet for s in summaries))
             (work / "alphabet.txt").write_text("".join(sorted(alphabet)), encoding="utf-8")
-        with _step(steps, "find heavy prefixes"):
-            heavy_count = _save_heavy(*_heavy_prefixes(keys, heavy_threshold, progress), work)
-        with _step(steps, "write paths"):
-            key_id_of_rank = _save_sorted_trie(keys, work / "paths.marisa")
-            path_count, relation_count, object_count = len(keys), read.relation_count, read.object_count
-            del keys
-            path_ids = key_id_of_rank[rank_of_number[read.triple_paths]]
-            del key_id_of_rank, rank_of_number
-            pair_count = _save_path_objects(path_ids, read.triple_objects, path_count, work)
-            del path_ids, read
         with _step(steps, "checksums"):
             manifest = Manifest(
                 heavy_threshold=heavy_threshold,
                 sources=[_source(f) for f in kb_files],
                 counts={
-                    "triples": pair_count,
-                    "paths": path_count,
-                    "names": name_count,
-                    "relations": relation_count,
-                    "objects": object_count,
+                    "triples": sum(s.pairs for s in summaries),
+                    "paths": sum(s.paths for s in summaries),
+                    "names": _distinct_names(summaries),
+                    "relations": runs.relation_count,
+                    "objects": sum(s.objects for s in summaries),
                     "heavy_prefixes": heavy_count,
                     "alphabet": len(alphabet),
+                    "shards": len(summaries),
                 },
                 read=counter.as_dict(),
                 kgqa_version=__version__,
                 key_order=key_order,
+                shards=[{"dir": _shard_dir(s.number), "first_key": s.first_key, "paths": s.paths} for s in summaries],
             )
             manifest.record_files(work)
         with _step(steps, "finish"):
@@ -114,18 +152,89 @@ def build_index(
         shutil.rmtree(work, ignore_errors=True)
         raise
     finally:
+        shutil.rmtree(spill, ignore_errors=True)
         steps.close()
     return manifest
 
 
-def _checked_inputs(kb_files: Sequence[str | Path], key_order: str) -> list[Path]:
+def _merge_and_build(
+    runs: list[Path],
+    lines: int,
+    spill: Path,
+    work: Path,
+    plan: BuildPlan,
+    heavy_threshold: int,
+    progress: bool,
+    engine: str,
+    jobs: int,
+    ray_address: str | None,
+) -> list[ShardSummary]:
+    with (
+        tqdm(total=lines, desc="merge", unit="line", unit_scale=True, disable=not progress, leave=False) as merged,
+        tqdm(desc="shards built", unit="shard", disable=not progress, leave=False) as built,
+    ):
+        inputs = merge_runs(runs, spill, plan.shard_bytes, on_lines=merged.update)
+        return build_shards(
+            inputs,
+            lambda number: work / _shard_dir(number),
+            heavy_threshold,
+            engine=engine,
+            jobs=jobs,
+            ray_address=ray_address,
+            on_built=lambda: built.update(1),
+        )
+
+
+def _shard_dir(number: int) -> str:
+    return f"{SHARDS_DIR}/{number:05d}"
+
+
+def _distinct_names(summaries: list[ShardSummary]) -> int:
+    """Distinct names over all shards: a name cut by a shard boundary is counted by both shards."""
+    shared = sum(a.last_name == b.first_name for a, b in itertools.pairwise(summaries))
+    return sum(s.names for s in summaries) - shared
+
+
+def _checked_inputs(kb_files: Sequence[str | Path], key_order: str, engine: str, jobs: int) -> list[Path]:
     if key_order not in KEY_ORDERS:
         raise ValueError(f"key order must be one of {KEY_ORDERS}, not {key_order!r}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, not {jobs}")
     paths = [Path(f) for f in kb_files]
     for f in paths:
         if not f.is_file():
             raise FileNotFoundError(f"knowledge file not found: {f}")
     return paths
+
+
+def text_bytes(kb_file: Path) -> int:
+    """The knowledge file's size as text: its size, or for gzip the size its trailer records (modulo 2**32, so taken
+    as the least such size not below the compressed one)."""
+    size = kb_file.stat().st_size
+    if kb_file.suffix != ".gz" or size < 18:
+        return size
+    with open(kb_file, "rb") as f:
+        f.seek(-4, os.SEEK_END)
+        modulo = int.from_bytes(f.read(4), "little")
+    return modulo + 2**32 * max(0, -(-(size - modulo) // 2**32))
+
+
+# Temporary files hold the KB's lines about twice (sorted runs, shard inputs), and the index itself about once.
+DISK_PER_TEXT_BYTE = 2.5
+
+
+def check_disk_space(kb_files: Sequence[Path], directory: Path) -> None:
+    """Fail before reading anything when the temporary files and the index would not fit in ``directory``."""
+    needed = int(DISK_PER_TEXT_BYTE * sum(text_bytes(f) for f in kb_files))
+    free = shutil.disk_usage(directory).free
+    if needed > free:
+        raise NotEnoughDiskError(
+            f"building this index needs about {needed / 2**30:.1f} GiB free beside {directory.resolve()} (sorted runs, "
+            f"shard inputs and the index, about {DISK_PER_TEXT_BYTE}x the knowledge files' text); "
+            f"{free / 2**30:.1f} GiB is free there: free some space or build with --out on another disk"
+        )
 
 
 def _source(kb_file: Path) -> dict[str, object]:
@@ -143,11 +252,12 @@ def _swap_into(work: Path, out_dir: Path) -> None:
 
 
 def _remove_abandoned_builds(out_dir: Path) -> None:
-    """Remove work (and replaced) directories left by builds that were killed (their process is gone)."""
-    for stale in [*out_dir.parent.glob(f".{out_dir.name}.building-*"), *out_dir.parent.glob(f".{out_dir.name}.old-*")]:
-        pid = stale.name.rsplit("-", 1)[1]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-            shutil.rmtree(stale, ignore_errors=True)
+    """Remove work, spill and replaced directories left by builds that were killed (their process is gone)."""
+    for pattern in ("building", "spill", "old"):
+        for stale in out_dir.parent.glob(f".{out_dir.name}.{pattern}-*"):
+            pid = stale.name.rsplit("-", 1)[1]
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                shutil.rmtree(stale, ignore_errors=True)
 
 
 @contextmanager
@@ -157,13 +267,9 @@ def _step(bar: tqdm, description: str) -> Iterator[None]:
     bar.update(1)
 
 
-def _byte_bar(kb_files: Sequence[Path], description: str, progress: bool) -> tqdm:
-    total = sum(f.stat().st_size for f in kb_files)
-    return tqdm(total=total, desc=description, unit="B", unit_scale=True, disable=not progress, leave=False)
-
-
 def _iter_all(kb_files: Sequence[Path], counter: SkipCounter, description: str, progress: bool) -> Iterator[Triple]:
-    with _byte_bar(kb_files, description, progress) as bar:
+    total = sum(f.stat().st_size for f in kb_files)
+    with tqdm(total=total, desc=description, unit="B", unit_scale=True, disable=not progress, leave=False) as bar:
         done = 0
         for f in kb_files:
 
@@ -173,153 +279,3 @@ def _iter_all(kb_files: Sequence[Path], counter: SkipCounter, description: str, 
 
             yield from iter_triples(f, counter, on_progress)
             done += f.stat().st_size
-
-
-@dataclass
-class _Read:
-    """What the pass over the knowledge files leaves: distinct path keys numbered by first sight, and per triple
-    (path number, object id)."""
-
-    paths: dict[str, int]
-    triple_paths: np.ndarray
-    triple_objects: np.ndarray
-    object_count: int
-    relation_count: int
-
-
-def _read(kb_files: Sequence[Path], counter: SkipCounter, work: Path, progress: bool, key_order: str) -> _Read:
-    paths: dict[str, int] = {}
-    objects: dict[str, int] = {}
-    relations: set[str] = set()
-    object_ends = array.array("Q")
-    triple_paths, triple_objects = array.array("I"), array.array("I")
-    number_path, object_id = paths.setdefault, objects.get
-    add_path, add_object, add_relation = triple_paths.append, triple_objects.append, relations.add
-    with open(work / "objects.bin", "wb") as blob:
-        for head, relation, tail in _iter_all(kb_files, counter, "read", progress):
-            name, meaning = split_head(head)
-            add_path(number_path(path_key(name, relation, meaning, key_order), len(paths)))
-            found = object_id(tail)
-            if found is None:
-                found = objects[tail] = len(objects)
-                blob.write(tail.encode("utf-8"))
-                object_ends.append(blob.tell())
-            add_object(found)
-            add_relation(relation)
-    if not paths:
-        raise ValueError(
-            "no valid triple in " + ", ".join(map(str, kb_files)) + f" ({counter.lines} lines, all skipped)"
-        )
-    ends = np.frombuffer(object_ends, dtype=np.uint64)
-    offsets = np.zeros(len(ends) + 1, dtype=np.uint32 if ends[-1] < 2**32 else np.uint64)
-    offsets[1:] = ends
-    np.save(work / "objects.offsets.npy", offsets)
-    return _Read(
-        paths,
-        np.frombuffer(triple_paths, dtype=np.uint32),
-        np.frombuffer(triple_objects, dtype=np.uint32),
-        len(objects),
-        len(relations),
-    )
-
-
-def _ranks(numbers: dict[str, int], sorted_keys: list[str]) -> np.ndarray:
-    """Map each key's number (order of first sight) to its rank in ``sorted_keys``."""
-    rank_of_number = np.empty(len(sorted_keys), dtype=np.uint32)
-    for rank, key in enumerate(sorted_keys):
-        rank_of_number[numbers[key]] = rank
-    return rank_of_number
-
-
-def _count_names(sorted_keys: list[str]) -> int:
-    count, previous = 0, None
-    for key in sorted_keys:
-        name = key[: key.index(SEP)]
-        if name != previous:
-            count, previous = count + 1, name
-    return count
-
-
-def _alphabet(keys: list[str], chunk: int = 200_000) -> set[str]:
-    alphabet: set[str] = set()
-    for start in range(0, len(keys), chunk):
-        alphabet.update("".join(keys[start : start + chunk]))
-    alphabet.discard(SEP)
-    return alphabet
-
-
-def _heavy_prefixes(keys: list[str], threshold: int, progress: bool) -> tuple[list[str], list[array.array]]:
-    """Every prefix with more than ``threshold`` keys below it, with its sorted next-character code points.
-
-    Walks the sorted keys depth-first; a node's children are found by binary search for the end of each run of
-    equal next characters, so the work is proportional to the number of heavy nodes' children, not of keys.
-    """
-    prefixes: list[str] = []
-    children: list[array.array] = []
-    stack = [("", 0, len(keys))] if len(keys) > threshold else []
-    with tqdm(
-        total=len(keys), desc="heavy prefixes", unit="key", unit_scale=True, disable=not progress, leave=False
-    ) as bar:
-        if not stack:
-            bar.update(len(keys))
-        while stack:
-            prefix, lo, hi = stack.pop()
-            depth = len(prefix)
-            codes = array.array("I")
-            i = lo
-            if len(keys[i]) == depth:  # keys are distinct, so at most one ends here, and it sorts first
-                codes.append(END_CODE)
-                i += 1
-                bar.update(1)
-            while i < hi:
-                code = ord(keys[i][depth])
-                j = hi if code == MAX_CODE_POINT else bisect_left(keys, prefix + chr(code + 1), i, hi)
-                codes.append(code)
-                if j - i > threshold:
-                    stack.append((prefix + chr(code), i, j))
-                else:
-                    bar.update(j - i)
-                i = j
-            prefixes.append(prefix)
-            children.append(codes)
-    return prefixes, children
-
-
-def _save_trie(keys: Iterable[str], path: Path) -> marisa_trie.Trie:
-    trie = marisa_trie.Trie(keys)
-    trie.save(str(path))
-    return trie
-
-
-def _save_sorted_trie(sorted_keys: list[str], path: Path) -> np.ndarray:
-    """Save a trie of the sorted keys; return the array that maps each key's rank to its marisa key id."""
-    trie = _save_trie(sorted_keys, path)
-    return np.fromiter(map(trie.key_id, sorted_keys), dtype=np.uint32, count=len(sorted_keys))
-
-
-def _save_heavy(prefixes: list[str], children: list[array.array], work: Path) -> int:
-    trie = _save_trie(prefixes, work / "heavy.marisa")
-    # marisa assigns its own key ids: lay the children out in id order so that id -> offsets[id]:offsets[id + 1].
-    lengths = np.zeros(len(prefixes) + 1, dtype=np.int64)
-    order = np.empty(len(prefixes), dtype=np.int64)
-    for position, prefix in enumerate(prefixes):
-        key_id = trie[prefix]
-        order[key_id] = position
-        lengths[key_id + 1] = len(children[position])
-    offsets = np.cumsum(lengths)
-    codes = np.empty(int(offsets[-1]), dtype=np.uint32)
-    for key_id, position in enumerate(order):
-        codes[offsets[key_id] : offsets[key_id + 1]] = children[position]
-    np.save(work / "heavy_children.offsets.npy", offsets)
-    np.save(work / "heavy_children.codes.npy", codes)
-    return len(prefixes)
-
-
-def _save_path_objects(triple_paths: np.ndarray, triple_objects: np.ndarray, path_count: int, work: Path) -> int:
-    """(path id, object id) of every triple, deduplicated, as CSR arrays. Returns the number of distinct triples."""
-    pairs = np.unique(triple_paths.astype(np.uint64) << np.uint64(32) | triple_objects.astype(np.uint64))
-    offsets = np.zeros(path_count + 1, dtype=np.uint32 if len(pairs) < 2**32 else np.uint64)
-    np.cumsum(np.bincount((pairs >> np.uint64(32)).astype(np.int64), minlength=path_count), out=offsets[1:])
-    np.save(work / "path_objects.offsets.npy", offsets)
-    np.save(work / "path_objects.ids.npy", (pairs & np.uint64(0xFFFFFFFF)).astype(np.uint32))
-    return len(pairs)

@@ -4,10 +4,11 @@ build | info | verify | triples | next``."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
-from kgqa.trie.build import DEFAULT_HEAVY_THRESHOLD
+from kgqa.trie.build import DEFAULT_HEAVY_THRESHOLD, DEFAULT_MEMORY_BUDGET
 from kgqa.trie.keys import KEY_ORDERS, NAME_RELATION_MEANING
 
 
@@ -35,6 +36,28 @@ def add_index_commands(commands: argparse._SubParsersAction, default_index: Path
         choices=KEY_ORDERS,
         help="order of the parts of a key, i.e. of the decoder's target (%(default)s; the other is an ablation)",
     )
+    build.add_argument(
+        "--memory-budget",
+        type=byte_size,
+        default=DEFAULT_MEMORY_BUDGET,
+        metavar="SIZE",
+        help="memory each process of the build may hold, e.g. 2G or 512M (%(default)s bytes); a bigger KB spills "
+        "more sorted runs to disk beside --out and makes more shards, not more memory",
+    )
+    build.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="shards built at once: worker processes (each within --memory-budget), or Ray tasks (%(default)s)",
+    )
+    build.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="build the shards here, or as Ray tasks (needs kgqa[ray]; on a cluster, --out must be on storage every "
+        "node sees at the same path)",
+    )
+    build.add_argument("--ray-address", help="Ray cluster to join (e.g. auto or ray://head:10001); default: start one")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     build.set_defaults(run=_cmd_index_build)
     for name, run, text in (
@@ -55,11 +78,38 @@ def add_index_commands(commands: argparse._SubParsersAction, default_index: Path
     nxt.set_defaults(run=_cmd_index_next)
 
 
+_SIZE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def byte_size(text: str) -> int:
+    """``2G``, ``512M``, ``1.5G`` or plain bytes (binary units; a trailing B or iB is allowed)."""
+    value = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = value[-1:] if value[-1:] in _SIZE_UNITS else ""
+    try:
+        return int(float(value.removesuffix(unit)) * _SIZE_UNITS[unit])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 2G, 512M, 1500000000)") from None
+
+
+def _terminate_as_exit(signum: int, frame: object) -> None:
+    """SIGTERM ends a build as Ctrl-C does: its temporary files are removed and the old index stays."""
+    raise SystemExit(128 + signum)
+
+
 def _cmd_index_build(args: argparse.Namespace) -> int:
     from kgqa.trie.build import build_index
 
+    signal.signal(signal.SIGTERM, _terminate_as_exit)
     manifest = build_index(
-        args.kb, args.out, heavy_threshold=args.heavy_threshold, progress=not args.quiet, key_order=args.key_order
+        args.kb,
+        args.out,
+        heavy_threshold=args.heavy_threshold,
+        progress=not args.quiet,
+        key_order=args.key_order,
+        memory_budget=args.memory_budget,
+        jobs=args.jobs,
+        engine=args.engine,
+        ray_address=args.ray_address,
     )
     _print_manifest(args.out, manifest.counts, manifest.read, manifest.build_seconds)
     return 0
@@ -153,6 +203,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     if same and not args.force:
         print(f"index {args.out} is up to date ({len(existing):,} paths); --force rebuilds it")
         return 0
+    signal.signal(signal.SIGTERM, _terminate_as_exit)
     manifest = build_index([kb], args.out, progress=True)
     _print_manifest(args.out, manifest.counts, manifest.read, manifest.build_seconds)
     return 0

@@ -7,6 +7,8 @@ index share one copy in the page cache and loading does not read the index.
 from __future__ import annotations
 
 import mmap
+from bisect import bisect_right
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -34,8 +36,42 @@ class IndexedTriple(NamedTuple):
         return join_head(self.name, self.meaning)
 
 
+class _Shard(NamedTuple):
+    """One contiguous key range: its trie, its objects, and the CSR from the trie's key id to object ids."""
+
+    paths: marisa_trie.Trie
+    object_text: mmap.mmap
+    object_text_offsets: np.ndarray
+    path_object_offsets: np.ndarray
+    path_object_ids: np.ndarray
+
+    @classmethod
+    def load(cls, directory: Path) -> _Shard:
+        return cls(
+            mmap_trie(directory / "paths.marisa"),
+            _mmap_bytes(directory / "objects.bin"),
+            np.load(directory / "objects.offsets.npy", mmap_mode="r"),
+            np.load(directory / "path_objects.offsets.npy", mmap_mode="r"),
+            np.load(directory / "path_objects.ids.npy", mmap_mode="r"),
+        )
+
+    def objects_of(self, key_id: int) -> list[str]:
+        start, stop = self.path_object_offsets[key_id], self.path_object_offsets[key_id + 1]
+        ends, text = self.object_text_offsets, self.object_text
+        return [text[ends[i] : ends[i + 1]].decode("utf-8") for i in self.path_object_ids[start:stop].tolist()]
+
+    def consistent(self) -> bool:
+        return len(self.path_object_offsets) == len(self.paths) + 1 and int(self.object_text_offsets[-1]) == len(
+            self.object_text
+        )
+
+
 class KBIndex:
-    """Answers, for a partial key ``name SEP relation SEP meaning``, which characters may come next."""
+    """Answers, for a partial key ``name SEP relation SEP meaning``, which characters may come next.
+
+    The keys are split into shards of contiguous key ranges; a path's id is its shard's first id plus its key id in
+    the shard's trie.
+    """
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
@@ -45,12 +81,8 @@ class KBIndex:
         # what is being served, in one value: the manifest holds every file's sha256
         self.checksum = sha256_file(files / MANIFEST_NAME)
         try:
-            self._paths = mmap_trie(files / "paths.marisa")
-            self._object_text = _mmap_bytes(files / "objects.bin")
-            self._object_text_offsets = np.load(files / "objects.offsets.npy", mmap_mode="r")
+            self._shards = [_Shard.load(files / shard["dir"]) for shard in self.manifest.shards]
             self._heavy = mmap_trie(files / "heavy.marisa")
-            self._path_object_offsets = np.load(files / "path_objects.offsets.npy", mmap_mode="r")
-            self._path_object_ids = np.load(files / "path_objects.ids.npy", mmap_mode="r")
             self._heavy_offsets = np.load(files / "heavy_children.offsets.npy", mmap_mode="r")
             self._heavy_codes = np.load(files / "heavy_children.codes.npy", mmap_mode="r")
             self.alphabet = (files / "alphabet.txt").read_text(encoding="utf-8")
@@ -58,20 +90,23 @@ class KBIndex:
             raise IndexLoadError(
                 f"index at {self.directory} cannot be read ({exc}); " + rebuild_hint(self.directory)
             ) from exc
+        self._first_keys = [shard["first_key"] for shard in self.manifest.shards]
+        self._first_ids = np.cumsum([0] + [len(shard.paths) for shard in self._shards]).tolist()
         self._check_counts()
 
     def _check_counts(self) -> None:
         counts = self.manifest.counts
         found = {
-            "paths": len(self._paths),
-            "objects": len(self._object_text_offsets) - 1,
+            "paths": self._first_ids[-1],
+            "objects": sum(len(shard.object_text_offsets) - 1 for shard in self._shards),
             "heavy_prefixes": len(self._heavy),
-            "triples": len(self._path_object_ids),
+            "triples": sum(len(shard.path_object_ids) for shard in self._shards),
+            "shards": len(self._shards),
         }
         expected = {name: counts.get(name) for name in found}
-        consistent = len(self._path_object_offsets) == len(self._paths) + 1 and int(
-            self._object_text_offsets[-1]
-        ) == len(self._object_text)
+        consistent = all(shard.consistent() for shard in self._shards) and [
+            shard["paths"] for shard in self.manifest.shards
+        ] == [len(shard.paths) for shard in self._shards]
         if found != expected or not consistent:
             raise IndexLoadError(
                 f"index at {self.directory} does not match its manifest (found {found}, manifest says {expected}); "
@@ -84,7 +119,37 @@ class KBIndex:
 
     def __len__(self) -> int:
         """Number of distinct paths (name, relation, meaning)."""
-        return len(self._paths)
+        return self._first_ids[-1]
+
+    def _shards_holding(self, prefix: str) -> Iterator[int]:
+        """The shards that may hold keys starting with ``prefix``: the one whose range it falls in, then each next
+        one whose first key starts with it (for a prefix with few keys below it, at most one)."""
+        first_keys = self._first_keys
+        number = max(0, bisect_right(first_keys, prefix) - 1)
+        yield number
+        number += 1
+        while number < len(first_keys) and first_keys[number].startswith(prefix):
+            yield number
+            number += 1
+
+    def _keys(self, prefix: str) -> Iterator[str]:
+        """Every key starting with ``prefix``, in no particular order (``prefix`` holds no NUL)."""
+        for number in self._shards_holding(prefix):
+            yield from self._shards[number].paths.iterkeys(prefix)
+
+    def _items(self, prefix: str) -> Iterator[tuple[str, int, int]]:
+        """(key, shard number, key id in the shard) of every key starting with ``prefix``."""
+        for number in self._shards_holding(prefix):
+            for key, key_id in self._shards[number].paths.iteritems(prefix):
+                yield key, number, key_id
+
+    def _lookup(self, key: str) -> tuple[int, int] | None:
+        """(shard number, key id in the shard) of a whole key, or None."""
+        if _NUL in key:
+            return None
+        number = max(0, bisect_right(self._first_keys, key) - 1)
+        key_id = self._shards[number].paths.get(key)
+        return None if key_id is None else (number, key_id)
 
     def next_codepoints(self, prefix: str) -> np.ndarray:
         """Sorted code points that may follow ``prefix`` on the way to a KB path; ``END_CODE`` if it is a whole path.
@@ -97,7 +162,7 @@ class KBIndex:
         if heavy_id is not None:
             return self._heavy_codes[self._heavy_offsets[heavy_id] : self._heavy_offsets[heavy_id + 1]]
         depth = len(prefix)
-        codes = {ord(key[depth]) if len(key) > depth else END_CODE for key in self._paths.iterkeys(prefix)}
+        codes = {ord(key[depth]) if len(key) > depth else END_CODE for key in self._keys(prefix)}
         if not codes:
             return _NO_CODES
         return np.array(sorted(codes), dtype=np.uint32)
@@ -106,7 +171,7 @@ class KBIndex:
         """The one key that starts with ``prefix``; None when none or several do (walks at most two keys)."""
         if _NUL in prefix:
             return None
-        keys = self._paths.iterkeys(prefix)
+        keys = self._keys(prefix)
         first = next(keys, None)
         return first if first is not None and next(keys, None) is None else None
 
@@ -115,35 +180,28 @@ class KBIndex:
         return [chr(c) for c in self.next_codepoints(prefix)]
 
     def is_path(self, name: str, relation: str, meaning: str = "") -> bool:
-        key = path_key(name, relation, meaning, self.key_order)
-        return _NUL not in key and key in self._paths
+        return self._lookup(path_key(name, relation, meaning, self.key_order)) is not None
 
     def objects(self, name: str, relation: str, meaning: str = "") -> list[str]:
         """The object(s) of (name, relation, meaning); empty when that path is not in the KB."""
-        key = path_key(name, relation, meaning, self.key_order)
-        path_id = None if _NUL in key else self._paths.get(key)
-        return [] if path_id is None else self._objects_of(path_id)
-
-    def _objects_of(self, path_id: int) -> list[str]:
-        start, stop = self._path_object_offsets[path_id], self._path_object_offsets[path_id + 1]
-        ends, text = self._object_text_offsets, self._object_text
-        return [text[ends[i] : ends[i + 1]].decode("utf-8") for i in self._path_object_ids[start:stop].tolist()]
+        found = self._lookup(path_key(name, relation, meaning, self.key_order))
+        return [] if found is None else self._shards[found[0]].objects_of(found[1])
 
     def triples(self, name: str) -> list[IndexedTriple]:
         """Every triple whose head has this name, all meanings, sorted by meaning then relation."""
         found = []
         if _NUL in name:
             return found
-        for key, path_id in self._paths.iteritems(name + SEP):
+        for key, number, key_id in self._items(name + SEP):
             _, relation, meaning = split_path_key(key, self.key_order)
-            found += [IndexedTriple(name, meaning, relation, obj) for obj in self._objects_of(path_id)]
+            found += [IndexedTriple(name, meaning, relation, obj) for obj in self._shards[number].objects_of(key_id)]
         return sorted(found, key=lambda t: (t.meaning, t.relation, t.object))
 
     def relations(self, name: str, meaning: str | None = None) -> list[str]:
         """The distinct relations of a name, over all its meanings or of one meaning, sorted."""
         if _NUL in name:
             return []
-        paths = (split_path_key(key, self.key_order) for key in self._paths.iterkeys(name + SEP))
+        paths = (split_path_key(key, self.key_order) for key in self._keys(name + SEP))
         return sorted({p.relation for p in paths if meaning is None or p.meaning == meaning})
 
     def names_in(self, text: str) -> list[str]:
@@ -152,26 +210,29 @@ class KBIndex:
         for start in range(len(text)):
             for stop in range(start + 1, len(text) + 1):
                 candidate = text[start:stop]
-                if not _has_keys_with_prefix(self._paths, candidate):
+                if not self._has_keys_with_prefix(candidate):
                     break  # no key starts with it, so none starts with a longer one either
-                if _has_keys_with_prefix(self._paths, candidate + SEP):
+                if self._has_keys_with_prefix(candidate + SEP):
                     found[candidate] = None
         return sorted(found, key=lambda name: (-len(name), text.find(name)))
 
+    def _has_keys_with_prefix(self, prefix: str) -> bool:
+        return _NUL not in prefix and next(self._keys(prefix), None) is not None
+
     def path_key_by_id(self, path_id: int) -> str:
-        return self._paths.restore_key(path_id)
+        """The key of path ``path_id`` (0 ≤ id < len(self))."""
+        if not 0 <= path_id < len(self):
+            raise IndexError(f"path id {path_id} is not below {len(self)}")
+        number = bisect_right(self._first_ids, path_id) - 1
+        return self._shards[number].paths.restore_key(path_id - self._first_ids[number])
 
     def path_by_id(self, path_id: int) -> PathKey:
-        return split_path_key(self._paths.restore_key(path_id), self.key_order)
+        return split_path_key(self.path_key_by_id(path_id), self.key_order)
 
     @property
     def key_order(self) -> str:
         """The order of the parts in a key: the decoder's target order."""
         return self.manifest.key_order
-
-
-def _has_keys_with_prefix(trie: marisa_trie.Trie, prefix: str) -> bool:
-    return _NUL not in prefix and next(trie.iterkeys(prefix), None) is not None
 
 
 def mmap_trie(path: Path) -> marisa_trie.Trie:

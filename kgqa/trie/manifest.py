@@ -11,7 +11,7 @@ from typing import Any
 from kgqa.trie.keys import NAME_RELATION_MEANING
 
 FORMAT = "kgqa-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST_NAME = "manifest.json"
 
 
@@ -40,6 +40,8 @@ class Manifest:
     created_at: str = ""
     kgqa_version: str = ""
     key_order: str = NAME_RELATION_MEANING
+    # each shard's directory, first key and number of paths, in key order
+    shards: list[dict[str, Any]] = field(default_factory=list)
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
 
@@ -99,7 +101,7 @@ class Manifest:
 
     def record_files(self, directory: Path) -> None:
         self.files = {
-            p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)}
-            for p in sorted(directory.iterdir())
-            if p.name != MANIFEST_NAME
+            p.relative_to(directory).as_posix(): {"size": p.stat().st_size, "sha256": sha256_file(p)}
+            for p in sorted(directory.rglob("*"))
+            if p.is_file() and p != directory / MANIFEST_NAME
         }

@@ -63,7 +63,7 @@ def test_sighup_reloads_under_load_without_a_failed_request(
     new = _index(tmp_path, "new", NEW_KB)
     corrupt = tmp_path / "corrupt"
     shutil.copytree(new.directory, corrupt)
-    with open(corrupt / "paths.marisa", "r+b") as f:  # same size, other bytes: the trie no longer loads
+    with open(corrupt / "shards/00000/paths.marisa", "r+b") as f:  # same size, other bytes: the trie no longer loads
         f.write(b"\0" * 64)
     link = tmp_path / "current"
     _point(link, old.directory)

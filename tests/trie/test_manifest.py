@@ -28,7 +28,8 @@ def test_manifest_records_sources_counts_and_files(built: Path) -> None:
     assert manifest.counts["relations"] == 2
     assert manifest.read["skipped"] == 0
     assert manifest.build_seconds > 0
-    assert "paths.marisa" in manifest.files
+    assert "shards/00000/paths.marisa" in manifest.files
+    assert manifest.shards == [{"dir": "shards/00000", "first_key": manifest.shards[0]["first_key"], "paths": 3}]
     assert manifest.verify_checksums(built) == []
 
 
@@ -64,13 +65,13 @@ def test_not_a_kgqa_index(built: Path) -> None:
 
 
 def test_missing_file(built: Path) -> None:
-    (built / "objects.bin").unlink()
+    (built / "shards/00000/objects.bin").unlink()
     with pytest.raises(IndexLoadError, match=r"objects\.bin is missing"):
         KBIndex(built)
 
 
 def test_truncated_file(built: Path) -> None:
-    path = built / "paths.marisa"
+    path = built / "shards/00000/paths.marisa"
     path.write_bytes(path.read_bytes()[:-8])
     with pytest.raises(IndexLoadError, match="truncated or corrupt"):
         KBIndex(built)
@@ -79,10 +80,11 @@ def test_truncated_file(built: Path) -> None:
 def test_file_from_another_index_is_refused(built: Path, tmp_path: Path) -> None:
     kb = write_kb(tmp_path / "other.tsv", [f"名{i}\t关系\t值" for i in range(50)])
     build_index([kb], tmp_path / "other", progress=False)
-    for name in ("paths.marisa", "path_objects.offsets.npy"):
+    copied = ("shards/00000/paths.marisa", "shards/00000/path_objects.offsets.npy")
+    for name in copied:
         shutil.copy(tmp_path / "other" / name, built / name)
     data = json.loads((built / "manifest.json").read_text())
-    for name in ("paths.marisa", "path_objects.offsets.npy"):  # sizes made to agree: only the counts can tell
+    for name in copied:  # sizes made to agree: only the counts can tell
         data["files"][name]["size"] = (built / name).stat().st_size
     (built / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(IndexLoadError, match="does not match its manifest"):
@@ -90,11 +92,11 @@ def test_file_from_another_index_is_refused(built: Path, tmp_path: Path) -> None
 
 
 def test_flipped_byte_is_found_by_verify(built: Path) -> None:
-    path = built / "objects.bin"
+    path = built / "shards/00000/objects.bin"
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
-    assert Manifest.read(built).verify_checksums(built) == ["objects.bin"]
+    assert Manifest.read(built).verify_checksums(built) == ["shards/00000/objects.bin"]
 
 
 def test_garbage_trie_file_fails_with_a_message(built: Path) -> None:

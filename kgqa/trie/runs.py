@@ -1,0 +1,152 @@
+"""External sort of a KB's (path key, object) pairs: sorted runs spilled to disk under a memory budget, then one k-way
+merge that cuts the sorted, deduplicated stream into shard inputs.
+
+A run line is ``key RUN_SEP sequence object \\n`` in UTF-8: UTF-8 byte order is code point order, and ``RUN_SEP`` sorts
+below every byte a key holds (keys hold ``SEP`` = 0x1f and printable characters), so sorting whole lines as bytes
+sorts by key, then by the triple's position in the knowledge files (a fixed-width sequence number), so a path's
+objects keep the order in which the files give them. A shard input line is ``key RUN_SEP object \\n``.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kgqa.data.knowledge import split_head
+from kgqa.trie.keys import path_key
+
+RUN_SEP = "\x1e"
+_RUN_SEP_BYTE = RUN_SEP.encode()
+SEQUENCE_DIGITS = 12
+# bytes a buffered line costs beyond its length: the bytes object's header and the list's pointer to it
+_LINE_OVERHEAD = 48
+
+
+@dataclass
+class SortedRuns:
+    """The runs written by :func:`write_sorted_runs` and what the pass over the triples counted."""
+
+    paths: list[Path] = field(default_factory=list)
+    triples: int = 0
+    relation_count: int = 0
+
+
+def write_sorted_runs(
+    triples: Iterable[tuple[str, str, str]], directory: Path, buffer_bytes: int, key_order: str
+) -> SortedRuns:
+    """Sort the triples' (path key, object) lines in memory up to ``buffer_bytes``, spilling each full buffer to a run
+    file in ``directory``."""
+    runs = SortedRuns()
+    relations: set[str] = set()
+    buffer: list[bytes] = []
+    used = 0
+    add_relation = relations.add
+    for sequence, (head, relation, tail) in enumerate(triples):
+        name, meaning = split_head(head)
+        line = f"{path_key(name, relation, meaning, key_order)}{RUN_SEP}{sequence:0{SEQUENCE_DIGITS}d}{tail}\n".encode()
+        buffer.append(line)
+        add_relation(relation)
+        used += len(line) + _LINE_OVERHEAD
+        if used >= buffer_bytes:
+            runs.paths.append(_spill(buffer, directory / f"run-{len(runs.paths):05d}"))
+            buffer, used = [], 0
+        runs.triples = sequence + 1
+    if buffer:
+        runs.paths.append(_spill(buffer, directory / f"run-{len(runs.paths):05d}"))
+    runs.relation_count = len(relations)
+    return runs
+
+
+def _spill(buffer: list[bytes], path: Path) -> Path:
+    buffer.sort()
+    with open(path, "wb") as f:
+        f.writelines(buffer)
+    return path
+
+
+@dataclass
+class ShardInput:
+    """One shard's slice of the merged stream: its file, and how many distinct keys and (key, object) lines it holds."""
+
+    number: int
+    path: Path
+    keys: int
+    lines: int
+
+
+def merge_runs(
+    runs: list[Path],
+    directory: Path,
+    shard_bytes: int,
+    on_lines: Callable[[int], None] | None = None,
+) -> Iterator[ShardInput]:
+    """Merge the runs into shard inputs of about ``shard_bytes`` each (cut only between keys), yielding each shard as
+    soon as its file is complete. Duplicate (key, object) pairs are dropped; a key's objects keep their run order.
+
+    ``on_lines(n)`` is told of every ``n`` merged lines (progress).
+    """
+    with ExitStack() as stack:
+        files = [stack.enter_context(open(run, "rb", buffering=1 << 20)) for run in runs]
+        shard: _ShardWriter | None = None
+        previous_key, seen_objects = b"", set()
+        unreported = 0
+        for line in heapq.merge(*files):
+            unreported += 1
+            if on_lines is not None and unreported == 65536:
+                on_lines(unreported)
+                unreported = 0
+            cut = line.index(_RUN_SEP_BYTE)
+            key, obj = line[:cut], line[cut + 1 + SEQUENCE_DIGITS :]
+            if key == previous_key:
+                if obj in seen_objects:
+                    continue
+                seen_objects.add(obj)
+            else:
+                previous_key, seen_objects = key, {obj}
+                if shard is None or shard.written >= shard_bytes:
+                    if shard is not None:
+                        yield shard.close()
+                    shard = _ShardWriter(0 if shard is None else shard.number + 1, directory)
+                shard.keys += 1
+            shard.write(key + _RUN_SEP_BYTE + obj)
+        if on_lines is not None:
+            on_lines(unreported)
+        if shard is not None:
+            yield shard.close()
+
+
+class _ShardWriter:
+    def __init__(self, number: int, directory: Path) -> None:
+        self.number = number
+        self.path = directory / f"shard-{number:05d}.input"
+        self.file = open(self.path, "wb", buffering=1 << 20)  # noqa: SIM115 -- closed by close()
+        self.written = self.keys = self.lines = 0
+
+    def write(self, record: bytes) -> None:
+        self.file.write(record)
+        self.written += len(record)
+        self.lines += 1
+
+    def close(self) -> ShardInput:
+        self.file.close()
+        return ShardInput(self.number, self.path, self.keys, self.lines)
+
+
+def read_shard_input(path: Path) -> tuple[list[str], list[list[str]]]:
+    """The sorted distinct keys of a shard input and each key's objects, in order."""
+    keys: list[str] = []
+    objects: list[list[str]] = []
+    previous = None
+    with open(path, encoding="utf-8", newline="\n") as f:
+        for line in f:
+            key, obj = line[:-1].split(RUN_SEP)
+            if key != previous:
+                keys.append(key)
+                objects.append([obj])
+                previous = key
+            else:
+                objects[-1].append(obj)
+    return keys, objects
