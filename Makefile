@@ -19,7 +19,7 @@ MATCHER_INIT ?= jieba
 export PYTHONDONTWRITEBYTECODE :=
 
 .PHONY: run setup setup-dev index test lint format train train-no-augment train-order-nmr evaluate eval-table bench-decode \
-	test-browser bench-index bench-index-20m bench-service bench-unseen bench-scale bench-predict bench-search bench-first-run serve ask docker-smoke clean ranker
+	test-browser bench-index bench-index-20m bench-service bench-unseen bench-scale bench-100m bench-predict bench-search bench-first-run serve ask docker-smoke clean ranker
 
 # The main job on a fresh clone: create .venv, find the KgCLUE data and build the KB index while the rest of what
 # serving needs installs (-j2: the index build needs only a few small packages), then serve the HTTP API on
@@ -192,7 +192,12 @@ bench-unseen: index setup-dev
 # against the 2.4M-triple KB, in the same run: start-up, latency, throughput, memory of 1 and 2 workers, reload time,
 # dev EM_O. Table on stdout, JSON in $(BENCH)/scale.json.
 bench-scale: index setup-dev
-	$(BIN)/python scripts/bench_scale.py --model $(MODEL) --index $(INDEX) --work $(BENCH)/scale --json $(BENCH)/scale.json
+	$(BIN)/python scripts/bench_scale.py --model $(MODEL) --index $(INDEX) --bench $(BENCH) --json $(BENCH)/scale.json
+
+# The same beside the KgCLUE-sim KB + 100M synthetic triples: the index build's time, peak RSS and temporary disk
+# in its default memory budget, load, allowed-next p99 by depth, service start-up, latency, PSS and reload.
+bench-100m: index setup-dev
+	$(BIN)/python scripts/bench_scale.py --model $(MODEL) --index $(INDEX) --bench $(BENCH) --sizes 20.56M 100M --json $(BENCH)/scale-100m.json
 
 # kgqa predict on dev: the local engine against Ray Data with 2 actors (time, peak memory of the process tree).
 bench-predict: index setup-dev

@@ -1,15 +1,18 @@
-"""The service at KgCLUE's full scale: the KgCLUE-sim KB plus synthetic triples to 20.56M, against the 2.4M-triple
-KgCLUE-sim KB alone, in the same run.
+"""The index and the service at KgCLUE's full scale and beyond: the KgCLUE-sim KB plus synthetic triples to 20.56M
+(and, with ``--sizes 20.56M 100M``, plus 100M synthetic triples), against the 2.4M-triple KgCLUE-sim KB alone, in
+the same run.
 
-A benchmark, not a test: it prints a table and writes JSON. Steps (the synthetic KB and its index are made once and
+A benchmark, not a test: it prints a table and writes JSON. Steps (each synthetic KB and its index are made once and
 reused; their build figures are kept in ``build.json`` beside them):
-1. ``kgqa bench synth-kb`` writes 20.56M minus the KgCLUE-sim KB's triples (seeded);
-2. ``kgqa index build`` over both files, in a child process: wall time and peak RSS;
-3. for each index: ``kgqa serve`` start-up time (process start to /readyz 200), single-question p50/p99
-   (concurrency 1), questions/s at concurrency 32, RSS and PSS of 1 and 2 workers after load, the time a SIGHUP
-   reload takes with 1 and 2 workers; and dev EM_O (``kgqa evaluate --quantize``, what the service decodes with).
+1. ``kgqa bench synth-kb`` writes the synthetic triples (seeded): 20.56M minus the KgCLUE-sim KB's, or 100M;
+2. ``kgqa index build`` over the KgCLUE-sim KB and the synthetic file, in a child process: wall time, peak RSS of
+   its process tree and peak temporary disk (both sampled every 0.5 s), index size on disk;
+3. for each index: load time and allowed-next p50/p99 by depth in a fresh process (``kgqa.bench.index``);
+   ``kgqa serve`` start-up time (process start to /readyz 200), single-question p50/p99 (concurrency 1),
+   questions/s at concurrency 32, RSS and PSS of 1 and 2 workers after load, the time a SIGHUP reload takes with 1
+   and 2 workers; and dev EM_O (``kgqa evaluate --quantize``, what the service decodes with).
 
-    .venv/bin/python scripts/bench_scale.py --json bench/scale.json
+    .venv/bin/python scripts/bench_scale.py --json bench/scale.json [--sizes 20.56M 100M]
 """
 
 from __future__ import annotations
@@ -18,49 +21,101 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
 
+import psutil
 from bench_service import load, tree_memory_mb
 
 from kgqa.bench.process import ServerProcess
 from kgqa.bench.synthetic import KGCLUE_TRIPLES
 from kgqa.data import read_questions
 from kgqa.data.locate import find_data_dir
-from kgqa.trie import KBIndex
+from kgqa.trie import IndexLoadError, KBIndex
 
 KGQA = [sys.executable, "-m", "kgqa.cli"]
+# synthetic triples and work directory of each size beyond the KgCLUE-sim KB
+SIZES = {"20.56M": (None, "scale"), "100M": (100_000_000, "scale-100m")}
 
 
-def build_scale_index(sim_kb: Path, sim_triples: int, work: Path, seed: int) -> dict:
-    """The synthetic part and the index over both, once; their figures (reused on later runs)."""
+def build_scale_index(sim_kb: Path, synthetic_triples: int, work: Path, seed: int, extra: list[str]) -> dict:
+    """The synthetic part and the index over both, once; their figures (reused on later runs while the index loads)."""
     figures_file = work / "build.json"
-    if figures_file.is_file() and (work / "index" / "manifest.json").is_file():
-        return json.loads(figures_file.read_text())
+    try:
+        KBIndex(work / "index")
+        if figures_file.is_file():
+            return json.loads(figures_file.read_text())
+    except IndexLoadError:
+        pass
     work.mkdir(parents=True, exist_ok=True)
     synth = work / "synth.tsv"
     if not synth.is_file():
-        command = [*KGQA, "bench", "synth-kb", "--triples", str(KGCLUE_TRIPLES - sim_triples), "--seed", str(seed)]
+        command = [*KGQA, "bench", "synth-kb", "--triples", str(synthetic_triples), "--seed", str(seed)]
         subprocess.run([*command, "--out", str(synth)], check=True)
-    started = time.perf_counter()
-    subprocess.run(
-        [*KGQA, "index", "build", "--kb", str(sim_kb), "--kb", str(synth), "--out", str(work / "index"), "--quiet"],
-        check=True,
-    )
-    figures = {
-        "synthetic_file": synth.name,
-        "seed": seed,
-        "build_seconds": round(time.perf_counter() - started, 1),
-        # the largest child's peak: the build ran alone in its child process
-        "build_peak_rss_gb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2, 2),
-    }
+    command = [*KGQA, "index", "build", "--kb", str(sim_kb), "--kb", str(synth), "--out", str(work / "index")]
+    figures = {"synthetic_file": synth.name, "synthetic_triples": synthetic_triples, "seed": seed, "options": extra}
+    figures |= run_sampled([*command, *extra, "--quiet"], work, ".index.")
+    figures["index_gb"] = round(directory_bytes(work / "index") / 1e9, 2)
     figures_file.write_text(json.dumps(figures, indent=2) + "\n")
     return figures
+
+
+def directory_bytes(directory: Path) -> int:
+    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+
+
+def run_sampled(command: list[str], work: Path, temporary_prefix: str) -> dict:
+    """Run ``command``; its wall time, and the peaks of its process tree's RSS and of the temporary directories in
+    ``work`` (names starting with ``temporary_prefix``), sampled every 0.5 s."""
+    peaks = {"rss": 0, "disk": 0}
+    started = time.perf_counter()
+    process = subprocess.Popen(command)
+    done = threading.Event()
+
+    def sample() -> None:
+        parent = psutil.Process(process.pid)
+        while not done.wait(0.5):
+            try:
+                tree = [parent, *parent.children(recursive=True)]
+                rss = sum(p.memory_info().rss for p in tree)
+            except psutil.Error:
+                continue
+            disk = sum(directory_bytes(d) for d in work.glob(f"{temporary_prefix}*"))
+            peaks["rss"], peaks["disk"] = max(peaks["rss"], rss), max(peaks["disk"], disk)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    returncode = process.wait()
+    done.set()
+    sampler.join()
+    if returncode:
+        raise subprocess.CalledProcessError(returncode, command)
+    return {
+        "build_seconds": round(time.perf_counter() - started, 1),
+        "build_peak_rss_gb": round(peaks["rss"] / 1e9, 2),
+        "build_peak_temporary_disk_gb": round(peaks["disk"] / 1e9, 2),
+    }
+
+
+def index_queries(index: Path, queries_per_depth: int = 2000) -> dict:
+    """Load time and allowed-next latency by depth, in a fresh process (``kgqa.bench.index``, no baseline)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "kgqa.bench.index", str(index), str(queries_per_depth), "0", "0"],
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return {
+        "index_gb": round(directory_bytes(index) / 1e9, 2),
+        "load_seconds": round(result["load_seconds"], 3),
+        "next_p99_us_by_depth": {row["depth"]: round(row["ours"]["p99_us"], 1) for row in result["depths"]},
+    }
 
 
 def reloads_ok(url: str) -> float:
@@ -118,7 +173,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=Path("models/kgqa-default"))
     parser.add_argument("--index", type=Path, default=Path("indexes/kgclue-sim"), help="the 2.4M-triple index")
-    parser.add_argument("--work", type=Path, default=Path("bench/scale"), help="synthetic KB and 20.56M index")
+    parser.add_argument("--bench", type=Path, default=Path("bench"), help="where each size's work directory is")
+    parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=["20.56M"], help="beside the 2.4M KB")
+    parser.add_argument("--build-options", default="", help="extra `kgqa index build` options, e.g. '--jobs 2'")
     parser.add_argument("--seconds", type=float, default=20.0, help="per load level")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-eval", action="store_true")
@@ -129,17 +186,28 @@ def main() -> int:
     data = find_data_dir(download=False)
     sim = KBIndex(args.index)
     result: dict = {"cpus": os.cpu_count(), "build": {}, "indexes": {}}
-    result["build"] = build_scale_index(
-        data / "knowledge_sim_dev.tsv.gz", sim.manifest.counts["triples"], args.work, args.seed
-    )
-    print(f"build: {result['build']}", flush=True)
+    indexes = {"2.4M": args.index}
+    for size in args.sizes:
+        synthetic, work = SIZES[size]
+        synthetic = synthetic or KGCLUE_TRIPLES - sim.manifest.counts["triples"]
+        sim_kb = data / "knowledge_sim_dev.tsv.gz"
+        result["build"][size] = build_scale_index(
+            sim_kb, synthetic, args.bench / work, args.seed, args.build_options.split()
+        )
+        print(f"build {size}: {result['build'][size]}", flush=True)
+        indexes[size] = args.bench / work / "index"
     questions = [q.question for q in read_questions(data / "dev.json")]
-    for label, index in (("2.4M", args.index), ("20.56M", args.work / "index")):
+    for label, index in indexes.items():
         kb = KBIndex(index)
-        row = {"triples": kb.manifest.counts["triples"], "alphabet": len(kb.alphabet)}
+        row = {
+            "triples": kb.manifest.counts["triples"],
+            "alphabet": len(kb.alphabet),
+            "shards": len(kb.manifest.shards),
+        }
+        row |= index_queries(index)
         row |= measure_service(args.model, index, questions, args.seconds)
         if not args.skip_eval:
-            out = args.work / f"eval-{label}.json"
+            out = index.parent / f"eval-{label}.json"
             metrics = evaluate(args.model, index, data / "dev.json", out, args.reuse_eval)
             row |= {"dev_EM_O": metrics["EM_O"], "dev_seconds": metrics["seconds"]}
         result["indexes"][label] = row
@@ -152,10 +220,14 @@ def main() -> int:
 
 
 def print_table(result: dict) -> None:
-    small, large = result["indexes"]["2.4M"], result["indexes"]["20.56M"]
+    labels = list(result["indexes"])
     rows = [
         ("triples", lambda r: f"{r['triples']:,}"),
         ("index characters", lambda r: f"{r['alphabet']:,}"),
+        ("shards", lambda r: r["shards"]),
+        ("index on disk (GB)", lambda r: r["index_gb"]),
+        ("index load (s)", lambda r: r["load_seconds"]),
+        ("allowed next, p99 at the worst depth (µs)", lambda r: max(r["next_p99_us_by_depth"].values())),
         ("service start-up, 1 worker (s)", lambda r: r["startup_seconds"]),
         ("service start-up, 2 workers (s)", lambda r: r["startup_seconds_2_workers"]),
         ("single question p50 (ms)", lambda r: r["single"]["p50_ms"]),
@@ -174,14 +246,31 @@ def print_table(result: dict) -> None:
         ("SIGHUP reload, 2 workers (s)", lambda r: r["reload_seconds_2_workers"]),
         ("dev EM_O (int8)", lambda r: r.get("dev_EM_O", "-")),
     ]
-    build = result["build"]
-    print(f"\n20.56M index build: {build['build_seconds']} s, peak RSS {build['build_peak_rss_gb']} GB\n")
-    print("| measure | 2.4M (KgCLUE-sim) | 20.56M (+ synthetic) | ratio |")
-    print("| --- | ---: | ---: | ---: |")
+    print()
+    for size, build in result["build"].items():
+        print(
+            f"{size} index build {' '.join(build['options'])}: {build['build_seconds']} s, peak RSS "
+            f"{build['build_peak_rss_gb']} GB, peak temporary disk {build['build_peak_temporary_disk_gb'] or '-'} GB"
+        )
+    small = result["indexes"]["2.4M"]
+    print("\n| measure | " + " | ".join(labels) + " | " + " | ".join(f"{b} / 2.4M" for b in labels[1:]) + " |")
+    print("| --- |" + " ---: |" * (2 * len(labels) - 1))
     for name, value in rows:
-        a, b = value(small), value(large)
-        ratio = f"{b / a:.2f}×" if isinstance(a, int | float) and isinstance(b, int | float) and a else ""
-        print(f"| {name} | {a} | {b} | {ratio} |")
+        values = [value(result["indexes"][label]) for label in labels]
+        ratios = [
+            f"{v / value(small):.2f}×"
+            if isinstance(v, int | float) and isinstance(value(small), int | float) and value(small)
+            else ""
+            for v in values[1:]
+        ]
+        print(f"| {name} | " + " | ".join(map(str, values)) + " | " + " | ".join(ratios) + " |")
+    print(
+        "\nallowed next p99 by depth (µs): "
+        + "; ".join(
+            f"{label}: " + ", ".join(f"{d}: {v}" for d, v in result["indexes"][label]["next_p99_us_by_depth"].items())
+            for label in labels
+        )
+    )
 
 
 if __name__ == "__main__":

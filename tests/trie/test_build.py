@@ -154,7 +154,9 @@ def test_an_interrupted_build_leaves_no_temporary_files_and_the_old_index(tmp_pa
     build_index([write_kb(tmp_path / "old.tsv", ["旧\t关系\t值"])], tmp_path / "index", progress=False)
     old_checksum = KBIndex(tmp_path / "index").checksum
     command = [sys.executable, "-m", "kgqa", "index", "build", "--kb", str(kb), "--out", str(tmp_path / "index")]
-    build = subprocess.Popen([*command, "--memory-budget", "256K", "--jobs", "2", "--quiet"])
+    # SIGINT as a terminal's Ctrl-C delivers it, even where this test runs with it ignored (a background job)
+    restore_sigint = lambda: signal.signal(signal.SIGINT, signal.default_int_handler)  # noqa: E731
+    build = subprocess.Popen([*command, "--memory-budget", "256K", "--jobs", "2", "--quiet"], preexec_fn=restore_sigint)
     try:
         deadline = time.monotonic() + 120
         while not list(tmp_path.glob(".index.spill-*/run-00002")):  # runs are being spilled
