@@ -23,6 +23,8 @@ _RUN_SEP_BYTE = RUN_SEP.encode()
 SEQUENCE_DIGITS = 12
 # bytes a buffered line costs beyond its length: the bytes object's header and the list's pointer to it
 _LINE_OVERHEAD = 48
+# runs merged at once (open files); more runs are first merged in groups into longer runs
+MERGE_FAN_IN = 256
 
 
 @dataclass
@@ -88,6 +90,7 @@ def merge_runs(
 
     ``on_lines(n)`` is told of every ``n`` merged lines (progress).
     """
+    runs = _merge_down(runs, directory)
     with ExitStack() as stack:
         files = [stack.enter_context(open(run, "rb", buffering=1 << 20)) for run in runs]
         shard: _ShardWriter | None = None
@@ -116,6 +119,24 @@ def merge_runs(
             on_lines(unreported)
         if shard is not None:
             yield shard.close()
+
+
+def _merge_down(runs: list[Path], directory: Path) -> list[Path]:
+    """At most ``MERGE_FAN_IN`` runs: groups of runs merged into longer ones (as many passes as it takes), each group
+    removed once merged. Lines stay whole and in order, so the final merge sees the same stream."""
+    generation = 0
+    while len(runs) > MERGE_FAN_IN:
+        merged = []
+        for start in range(0, len(runs), MERGE_FAN_IN):
+            group = runs[start : start + MERGE_FAN_IN]
+            path = directory / f"merged-{generation}-{len(merged):05d}"
+            with ExitStack() as stack, open(path, "wb", buffering=1 << 20) as out:
+                out.writelines(heapq.merge(*(stack.enter_context(open(run, "rb", buffering=1 << 16)) for run in group)))
+            for run in group:
+                run.unlink()
+            merged.append(path)
+        runs, generation = merged, generation + 1
+    return runs
 
 
 class _ShardWriter:

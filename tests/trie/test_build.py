@@ -100,6 +100,7 @@ def test_a_small_budget_spills_many_runs_and_the_merge_restores_order(tmp_path: 
     assert len(runs.paths) > 10 and runs.triples == 501 and runs.relation_count == 5
     shards = list(merge_runs(runs.paths, tmp_path / "spill", 300))
     assert len(shards) > 5
+    assert not list((tmp_path / "spill").glob("merged-*"))  # few runs: merged at once
     merged: dict[str, list[str]] = {}
     for shard in shards:
         keys, objects = read_shard_input(shard.path)
@@ -112,6 +113,22 @@ def test_a_small_budget_spills_many_runs_and_the_merge_restores_order(tmp_path: 
         if f"值{i % 11}" not in expected.setdefault(key, []):
             expected[key].append(f"值{i % 11}")
     assert merged == expected
+
+
+def test_more_runs_than_the_merge_opens_at_once_are_merged_in_passes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = [f"名{i % 97}\t关系{i % 5}\t值{i % 13}" for i in range(3000)]
+    kb = write_kb(tmp_path / "kb.tsv", lines)
+    build_index([kb], tmp_path / "direct", progress=False, memory_budget=TINY_BUDGET)
+    monkeypatch.setattr("kgqa.trie.runs.MERGE_FAN_IN", 4)  # 375 runs: four passes, against one (fan-in 256)
+    build_index([kb], tmp_path / "passes", progress=False, memory_budget=TINY_BUDGET)
+    assert _files(tmp_path / "passes") == _files(tmp_path / "direct")
+    (tmp_path / "spill").mkdir()
+    runs = write_sorted_runs(iter_triples(kb), tmp_path / "spill", 2048, "name,relation,meaning")
+    assert len(runs.paths) > 16
+    list(merge_runs(runs.paths, tmp_path / "spill", 300))
+    assert list((tmp_path / "spill").glob("merged-*")) and not list((tmp_path / "spill").glob("run-*"))
 
 
 def test_objects_keep_the_files_order(tmp_path: Path) -> None:
