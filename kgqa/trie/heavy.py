@@ -90,7 +90,7 @@ def save_heavy(prefixes: list[str], children: list[array.array], directory: Path
         key_id = trie[prefix]
         order[key_id] = position
         lengths[key_id + 1] = len(children[position])
-    offsets = np.cumsum(lengths)
+    offsets = np.cumsum(lengths).astype(np.uint32 if lengths.sum() < 2**32 else np.uint64)
     codes = np.empty(int(offsets[-1]), dtype=np.uint32)
     for key_id, position in enumerate(order):
         codes[offsets[key_id] : offsets[key_id + 1]] = children[position]
