@@ -4,8 +4,8 @@ Layout (all memory-mappable):
 
 - ``shards/NNNNN/``: the keys of one contiguous key range each (see :mod:`kgqa.trie.shard`); the manifest lists every
   shard's first key and path count, so a prefix query reads the one shard its keys start in (two at a boundary).
-- ``heavy.marisa`` + ``heavy_children.*.npy``: next characters of every prefix with many keys below it, the root's
-  included (see :mod:`kgqa.trie.heavy`).
+- ``heavy.marisa`` + ``heavy_children.*.npy``: next characters of the prefixes with many keys below them that may
+  span shards, the root's included; each shard holds the table of its own (see :mod:`kgqa.trie.heavy`).
 - ``alphabet.txt``: every character that occurs in a path key (what a tokenizer must be able to spell).
 - ``manifest.json``: sources with sizes and checksums, counts, shards, skipped lines, build time; written last.
 
@@ -122,7 +122,7 @@ def build_index(
                 runs.paths, runs.triples, spill, work, plan, heavy_threshold, progress, engine, jobs, ray_address
             )
         with _step(steps, "heavy prefixes"):
-            heavy_count = save_heavy(*merge_heavy([s.heavy for s in summaries], heavy_threshold), work)
+            top_heavy = save_heavy(*merge_heavy([s.edges for s in summaries], heavy_threshold), work)
             alphabet = set().union(*(s.alphabet for s in summaries))
             (work / "alphabet.txt").write_text("".join(sorted(alphabet)), encoding="utf-8")
         with _step(steps, "checksums"):
@@ -135,7 +135,7 @@ def build_index(
                     "names": _distinct_names(summaries),
                     "relations": runs.relation_count,
                     "objects": sum(s.objects for s in summaries),
-                    "heavy_prefixes": heavy_count,
+                    "heavy_prefixes": top_heavy + sum(s.own_heavy for s in summaries),
                     "alphabet": len(alphabet),
                     "shards": len(summaries),
                 },

@@ -4,9 +4,11 @@ Any other prefix has few keys below it, so enumerating them is cheap; a heavy on
 from this table (``heavy.marisa`` + ``heavy_children.offsets.npy`` / ``heavy_children.codes.npy``).
 
 Shards hold contiguous key ranges, so a prefix whose keys lie in one shard is found there whole; only a prefix of a
-shard's first or last key can have keys in several. Each shard therefore reports its heavy prefixes and every prefix
-on its two edges (first and last key) with its count and next characters there; :func:`merge_heavy` adds the edges'
-counts up and unites their next characters, which gives exactly the table of the unsharded key set.
+shard's first or last key (an *edge* prefix) can have keys in several. So each shard keeps its own table of its heavy
+prefixes that are not edge prefixes, and reports every edge prefix with its count and next characters there;
+:func:`merge_heavy` adds the edges' counts up and unites their next characters into the small top-level table. A
+heavy prefix is in exactly one table, and the tables together are exactly the table of the unsharded key set; their
+size, and the memory to build them, is per shard, not per KB.
 """
 
 from __future__ import annotations
@@ -64,8 +66,26 @@ def explore_heavy(keys: list[str], threshold: int) -> HeavyReport:
     return report
 
 
+def split_edges(report: HeavyReport, first_key: str, last_key: str, threshold: int) -> tuple[HeavyReport, HeavyReport]:
+    """(the shard's own heavy prefixes, the edge prefixes): the first are whole in this shard, the second are the
+    prefixes of its first and last key, heavy here or not (their keys may continue in the next shards)."""
+    own, edges = HeavyReport(), HeavyReport()
+    for prefix, count, codes in zip(report.prefixes, report.counts, report.children, strict=True):
+        if first_key.startswith(prefix) or last_key.startswith(prefix):
+            target = edges
+        elif count > threshold:
+            target = own
+        else:
+            continue
+        target.prefixes.append(prefix)
+        target.counts.append(count)
+        target.children.append(codes)
+    return own, edges
+
+
 def merge_heavy(reports: list[HeavyReport], threshold: int) -> tuple[list[str], list[array.array]]:
-    """The heavy prefixes of the union of the shards' keys, sorted, with their sorted next characters."""
+    """The heavy prefixes among the shards' edge reports, over the union of their keys, sorted, with their sorted next
+    characters."""
     counts: dict[str, int] = {}
     children: dict[str, array.array] = {}
     for report in reports:

@@ -36,14 +36,36 @@ class IndexedTriple(NamedTuple):
         return join_head(self.name, self.meaning)
 
 
+class _HeavyTable(NamedTuple):
+    """Sorted next characters of heavy prefixes: marisa key id -> codes[offsets[id]:offsets[id + 1]]."""
+
+    prefixes: marisa_trie.Trie
+    offsets: np.ndarray
+    codes: np.ndarray
+
+    @classmethod
+    def load(cls, directory: Path) -> _HeavyTable:
+        return cls(
+            mmap_trie(directory / "heavy.marisa"),
+            np.load(directory / "heavy_children.offsets.npy", mmap_mode="r"),
+            np.load(directory / "heavy_children.codes.npy", mmap_mode="r"),
+        )
+
+    def next_codepoints(self, prefix: str) -> np.ndarray | None:
+        key_id = self.prefixes.get(prefix)
+        return None if key_id is None else self.codes[self.offsets[key_id] : self.offsets[key_id + 1]]
+
+
 class _Shard(NamedTuple):
-    """One contiguous key range: its trie, its objects, and the CSR from the trie's key id to object ids."""
+    """One contiguous key range: its trie, its objects, the CSR from the trie's key id to object ids, and the table of
+    its own heavy prefixes."""
 
     paths: marisa_trie.Trie
     object_text: mmap.mmap
     object_text_offsets: np.ndarray
     path_object_offsets: np.ndarray
     path_object_ids: np.ndarray
+    heavy: _HeavyTable
 
     @classmethod
     def load(cls, directory: Path) -> _Shard:
@@ -53,6 +75,7 @@ class _Shard(NamedTuple):
             np.load(directory / "objects.offsets.npy", mmap_mode="r"),
             np.load(directory / "path_objects.offsets.npy", mmap_mode="r"),
             np.load(directory / "path_objects.ids.npy", mmap_mode="r"),
+            _HeavyTable.load(directory),
         )
 
     def objects_of(self, key_id: int) -> list[str]:
@@ -82,9 +105,7 @@ class KBIndex:
         self.checksum = sha256_file(files / MANIFEST_NAME)
         try:
             self._shards = [_Shard.load(files / shard["dir"]) for shard in self.manifest.shards]
-            self._heavy = mmap_trie(files / "heavy.marisa")
-            self._heavy_offsets = np.load(files / "heavy_children.offsets.npy", mmap_mode="r")
-            self._heavy_codes = np.load(files / "heavy_children.codes.npy", mmap_mode="r")
+            self._heavy = _HeavyTable.load(files)  # the heavy prefixes that may span shards
             self.alphabet = (files / "alphabet.txt").read_text(encoding="utf-8")
         except (OSError, ValueError, RuntimeError) as exc:
             raise IndexLoadError(
@@ -99,7 +120,7 @@ class KBIndex:
         found = {
             "paths": self._first_ids[-1],
             "objects": sum(len(shard.object_text_offsets) - 1 for shard in self._shards),
-            "heavy_prefixes": len(self._heavy),
+            "heavy_prefixes": len(self._heavy.prefixes) + sum(len(shard.heavy.prefixes) for shard in self._shards),
             "triples": sum(len(shard.path_object_ids) for shard in self._shards),
             "shards": len(self._shards),
         }
@@ -125,12 +146,16 @@ class KBIndex:
         """The shards that may hold keys starting with ``prefix``: the one whose range it falls in, then each next
         one whose first key starts with it (for a prefix with few keys below it, at most one)."""
         first_keys = self._first_keys
-        number = max(0, bisect_right(first_keys, prefix) - 1)
+        number = self._shard_of(prefix)
         yield number
         number += 1
         while number < len(first_keys) and first_keys[number].startswith(prefix):
             yield number
             number += 1
+
+    def _shard_of(self, text: str) -> int:
+        """The shard whose key range ``text`` falls in."""
+        return max(0, bisect_right(self._first_keys, text) - 1)
 
     def _keys(self, prefix: str) -> Iterator[str]:
         """Every key starting with ``prefix``, in no particular order (``prefix`` holds no NUL)."""
@@ -147,7 +172,7 @@ class KBIndex:
         """(shard number, key id in the shard) of a whole key, or None."""
         if _NUL in key:
             return None
-        number = max(0, bisect_right(self._first_keys, key) - 1)
+        number = self._shard_of(key)
         key_id = self._shards[number].paths.get(key)
         return None if key_id is None else (number, key_id)
 
@@ -158,14 +183,14 @@ class KBIndex:
         """
         if _NUL in prefix:
             return _NO_CODES
-        heavy_id = self._heavy.get(prefix)
-        if heavy_id is not None:
-            return self._heavy_codes[self._heavy_offsets[heavy_id] : self._heavy_offsets[heavy_id + 1]]
+        codes = self._heavy.next_codepoints(prefix)
+        if codes is None:  # not heavy across shards: heavy in the one shard that holds it, or light
+            codes = self._shards[self._shard_of(prefix)].heavy.next_codepoints(prefix)
+        if codes is not None:
+            return codes
         depth = len(prefix)
-        codes = {ord(key[depth]) if len(key) > depth else END_CODE for key in self._keys(prefix)}
-        if not codes:
-            return _NO_CODES
-        return np.array(sorted(codes), dtype=np.uint32)
+        found = {ord(key[depth]) if len(key) > depth else END_CODE for key in self._keys(prefix)}
+        return np.array(sorted(found), dtype=np.uint32) if found else _NO_CODES
 
     def completion(self, prefix: str) -> str | None:
         """The one key that starts with ``prefix``; None when none or several do (walks at most two keys)."""

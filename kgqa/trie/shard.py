@@ -4,7 +4,8 @@ Files of a shard directory (all memory-mappable):
 
 - ``paths.marisa``: marisa Trie of the shard's path keys;
 - ``objects.bin`` / ``objects.offsets.npy``: the shard's distinct objects, UTF-8, in order of first sight;
-- ``path_objects.offsets.npy`` / ``path_objects.ids.npy``: CSR from the trie's key id to object ids.
+- ``path_objects.offsets.npy`` / ``path_objects.ids.npy``: CSR from the trie's key id to object ids;
+- ``heavy.marisa`` + ``heavy_children.*.npy``: the shard's own heavy prefixes (see :mod:`kgqa.trie.heavy`).
 
 A shard is built from its input alone, so shards build in any order, in parallel, on any machine that sees the files.
 What the whole index needs from a shard comes back in a :class:`ShardSummary`.
@@ -19,15 +20,15 @@ from pathlib import Path
 import marisa_trie
 import numpy as np
 
-from kgqa.trie.heavy import HeavyReport, explore_heavy
+from kgqa.trie.heavy import HeavyReport, explore_heavy, save_heavy, split_edges
 from kgqa.trie.keys import SEP
 from kgqa.trie.runs import read_shard_input
 
 
 @dataclass
 class ShardSummary:
-    """A built shard: its counts, its first key (the top-level table's entry), what the heavy table and the
-    distinct-name count need across shards, and its alphabet."""
+    """A built shard: its counts, its first key (the top-level table's entry), what the top-level heavy table (its
+    edge prefixes) and the distinct-name count need across shards, and its alphabet."""
 
     number: int
     first_key: str
@@ -38,7 +39,8 @@ class ShardSummary:
     first_name: str
     last_name: str
     alphabet: str
-    heavy: HeavyReport
+    own_heavy: int
+    edges: HeavyReport
 
 
 def build_shard(number: int, input_path: str | Path, out_dir: str | Path, heavy_threshold: int) -> ShardSummary:
@@ -49,7 +51,9 @@ def build_shard(number: int, input_path: str | Path, out_dir: str | Path, heavy_
     keys, objects_of_rank = read_shard_input(Path(input_path))
     if not keys:
         raise ValueError(f"shard input {input_path} holds no key")
-    heavy = explore_heavy(keys, heavy_threshold)
+    own, edges = split_edges(explore_heavy(keys, heavy_threshold), keys[0], keys[-1], heavy_threshold)
+    own_prefixes = save_heavy(own.prefixes, own.children, out_dir)
+    del own
     names = _distinct_names(keys)
     alphabet = _alphabet(keys)
     trie = marisa_trie.Trie(keys)
@@ -70,7 +74,8 @@ def build_shard(number: int, input_path: str | Path, out_dir: str | Path, heavy_
         first_name=first_key[: first_key.index(SEP)],
         last_name=last_key[: last_key.index(SEP)],
         alphabet="".join(sorted(alphabet)),
-        heavy=heavy,
+        own_heavy=own_prefixes,
+        edges=edges,
     )
 
 
