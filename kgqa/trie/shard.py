@@ -52,7 +52,7 @@ def build_shard(number: int, input_path: str | Path, out_dir: str | Path, heavy_
     if not keys:
         raise ValueError(f"shard input {input_path} holds no key")
     own, edges = split_edges(explore_heavy(keys, heavy_threshold), keys[0], keys[-1], heavy_threshold)
-    own_prefixes = save_heavy(own.prefixes, own.children, out_dir)
+    own_heavy = save_heavy(own.prefixes, own.children, out_dir)
     del own
     names = _distinct_names(keys)
     alphabet = _alphabet(keys)
@@ -74,7 +74,7 @@ def build_shard(number: int, input_path: str | Path, out_dir: str | Path, heavy_
         first_name=first_key[: first_key.index(SEP)],
         last_name=last_key[: last_key.index(SEP)],
         alphabet="".join(sorted(alphabet)),
-        own_heavy=own_prefixes,
+        own_heavy=own_heavy,
         edges=edges,
     )
 
