@@ -32,12 +32,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from kgqa.data.locate import DataNotFoundError
     from kgqa.data.questions import QuestionFileError
-    from kgqa.trie.manifest import IndexLoadError
+    from kgqa.trie.manifest import IndexBuildError, IndexLoadError
 
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (IndexLoadError, DataNotFoundError, QuestionFileError, FileNotFoundError, ValueError) as exc:
+    except (
+        IndexLoadError,
+        DataNotFoundError,
+        QuestionFileError,
+        OSError,  # a missing file, a full disk, not enough disk for an index build
+        ValueError,
+        IndexBuildError,
+    ) as exc:
         print(f"kgqa: error: {exc}", file=sys.stderr)
         return 2
 

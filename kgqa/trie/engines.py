@@ -7,6 +7,7 @@ Results are taken in shard order; a shard's input is removed as soon as the shar
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import multiprocessing
 import os
@@ -14,18 +15,17 @@ import signal
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
+from kgqa.trie.manifest import IndexBuildError
 from kgqa.trie.runs import ShardInput
 from kgqa.trie.shard import ShardSummary, build_shard
 
 ENGINES = ("local", "ray")
 _PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent dies
-
-
-class RayNotInstalledError(RuntimeError):
-    """``--engine ray`` without Ray installed; the message says how to install it."""
 
 
 def build_shards(
@@ -79,25 +79,34 @@ class _InlineRunner:
 
 
 class _PoolRunner:
-    """Worker processes started fresh (spawn: they hold nothing of this process's memory) that die with it."""
+    """Worker processes started fresh (spawn: they hold nothing of this process's memory) that die with it; a worker
+    that dies mid-shard (the OOM killer) fails the build (BrokenProcessPool) rather than hanging it."""
 
     def __init__(self, jobs: int) -> None:
-        context = multiprocessing.get_context("spawn")
-        self.pool = context.Pool(jobs, initializer=_die_with_parent, initargs=(os.getpid(),))
+        self.executor = ProcessPoolExecutor(
+            jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent, initargs=(os.getpid(),)
+        )
 
-    def submit(self, args: tuple) -> Any:
-        return self.pool.apply_async(build_shard, args)
+    def submit(self, args: tuple) -> Future:
+        return self.executor.submit(build_shard, *args)
 
-    def result(self, handle: Any) -> ShardSummary:
-        return handle.get()
+    def result(self, handle: Future) -> ShardSummary:
+        try:
+            return handle.result()
+        except BrokenProcessPool as exc:
+            raise IndexBuildError(
+                "a worker building a shard died (killed, perhaps by the OOM killer); build again with a smaller "
+                "--memory-budget or fewer --jobs"
+            ) from exc
 
     def close(self) -> None:
-        self.pool.close()
-        self.pool.join()
+        self.executor.shutdown()
 
     def terminate(self) -> None:
-        self.pool.terminate()
-        self.pool.join()
+        # the executor has no public way to stop running tasks: kill its workers, then reap them
+        for process in list(getattr(self.executor, "_processes", {}).values()):
+            process.kill()
+        self.executor.shutdown(cancel_futures=True)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -119,7 +128,7 @@ class _RayRunner:
         try:
             import ray
         except ImportError as exc:
-            raise RayNotInstalledError(
+            raise IndexBuildError(
                 f"--engine ray needs Ray ({exc.name} is not installed): pip install 'kgqa[ray]'"
             ) from exc
         self.ray = ray
@@ -141,4 +150,5 @@ class _RayRunner:
 
     def terminate(self) -> None:
         for handle in self.handles:
-            self.ray.cancel(handle, force=True)
+            with contextlib.suppress(Exception):  # a finished task: nothing to cancel; the build's own error matters
+                self.ray.cancel(handle, force=True)

@@ -19,6 +19,10 @@ class IndexLoadError(RuntimeError):
     """An index directory that cannot be used; the message says what to do."""
 
 
+class IndexBuildError(RuntimeError):
+    """An index build that cannot go on (a worker died, Ray missing); the message says what to do."""
+
+
 def rebuild_hint(directory: Path) -> str:
     return f"rebuild it with: kgqa index build --kb KNOWLEDGE_FILE --out {directory}"
 
