@@ -57,6 +57,12 @@ def build_shards(
                 finish_oldest()
         while pending:
             finish_oldest()
+    except BrokenProcessPool as exc:  # noticed at a result or at the next submit
+        runner.terminate()
+        raise IndexBuildError(
+            "a worker building a shard died (killed, perhaps by the OOM killer); build again with a smaller "
+            "--memory-budget or fewer --jobs"
+        ) from exc
     except BaseException:
         runner.terminate()
         raise
@@ -91,13 +97,7 @@ class _PoolRunner:
         return self.executor.submit(build_shard, *args)
 
     def result(self, handle: Future) -> ShardSummary:
-        try:
-            return handle.result()
-        except BrokenProcessPool as exc:
-            raise IndexBuildError(
-                "a worker building a shard died (killed, perhaps by the OOM killer); build again with a smaller "
-                "--memory-budget or fewer --jobs"
-            ) from exc
+        return handle.result()
 
     def close(self) -> None:
         self.executor.shutdown()
