@@ -126,19 +126,11 @@ def build_index(
             alphabet = set().union(*(s.alphabet for s in summaries))
             (work / "alphabet.txt").write_text("".join(sorted(alphabet)), encoding="utf-8")
         with _step(steps, "checksums"):
+            counts = _counts(summaries, runs.relation_count, top_heavy, len(alphabet))
             manifest = Manifest(
                 heavy_threshold=heavy_threshold,
                 sources=[_source(f) for f in kb_files],
-                counts={
-                    "triples": sum(s.pairs for s in summaries),
-                    "paths": sum(s.paths for s in summaries),
-                    "names": _distinct_names(summaries),
-                    "relations": runs.relation_count,
-                    "objects": sum(s.objects for s in summaries),
-                    "heavy_prefixes": top_heavy + sum(s.own_heavy for s in summaries),
-                    "alphabet": len(alphabet),
-                    "shards": len(summaries),
-                },
+                counts=counts,
                 read=counter.as_dict(),
                 kgqa_version=__version__,
                 key_order=key_order,
@@ -185,6 +177,19 @@ def _merge_and_build(
             ray_address=ray_address,
             on_built=lambda: built.update(1),
         )
+
+
+def _counts(summaries: list[ShardSummary], relations: int, top_heavy: int, alphabet: int) -> dict[str, int]:
+    return {
+        "triples": sum(s.pairs for s in summaries),
+        "paths": sum(s.paths for s in summaries),
+        "names": _distinct_names(summaries),
+        "relations": relations,
+        "objects": sum(s.objects for s in summaries),
+        "heavy_prefixes": top_heavy + sum(s.own_heavy for s in summaries),
+        "alphabet": alphabet,
+        "shards": len(summaries),
+    }
 
 
 def _shard_dir(number: int) -> str:

@@ -23,7 +23,7 @@ from kgqa.trie import SEP, KBIndex, build_index, path_key
 from kgqa.trie.build import NotEnoughDiskError, check_disk_space
 from kgqa.trie.runs import merge_runs, read_shard_input, write_sorted_runs
 from tests.conftest import write_kb
-from tests.trie.test_index import kb_paths, walk
+from tests.trie.test_index import RANDOM_TRIPLE, kb_paths, walk
 
 TINY_BUDGET = 4096  # a few dozen lines per sorted run, a few hundred bytes per shard
 
@@ -50,14 +50,8 @@ def _lookup(key: str) -> tuple[str, str, str]:
     return name, relation, meaning
 
 
-_text = st.text(alphabet="ab（）c", min_size=1, max_size=4)
-_triple = st.tuples(
-    _text, st.text(alphabet="xyz", min_size=1, max_size=3), st.text(alphabet="op", min_size=1, max_size=2)
-)
-
-
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(triples=st.lists(_triple, min_size=1, max_size=80), threshold=st.integers(0, 6))
+@given(triples=st.lists(RANDOM_TRIPLE, min_size=1, max_size=80), threshold=st.integers(0, 6))
 def test_property_many_shards_answer_as_one(
     tmp_path_factory: pytest.TempPathFactory, triples: list[tuple[str, str, str]], threshold: int
 ) -> None:

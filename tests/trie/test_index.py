@@ -89,13 +89,13 @@ def test_objects_and_triples(index: KBIndex) -> None:
 
 # Random small KBs: short names over a tiny alphabet make names share prefixes, homonyms and multi-object paths.
 _text = st.text(alphabet="ab（）c", min_size=1, max_size=4)
-_triple = st.tuples(
+RANDOM_TRIPLE = st.tuples(
     _text, st.text(alphabet="xyz", min_size=1, max_size=3), st.text(alphabet="op", min_size=1, max_size=2)
 )
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(triples=st.lists(_triple, min_size=1, max_size=40), threshold=st.integers(0, 6))
+@given(triples=st.lists(RANDOM_TRIPLE, min_size=1, max_size=40), threshold=st.integers(0, 6))
 def test_property_walk_equals_kb_and_objects_round_trip(
     tmp_path_factory: pytest.TempPathFactory, triples: list[tuple[str, str, str]], threshold: int
 ) -> None:
