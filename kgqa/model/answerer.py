@@ -22,6 +22,7 @@ from kgqa.model.modeling import default_device, load_checkpoint, quantize_for_cp
 from kgqa.model.options import DecodeOptions
 from kgqa.model.propose import Proposer
 from kgqa.model.rank.features import FeatureExtractor
+from kgqa.model.rank.lexicon import LEXICON_FILE, Lexicon
 from kgqa.model.rank.matcher import MATCHER_FILE, RelationMatcher
 from kgqa.model.rank.ranker import LearnedRanker
 from kgqa.model.rank.rerank import RerankWeights
@@ -52,13 +53,14 @@ class QuestionAnswerer:
         options: DecodeOptions | None = None,
         ranker: LearnedRanker | None = None,
         matcher: RelationMatcher | None = None,
+        lexicon: Lexicon | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.index = index
         self.options = options or DecodeOptions()
         self.proposer = Proposer(model, tokenizer, index, self.options)
-        self.features = FeatureExtractor(index, matcher)
+        self.features = FeatureExtractor(index, matcher, lexicon)
         self.ranker = ranker
         self.added_characters: list[str] = []  # index characters the model was extended by (kgqa.model.vocabulary)
         self.parameters = model.num_parameters()
@@ -82,8 +84,8 @@ class QuestionAnswerer:
     ) -> QuestionAnswerer:
         """``quantize``: int8 Linear layers on the CPU (see ``quantize_for_cpu``).
 
-        The model directory's learned ranker (and its relation matcher) are loaded unless ``options.use_ranker`` is
-        off; RankerMismatchError when they were fit for another model.
+        The model directory's learned ranker (and its relation matcher and lexicon, where it has them) are loaded
+        unless ``options.use_ranker`` is off; RankerMismatchError when they were fit for another model.
         """
         model, tokenizer = load_checkpoint(model_dir)
         parameters = model.num_parameters()  # as trained: before rows are added, before int8 packs the weights
@@ -92,12 +94,18 @@ class QuestionAnswerer:
         model = quantize_for_cpu(model) if quantize else model.to(device or default_device())
         use_ranker = (options or DecodeOptions()).use_ranker and LearnedRanker.present(model_dir)
         matcher = RelationMatcher.load(model_dir) if use_ranker and RelationMatcher.present(model_dir) else None
-        answerer = cls(model, tokenizer, index, options, matcher=matcher)
+        lexicon = Lexicon.load(model_dir) if use_ranker and Lexicon.present(model_dir) else None
+        answerer = cls(model, tokenizer, index, options, matcher=matcher, lexicon=lexicon)
         answerer.added_characters = added
         answerer.parameters = parameters
         if use_ranker:
-            matcher_file = Path(model_dir) / MATCHER_FILE if matcher is not None else None
-            answerer.ranker = LearnedRanker.load(model_dir, answerer.features.names, matcher_file)
+            model_dir = Path(model_dir)
+            answerer.ranker = LearnedRanker.load(
+                model_dir,
+                answerer.features.names,
+                model_dir / MATCHER_FILE if matcher is not None else None,
+                model_dir / LEXICON_FILE if lexicon is not None else None,
+            )
         return answerer
 
     def with_options(self, **changes: object) -> QuestionAnswerer:
@@ -107,10 +115,11 @@ class QuestionAnswerer:
         other.proposer = self.proposer.with_options(other.options)
         return other
 
-    def with_matcher(self, matcher: RelationMatcher | None) -> QuestionAnswerer:
-        """The same answerer whose features include ``matcher``'s scores (for fitting a ranker; no ranker then)."""
+    def with_scorers(self, matcher: RelationMatcher | None, lexicon: Lexicon | None) -> QuestionAnswerer:
+        """The same answerer whose features include ``matcher``'s and ``lexicon``'s scores (for fitting a ranker; no
+        ranker then)."""
         other = copy.copy(self)
-        other.features = FeatureExtractor(self.index, matcher)
+        other.features = FeatureExtractor(self.index, matcher, lexicon)
         other.ranker = None
         return other
 

@@ -19,6 +19,7 @@ class QuestionFacts:
         self.text = normalize(question)
         self._index = index
         self._names: list[str] | None = None
+        self._outer: list[str] | None = None
         self._triples: dict[str, list[IndexedTriple]] = {}
         self._rest: dict[str, str] = {}
         self._lcs: dict[tuple[str, str | None], int] = {}
@@ -29,6 +30,17 @@ class QuestionFacts:
         if self._names is None:
             self._names = self._index.names_in(self.question)
         return self._names
+
+    @property
+    def outer_names(self) -> list[str]:
+        """The KB names in the question that no longer one found there contains, longest first."""
+        if self._outer is None:
+            kept: list[str] = []
+            for name in self.names:
+                if not any(name in longer for longer in kept):
+                    kept.append(name)
+            self._outer = kept
+        return self._outer
 
     @property
     def longest_name(self) -> int:

@@ -26,7 +26,8 @@ class DecodeOptions:
     end_when_determined: bool = True  # end a hypothesis once one KB key is left ahead (same score, fewer steps)
     rerank_relation_weight: float = 0.0  # see kgqa.model.rank.rerank; chosen by `kgqa tune`
     rerank_name_weight: float = 0.0
-    anchor_names: int = 0  # name-anchored candidates, for the learned ranker: this many longest KB names (0: none)
+    anchor_names: int = 0  # name-anchored candidates, for the learned ranker: this many longest KB names
+    # that no longer one contains (0: none)
     anchor_paths: int = 32  # at most this many paths of each anchored name (those closest to the question first)
     use_ranker: bool = True  # rank by the model directory's learned ranker when it has one (kgqa.model.rank.ranker)
     batch_size: int = 64

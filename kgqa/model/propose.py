@@ -120,10 +120,11 @@ class Proposer:
         return kb_candidate(self.index, path, found.score, segments, beam_rank=rank)
 
     def _anchor_paths(self, facts: QuestionFacts, beam: list[Candidate]) -> list[PathKey]:
-        """Paths of the longest KB names in the question the search did not reach, closest to the question first."""
+        """Paths the search did not reach of the longest KB names in the question that no longer name contains,
+        closest to the question first."""
         seen = {(c.name, c.relation, c.meaning) for c in beam}
         paths: list[PathKey] = []
-        for name in facts.names[: self.options.anchor_names]:
+        for name in facts.outer_names[: self.options.anchor_names]:
             own = sorted(
                 {(t.relation, t.meaning) for t in facts.triples(name)} - {(r, m) for n, r, m in seen if n == name},
                 key=lambda rm: (-facts.share(rm[0]), rm),

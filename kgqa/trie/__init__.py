@@ -4,6 +4,7 @@ from kgqa.trie.build import build_index
 from kgqa.trie.index import IndexedTriple, KBIndex
 from kgqa.trie.keys import END, END_CODE, SEP, SEP_CODE, PathKey, path_key, split_path_key
 from kgqa.trie.manifest import IndexLoadError
+from kgqa.trie.stats import RelationStats
 from kgqa.trie.tokens import TokenConstraint, VocabularyMismatchError
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "IndexedTriple",
     "KBIndex",
     "PathKey",
+    "RelationStats",
     "TokenConstraint",
     "VocabularyMismatchError",
     "build_index",

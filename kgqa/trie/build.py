@@ -7,6 +7,7 @@ Layout (all memory-mappable):
 - ``heavy.marisa`` + ``heavy_children.*.npy``: next characters of the prefixes with many keys below them that may
   span shards, the root's included; each shard holds the table of its own (see :mod:`kgqa.trie.heavy`).
 - ``alphabet.txt``: every character that occurs in a path key (what a tokenizer must be able to spell).
+- ``relation_stats.json``: paths by relation and meaning ending (see :mod:`kgqa.trie.stats`).
 - ``manifest.json``: sources with sizes and checksums, counts, shards, skipped lines, build time; written last.
 
 The build is an external sort (:mod:`kgqa.trie.runs`): one pass over the knowledge files writes sorted runs of
@@ -23,7 +24,7 @@ import itertools
 import os
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +35,11 @@ from kgqa import __version__
 from kgqa.data.knowledge import SkipCounter, Triple, iter_triples
 from kgqa.trie.engines import ENGINES, build_shards
 from kgqa.trie.heavy import merge_heavy, save_heavy
-from kgqa.trie.keys import KEY_ORDERS, NAME_RELATION_MEANING
+from kgqa.trie.keys import KEY_ORDERS, NAME_RELATION_MEANING, SEP, key_parts
 from kgqa.trie.manifest import Manifest, sha256_file
 from kgqa.trie.runs import merge_runs, write_sorted_runs
 from kgqa.trie.shard import ShardSummary
+from kgqa.trie.stats import RelationStats
 
 # A light prefix's next characters come from enumerating its keys: at most this many. At 100M keys restoring one
 # costs several µs (cache misses), so 8 keeps the p99 of a query near 100 µs; the table grows as the threshold falls.
@@ -118,13 +120,25 @@ def build_index(
                 "no valid triple in " + ", ".join(map(str, kb_files)) + f" ({counter.lines} lines, all skipped)"
             )
         with _step(steps, "merge and build shards"):
+            stats = RelationStats()
             summaries = _merge_and_build(
-                runs.paths, runs.triples, spill, work, plan, heavy_threshold, progress, engine, jobs, ray_address
+                runs.paths,
+                runs.triples,
+                spill,
+                work,
+                plan,
+                heavy_threshold,
+                progress,
+                engine,
+                jobs,
+                ray_address,
+                on_key=_counting_paths(stats, key_order),
             )
         with _step(steps, "heavy prefixes"):
             top_heavy = save_heavy(*merge_heavy([s.edges for s in summaries], heavy_threshold), work)
             alphabet = set().union(*(s.alphabet for s in summaries))
             (work / "alphabet.txt").write_text("".join(sorted(alphabet)), encoding="utf-8")
+            stats.save(work)
         with _step(steps, "checksums"):
             counts = _counts(summaries, runs.relation_count, top_heavy, len(alphabet))
             manifest = Manifest(
@@ -162,12 +176,13 @@ def _merge_and_build(
     engine: str,
     jobs: int,
     ray_address: str | None,
+    on_key: Callable[[bytes], None],
 ) -> list[ShardSummary]:
     with (
         tqdm(total=lines, desc="merge", unit="line", unit_scale=True, disable=not progress, leave=False) as merged,
         tqdm(desc="shards built", unit="shard", disable=not progress, leave=False) as built,
     ):
-        inputs = merge_runs(runs, spill, plan.shard_bytes, on_lines=merged.update)
+        inputs = merge_runs(runs, spill, plan.shard_bytes, on_lines=merged.update, on_key=on_key)
         return build_shards(
             inputs,
             lambda number: work / _shard_dir(number),
@@ -177,6 +192,17 @@ def _merge_and_build(
             ray_address=ray_address,
             on_built=lambda: built.update(1),
         )
+
+
+def _counting_paths(stats: RelationStats, key_order: str) -> Callable[[bytes], None]:
+    """Counts each distinct path key into ``stats`` (an entity holding a relation counts once, whatever its objects)."""
+    relation_at = key_parts(key_order).index("relation")
+
+    def on_key(key: bytes) -> None:
+        parts = key.decode().split(SEP)
+        stats.add(parts[relation_at], parts[3 - relation_at])
+
+    return on_key
 
 
 def _counts(summaries: list[ShardSummary], relations: int, top_heavy: int, alphabet: int) -> dict[str, int]:

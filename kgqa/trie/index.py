@@ -18,6 +18,7 @@ import numpy as np
 from kgqa.data.knowledge import join_head
 from kgqa.trie.keys import END_CODE, SEP, PathKey, path_key, split_path_key
 from kgqa.trie.manifest import MANIFEST_NAME, IndexLoadError, Manifest, rebuild_hint, sha256_file
+from kgqa.trie.stats import RelationStats
 
 _NO_CODES = np.empty(0, dtype=np.uint32)
 # No key holds a NUL (the KB reader refuses control characters), but marisa-trie cuts C strings at one: its exact
@@ -107,6 +108,7 @@ class KBIndex:
             self._shards = [_Shard.load(files / shard["dir"]) for shard in self.manifest.shards]
             self._heavy = _HeavyTable.load(files)  # the heavy prefixes that may span shards
             self.alphabet = (files / "alphabet.txt").read_text(encoding="utf-8")
+            self.relation_stats = RelationStats.load(files)
         except (OSError, ValueError, RuntimeError) as exc:
             raise IndexLoadError(
                 f"index at {self.directory} cannot be read ({exc}); " + rebuild_hint(self.directory)

@@ -84,11 +84,12 @@ def merge_runs(
     directory: Path,
     shard_bytes: int,
     on_lines: Callable[[int], None] | None = None,
+    on_key: Callable[[bytes], None] | None = None,
 ) -> Iterator[ShardInput]:
     """Merge the runs into shard inputs of about ``shard_bytes`` each (cut only between keys), yielding each shard as
     soon as its file is complete. Duplicate (key, object) pairs are dropped; a key's objects keep their run order.
 
-    ``on_lines(n)`` is told of every ``n`` merged lines (progress).
+    ``on_lines(n)`` is told of every ``n`` merged lines (progress), ``on_key(key)`` of every distinct key.
     """
     runs = _merge_down(runs, directory)
     with ExitStack() as stack:
@@ -109,6 +110,8 @@ def merge_runs(
                 seen_objects.add(obj)
             else:
                 previous_key, seen_objects = key, {obj}
+                if on_key is not None:
+                    on_key(key)
                 if shard is None or shard.written >= shard_bytes:
                     if shard is not None:
                         yield shard.close()

@@ -42,3 +42,15 @@ def test_share_is_lcs_over_the_normalised_length(tiny_index: KBIndex) -> None:
     assert facts.rest("守望星光") == "的 出品公司 是哪家"
     assert facts.share("星光", without="守望星光") == 0.0 < facts.share("星光")
     assert QuestionFacts("守望星光的mv", tiny_index).share("MV") == 1.0  # case folded, as the official metric does
+
+
+def test_outer_names_leave_out_names_inside_longer_ones(tmp_path) -> None:
+    from tests.conftest import index_of_triples
+
+    index = index_of_triples(
+        [(n, "", "类型", "x") for n in ("京剧演员", "京剧", "演员", "张玲", "大学", "毕业")], tmp_path
+    )
+    facts = QuestionFacts("京剧演员张玲是哪所大学毕业的？", index)
+    assert set(facts.names) == {"京剧演员", "京剧", "演员", "张玲", "大学", "毕业"}
+    # longest first; 京剧 and 演员 are inside 京剧演员
+    assert facts.outer_names[0] == "京剧演员" and set(facts.outer_names) == {"京剧演员", "张玲", "大学", "毕业"}

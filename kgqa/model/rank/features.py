@@ -8,6 +8,7 @@ switched off in the evaluation and the page can say which group moved a candidat
 
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -17,8 +18,9 @@ import numpy as np
 from kgqa.data import normalize
 from kgqa.model.candidate import Candidate
 from kgqa.model.facts import QuestionFacts
+from kgqa.model.rank.lexicon import Lexicon, path_tokens, question_tokens
 from kgqa.model.rank.matcher import RelationMatcher
-from kgqa.trie import KBIndex
+from kgqa.trie import KBIndex, RelationStats
 
 # The kind of answer a question asks for, by its wording. Each generalises across relations never seen in training.
 QUESTION_KINDS: dict[str, re.Pattern[str]] = {
@@ -103,6 +105,16 @@ FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
         "entity_relations",
         "meaning_rank",
     ),
+    # which relations the KB's entities of the candidate's kind hold (kgqa.trie.stats, counted at index build)
+    "kind": (
+        "kind_prior",
+        "kind_fit",
+        "kind1_fit",
+        "kind_lift",
+        "kind1_lift",
+        "kind_lift_gap",
+        "kind1_lift_gap",
+    ),
     "name": (
         "name_length",
         "name_over_longest",
@@ -116,25 +128,38 @@ FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
 FEATURE_NAMES: tuple[str, ...] = tuple(name for group in FEATURE_GROUPS.values() for name in group)
 # The learned question-relation matcher's score (kgqa.model.rank.matcher), when the model directory has one.
 MATCH_GROUP: dict[str, tuple[str, ...]] = {"match": ("match", "match_gap", "match_rank")}
+# The translation lexicon's score (kgqa.model.rank.lexicon), when the model directory has one.
+LEXICON_GROUP: dict[str, tuple[str, ...]] = {"lexicon": ("lexicon", "lexicon_gap")}
 
 
 class FeatureExtractor:
     """Feature rows for a question's candidates (one row each, columns ``self.names``)."""
 
-    def __init__(self, index: KBIndex, matcher: RelationMatcher | None = None) -> None:
+    def __init__(self, index: KBIndex, matcher: RelationMatcher | None = None, lexicon: Lexicon | None = None) -> None:
         self.index = index
         self.matcher = matcher
-        self.groups = FEATURE_GROUPS | (MATCH_GROUP if matcher is not None else {})
+        self.lexicon = lexicon
+        self.groups = (
+            FEATURE_GROUPS
+            | (LEXICON_GROUP if lexicon is not None else {})
+            | (MATCH_GROUP if matcher is not None else {})
+        )
         self.names: tuple[str, ...] = tuple(name for group in self.groups.values() for name in group)
 
     def rows_many(
         self, questions: Sequence[QuestionFacts], candidates: Sequence[Sequence[Candidate]]
     ) -> list[np.ndarray]:
         """One array of rows per question (the matcher scores all their candidates in one batch)."""
+        stats = self.index.relation_stats
         out = [
-            _base_rows(facts, c) if c else np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32)
+            _base_rows(facts, c, stats) if c else np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32)
             for facts, c in zip(questions, candidates, strict=True)
         ]
+        if self.lexicon is not None:
+            out = [
+                np.concatenate([rows, _lexicon_columns(self.lexicon, facts, own)], axis=1)
+                for rows, facts, own in zip(out, questions, candidates, strict=True)
+            ]
         if self.matcher is not None:
             paths = [[(c.name, c.relation, c.meaning, c.object) for c in own] for own in candidates]
             texts = [facts.question for facts in questions]
@@ -147,13 +172,31 @@ class FeatureExtractor:
         return [rows.astype(np.float32) for rows in out]
 
 
-def _base_rows(facts: QuestionFacts, candidates: Sequence[Candidate]) -> np.ndarray:
+def _lexicon_columns(lexicon: Lexicon, facts: QuestionFacts, candidates: Sequence[Candidate]) -> np.ndarray:
+    """The lexicon's score of each candidate and its gap to the question's best (rows × 2)."""
+    words: dict[str, list[str]] = {}
+    scores = np.array(
+        [
+            lexicon.score(
+                words.setdefault(c.name, question_tokens(facts.question, c.name)), path_tokens(c.relation, c.object)
+            )
+            for c in candidates
+        ],
+        dtype=np.float64,
+    )
+    if not len(scores):
+        return np.zeros((0, 2), dtype=np.float32)
+    return np.stack([scores, scores - scores.max()], axis=1).astype(np.float32)
+
+
+def _base_rows(facts: QuestionFacts, candidates: Sequence[Candidate], stats: RelationStats) -> np.ndarray:
     """Rows of ``FEATURE_NAMES``: each feature named where it is computed, then laid out in that order."""
     features = [
         _score_features(candidates),
         _relation_features(facts, candidates),
         _answer_kind_features(facts, candidates),
         _meaning_features(facts, candidates),
+        _kind_features(stats, candidates),
         _name_features(facts, candidates),
     ]
     rows = []
@@ -268,6 +311,30 @@ def _meaning_features(facts: QuestionFacts, candidates: Sequence[Candidate]) -> 
                 "entities_with_relation": float(sum(c.relation in rs for rs in by_meaning.values())),
                 "entity_relations": float(len(by_meaning.get(c.meaning, ()))),
                 "meaning_rank": float(meaning_rank[(c.name, c.relation, c.meaning)]),
+            }
+        )
+    return rows
+
+
+def _kind_features(stats: RelationStats, candidates: Sequence[Candidate]) -> list[Named]:
+    fits = [stats.fit(c.relation, c.meaning) for c in candidates]
+    # each lift against the best of the same name and relation: which homonym's kind holds the relation most
+    best: dict[tuple[str, str], tuple[float, float]] = {}
+    for c, fit in zip(candidates, fits, strict=True):
+        top = best.get((c.name, c.relation), (-math.inf, -math.inf))
+        best[(c.name, c.relation)] = (max(top[0], fit["lift"]), max(top[1], fit["lift1"]))
+    rows = []
+    for c, fit in zip(candidates, fits, strict=True):
+        top = best[(c.name, c.relation)]
+        rows.append(
+            {
+                "kind_prior": fit["prior"],
+                "kind_fit": fit["kind"],
+                "kind1_fit": fit["kind1"],
+                "kind_lift": fit["lift"],
+                "kind1_lift": fit["lift1"],
+                "kind_lift_gap": fit["lift"] - top[0],
+                "kind1_lift_gap": fit["lift1"] - top[1],
             }
         )
     return rows

@@ -164,11 +164,17 @@ class LearnedRanker:
 
     @classmethod
     def load(
-        cls, directory: str | Path, feature_names: Sequence[str], matcher_file: str | Path | None = None
+        cls,
+        directory: str | Path,
+        feature_names: Sequence[str],
+        matcher_file: str | Path | None = None,
+        lexicon_file: str | Path | None = None,
     ) -> LearnedRanker:
-        """The ranker of a model directory; RankerMismatchError when it was fit for another model, matcher or features.
+        """The ranker of a model directory; RankerMismatchError when it was fit for another model, matcher, lexicon
+        or features.
 
-        ``matcher_file``: the relation matcher whose scores are among the features, if any.
+        ``matcher_file``, ``lexicon_file``: the relation matcher and the lexicon whose scores are among the features,
+        if any.
         """
         directory = Path(directory)
         refit = f"refit it with `kgqa ranker fit --model {directory.name}` (or pass --no-ranker)"
@@ -186,13 +192,14 @@ class LearnedRanker:
                 f"the ranker in {directory.name} was fit for another model (weights sha256 "
                 f"{str(meta.get('model_sha256'))[:12]}…, these are {fingerprint[:12]}…); {refit}"
             )
-        matcher = sha256_file(matcher_file) if matcher_file is not None else None
-        if meta.get("matcher_sha256") != matcher:
-            raise RankerMismatchError(
-                f"the ranker in {directory.name} was fit with "
-                + ("another relation matcher" if meta.get("matcher_sha256") and matcher else "other matcher features")
-                + f" than the one beside it; {refit}"
-            )
+        for what, key, file in (("relation matcher", "matcher", matcher_file), ("lexicon", "lexicon", lexicon_file)):
+            found = sha256_file(file) if file is not None else None
+            if meta.get(f"{key}_sha256") != found:
+                raise RankerMismatchError(
+                    f"the ranker in {directory.name} was fit with "
+                    + (f"another {what}" if meta.get(f"{key}_sha256") and found else f"other {key} features")
+                    + f" than the one beside it; {refit}"
+                )
         if tuple(meta.get("features", ())) != tuple(feature_names):
             raise RankerMismatchError(
                 f"the ranker in {directory.name} was fit on other features "

@@ -39,6 +39,14 @@ def add_ranker_commands(commands: argparse._SubParsersAction, default_index: Pat
     matcher.add_argument("--json", type=Path, help="write the training log and dev accuracy as JSON")
     matcher.set_defaults(run=_cmd_matcher)
 
+    lexicon = ranker.add_parser(
+        "lexicon", help="learn the question-path translation lexicon (IBM Model 1) into the model directory"
+    )
+    lexicon.add_argument("--model", type=Path, required=True)
+    lexicon.add_argument("--train", type=Path, required=True, help="training questions (train.json)")
+    lexicon.add_argument("--iterations", type=int, default=8, help="expectation-maximisation iterations")
+    lexicon.set_defaults(run=_cmd_lexicon)
+
     fit = ranker.add_parser(
         "fit", help="collect candidates on a question file, report out-of-fold metrics, fit and save the ranker"
     )
@@ -47,9 +55,12 @@ def add_ranker_commands(commands: argparse._SubParsersAction, default_index: Pat
     fit.add_argument("--qa", type=Path, required=True, help="questions with answers (dev.json)")
     fit.add_argument("--beams", type=int, help="paths proposed per question (default: DecodeOptions')")
     add_search_flag(fit)
-    fit.add_argument("--anchor-names", type=int, default=1, help="name-anchored candidates: this many longest names")
-    fit.add_argument("--anchor-paths", type=int, default=16, help="at most this many paths of each anchored name")
+    fit.add_argument(
+        "--anchor-names", type=int, default=3, help="name-anchored candidates: this many longest outer names"
+    )
+    fit.add_argument("--anchor-paths", type=int, default=8, help="at most this many paths of each anchored name")
     fit.add_argument("--no-matcher", action="store_true", help="leave the matcher's features out")
+    fit.add_argument("--no-lexicon", action="store_true", help="leave the lexicon's features out")
     fit.add_argument("--ablations", action="store_true", help="also evaluate with each feature group left out")
     fit.add_argument("--cache", type=Path, help="candidate set file: reused when it exists, else written")
     fit.add_argument("--dry-run", action="store_true", help="report only; leave the model directory as it is")
@@ -82,10 +93,25 @@ def _cmd_matcher(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_lexicon(args: argparse.Namespace) -> int:
+    from kgqa.data import read_questions
+    from kgqa.model.rank.lexicon import train_lexicon
+
+    start = time.perf_counter()
+    lexicon = train_lexicon(read_questions(args.train), args.iterations)
+    lexicon.info["train_file"] = Path(args.train).name
+    path = lexicon.save(args.model)
+    print(
+        f"lexicon written to {path} ({lexicon.info['path_tokens']:,} path tokens, {time.perf_counter() - start:.1f} s)"
+    )
+    return 0
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     from kgqa.data import read_questions
     from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
     from kgqa.model.modeling import read_training_info, write_training_info
+    from kgqa.model.rank.lexicon import LEXICON_FILE, Lexicon
     from kgqa.model.rank.matcher import MATCHER_FILE, RelationMatcher
     from kgqa.model.rank.ranker import RankerParams, model_fingerprint
     from kgqa.model.train.rankset import RankingSet, collect
@@ -106,15 +132,18 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         proposal_seconds = None
     else:
         answerer = QuestionAnswerer.load(args.model, args.index, options, quantize=args.quantize)
-        if not args.no_matcher and RelationMatcher.present(args.model):
-            answerer = answerer.with_matcher(RelationMatcher.load(args.model))
+        matcher = (
+            RelationMatcher.load(args.model) if not args.no_matcher and RelationMatcher.present(args.model) else None
+        )
+        lexicon = Lexicon.load(args.model) if not args.no_lexicon and Lexicon.present(args.model) else None
+        answerer = answerer.with_scorers(matcher, lexicon)
         start = time.perf_counter()
         ranking = collect(answerer, read_questions(args.qa))
         proposal_seconds = round(time.perf_counter() - start, 1)
         if args.cache:
             ranking.save(args.cache)
-    if args.no_matcher and "match" in ranking.groups:
-        ranking = ranking.without_groups(("match",))
+    left_out = [g for g, off in (("match", args.no_matcher), ("lexicon", args.no_lexicon)) if off]
+    ranking = ranking.without_groups([g for g in left_out if g in ranking.groups])
 
     report = report_out_of_fold(ranking, RankerParams(), ablations=args.ablations)
     report["proposal_seconds"] = proposal_seconds
@@ -126,6 +155,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         info = {
             "model_sha256": model_fingerprint(args.model),
             "matcher_sha256": sha256_file(Path(args.model) / MATCHER_FILE) if "match" in ranking.groups else None,
+            "lexicon_sha256": sha256_file(Path(args.model) / LEXICON_FILE) if "lexicon" in ranking.groups else None,
             "fit_on": f"{Path(args.qa).name}, {len(ranking.questions):,} questions",
             "params": asdict(RankerParams()),
             "out_of_fold": report,

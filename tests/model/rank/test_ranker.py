@@ -106,6 +106,9 @@ def test_ranker_round_trip_and_refusals(tmp_path: Path) -> None:
     with pytest.raises(RankerMismatchError, match="matcher"):
         (model_dir / "matcher.safetensors").write_bytes(b"m")
         LearnedRanker.load(model_dir, names, model_dir / "matcher.safetensors")
+    with pytest.raises(RankerMismatchError, match="other lexicon features"):
+        (model_dir / "lexicon.json").write_text("{}", encoding="utf-8")
+        LearnedRanker.load(model_dir, names, lexicon_file=model_dir / "lexicon.json")
     (model_dir / "model.safetensors").write_bytes(b"retrained weights")
     with pytest.raises(RankerMismatchError, match=r"another model.*kgqa ranker fit"):
         LearnedRanker.load(model_dir, names)

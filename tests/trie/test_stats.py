@@ -1,0 +1,70 @@
+"""The KB's relation statistics: counted at index build from the knowledge files alone, and moving with the KB."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from kgqa.trie import KBIndex, RelationStats, build_index
+from kgqa.trie.manifest import IndexLoadError
+from kgqa.trie.stats import STATS_FILE
+from tests.conftest import write_kb
+
+KB = [
+    "三里村（湖南省长沙市村庄）\t面积\t3平方公里",
+    "五里村（湖南省岳阳市村庄）\t面积\t5平方公里",
+    "五里村（湖南省岳阳市村庄）\t人口\t800人",
+    "五里村（2010年电影）\t导演\t张三",
+    "五里村（2010年电影）\t面积\t不详",
+    "五里村（2010年电影）\t导演\t张三",  # a repeated line counts once: the build drops duplicate triples
+    "五里村（2010年电影）\t导演\t李四",  # so does a second object: an entity holds a relation or not
+    "五里\t面积\t1平方公里",
+]
+
+
+def _built(root: Path, lines: list[str]) -> KBIndex:
+    root.mkdir(parents=True, exist_ok=True)
+    build_index([write_kb(root / "kb.tsv", lines)], root / "index", progress=False)
+    return KBIndex(root / "index")
+
+
+def test_counts_by_meaning_ending_on_a_hand_made_kb(tmp_path: Path) -> None:
+    stats = _built(tmp_path, KB).relation_stats
+    assert dict(stats.by_suffix["村庄"]) == {"面积": 2, "人口": 1}
+    assert dict(stats.by_suffix["电影"]) == {"导演": 1, "面积": 1}
+    assert dict(stats.by_suffix[""]) == {"面积": 1}
+    assert dict(stats.relations) == {"面积": 4, "人口": 1, "导演": 1}
+    # add-one smoothed over the 3 relations: 6 paths in all, 3 of them of meanings ending in 村庄
+    fit = stats.fit("面积", "湖南省长沙市村庄")
+    assert fit["prior"] == pytest.approx(math.log(5 / 9))
+    assert fit["kind"] == pytest.approx(math.log(3 / 6))
+    assert fit["kind1"] == pytest.approx(math.log(3 / 6))  # 庄: the same triples
+    assert fit["lift"] == pytest.approx(fit["kind"] - fit["prior"])
+    assert stats.fit("导演", "某某电影")["lift"] > stats.fit("导演", "某某村庄")["lift"]
+    unseen = stats.fit("导演", "一首歌曲")  # an ending the KB never holds: the prior, smoothed
+    assert unseen["kind"] == pytest.approx(math.log(1 / 3))
+    assert stats.fit("面积", "") == stats.fit("面积", "") and stats.fit("面积", "")["lift"] == 0.0
+
+
+def test_statistics_change_with_the_kb(tmp_path: Path) -> None:
+    first = _built(tmp_path / "a", KB).relation_stats
+    more_films = KB + [f"电影{i}（2011年电影）\t导演\t李{i}" for i in range(5)]
+    second = _built(tmp_path / "b", more_films).relation_stats
+    assert second.fit("导演", "2012年电影")["kind"] > first.fit("导演", "2012年电影")["kind"]
+    assert second.by_suffix["电影"]["导演"] == 6 and first.by_suffix["电影"]["导演"] == 1
+
+
+def test_saved_and_loaded_alike(tmp_path: Path) -> None:
+    stats = RelationStats({"村庄": {"面积": 2}, "": {"人口": 1}})
+    stats.save(tmp_path)
+    again = RelationStats.load(tmp_path)
+    assert again.fit("面积", "x村庄") == stats.fit("面积", "x村庄")
+
+
+def test_an_index_without_its_statistics_says_to_rebuild(tmp_path: Path) -> None:
+    _built(tmp_path, KB)
+    (tmp_path / "index" / STATS_FILE).unlink()
+    with pytest.raises(IndexLoadError, match="rebuild"):
+        KBIndex(tmp_path / "index")
