@@ -32,7 +32,7 @@ def test_build_info_query_verify(tmp_path: Path) -> None:
     assert "index build" in built.stderr  # the progress bar
 
     info = kgqa("index", "info", str(index))
-    assert info.returncode == 0 and "format version 2" in info.stdout
+    assert info.returncode == 0 and "format version 3" in info.stdout
 
     triples = kgqa("index", "triples", str(index), "守望星光")
     assert triples.stdout.splitlines() == ["守望星光\t类型\t歌曲", "守望星光（歌曲）\t歌手\t韩玉玲"]
