@@ -69,14 +69,25 @@ class PathScorer:
             for r, t, _ in branching:
                 last[r] = max(last[r], t)
             hidden_at = self._hidden(encoded, [q for q, _ in rows], targets, last)
-            at = [hidden_at(r, t) for r, t, _ in branching]
-            values = self.decoder.allowed_log_probs(torch.stack(at), [a for _, _, a in branching])
+            # a question's paths sharing a prefix (its name, a name and relation) share that position's logits
+            distinct: dict[tuple[int, tuple[int, ...]], int] = {}
+            picked, slot = [], []
+            for r, t, allowed in branching:
+                key = (rows[r][0], tuple(targets[r][:t]))
+                if key not in distinct:
+                    distinct[key] = len(picked)
+                    picked.append((r, t, allowed))
+                slot.append(distinct[key])
+            at = [hidden_at(r, t) for r, t, _ in picked]
+            values = self.decoder.allowed_log_probs(torch.stack(at), [a for _, _, a in picked])
             lookahead = self._lookahead(questions)
-            for (r, t, allowed), own in zip(branching, values, strict=True):
-                target = targets[r]
-                if lookahead is not None:
-                    own = lookahead.reweighted(questions[rows[r][0]], tuple(target[:t]), allowed, own)
-                steps[r][t] = float(own[int(np.flatnonzero(allowed == target[t])[0])])
+            if lookahead is not None:
+                values = [
+                    lookahead.reweighted(questions[rows[r][0]], tuple(targets[r][:t]), allowed, own)
+                    for (r, t, allowed), own in zip(picked, values, strict=True)
+                ]
+            for (r, t, allowed), place in zip(branching, slot, strict=True):
+                steps[r][t] = float(values[place][int(np.flatnonzero(allowed == targets[r][t])[0])])
         return [split_segments(s.tolist(), t, self.codec.sep_token_id) for s, t in zip(steps, targets, strict=True)]
 
     def _hidden(self, encoded: EncodedQuestions, owners: list[int], targets: list[list[int]], last: list[int]):
