@@ -3,9 +3,9 @@
 A meaning's head word ends it (湖南省长沙市村庄, 浙江大学教授, 2010年电影), so its last characters say what kind of
 entity it is. The index keeps, for every meaning ending (its last ``SUFFIX_CHARS`` characters; "" for a head without a
 meaning), how many entities with it hold each relation (distinct KB paths: an entity with several objects for one
-relation counts once). From those counts, ``RelationStats.fit`` says how much likelier
-a relation is for that kind of entity than over the whole KB: any KB gets them at build time, with no training, and
-they move with the KB (a renamed relation keeps its counts).
+relation counts once). From those counts, ``RelationStats.fit`` says how much likelier a relation is for that kind
+of entity than over the whole KB: any KB gets them at build time, with no training, and they move with the KB (a
+renamed relation keeps its counts).
 """
 
 from __future__ import annotations

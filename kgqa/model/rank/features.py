@@ -2,8 +2,9 @@
 
 No feature names a relation, a meaning or a name: dev and test relations never occur in train, so the ranker may only
 learn how a path *fits* the question (scores, overlaps, the kind of answer asked for against the object's form,
-how many entities share the name), never which relations are likely. Features come in groups, so each group can be
-switched off in the evaluation and the page can say which group moved a candidate.
+how many entities share the name, how often the KB's entities of this kind hold the relation), never which relations
+are likely in training. Features come in groups, so each group can be switched off in the evaluation and the page can
+say which group moved a candidate.
 """
 
 from __future__ import annotations
