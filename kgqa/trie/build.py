@@ -7,7 +7,7 @@ Layout (all memory-mappable):
 - ``heavy.marisa`` + ``heavy_children.*.npy``: next characters of the prefixes with many keys below them that may
   span shards, the root's included; each shard holds the table of its own (see :mod:`kgqa.trie.heavy`).
 - ``alphabet.txt``: every character that occurs in a path key (what a tokenizer must be able to spell).
-- ``relation_stats.json``: paths by relation and meaning ending (see :mod:`kgqa.trie.stats`).
+- ``relation_stats.marisa``: paths by relation and meaning ending (see :mod:`kgqa.trie.stats`).
 - ``manifest.json``: sources with sizes and checksums, counts, shards, skipped lines, build time; written last.
 
 The build is an external sort (:mod:`kgqa.trie.runs`): one pass over the knowledge files writes sorted runs of
@@ -39,7 +39,7 @@ from kgqa.trie.keys import KEY_ORDERS, NAME_RELATION_MEANING, SEP, key_parts
 from kgqa.trie.manifest import Manifest, sha256_file
 from kgqa.trie.runs import merge_runs, write_sorted_runs
 from kgqa.trie.shard import ShardSummary
-from kgqa.trie.stats import RelationStats
+from kgqa.trie.stats import RelationCounter
 
 # A light prefix's next characters come from enumerating its keys: at most this many. At 100M keys restoring one
 # costs several µs (cache misses), so 8 keeps the p99 of a query near 100 µs; the table grows as the threshold falls.
@@ -120,7 +120,7 @@ def build_index(
                 "no valid triple in " + ", ".join(map(str, kb_files)) + f" ({counter.lines} lines, all skipped)"
             )
         with _step(steps, "merge and build shards"):
-            stats = RelationStats()
+            stats = RelationCounter()
             summaries = _merge_and_build(
                 runs.paths,
                 runs.triples,
@@ -194,7 +194,7 @@ def _merge_and_build(
         )
 
 
-def _counting_paths(stats: RelationStats, key_order: str) -> Callable[[bytes], None]:
+def _counting_paths(stats: RelationCounter, key_order: str) -> Callable[[bytes], None]:
     """Counts each distinct path key into ``stats`` (an entity holding a relation counts once, whatever its objects)."""
     relation_at = key_parts(key_order).index("relation")
 

@@ -11,7 +11,7 @@ from typing import Any
 from kgqa.trie.keys import NAME_RELATION_MEANING
 
 FORMAT = "kgqa-index"
-FORMAT_VERSION = 3  # 3: relation_stats.json
+FORMAT_VERSION = 3  # 3: relation_stats.marisa
 MANIFEST_NAME = "manifest.json"
 
 

@@ -1,83 +1,96 @@
 """Which relations entities of a kind hold, counted over the whole KB when the index is built.
 
 A meaning's head word ends it (湖南省长沙市村庄, 浙江大学教授, 2010年电影), so its last characters say what kind of
-entity it is. The index keeps, for every meaning ending (its last ``SUFFIX_CHARS`` characters; "" for a head without a
-meaning), how many entities with it hold each relation (distinct KB paths: an entity with several objects for one
-relation counts once). From those counts, ``RelationStats.fit`` says how much likelier a relation is for that kind
-of entity than over the whole KB: any KB gets them at build time, with no training, and they move with the KB (a
-renamed relation keeps its counts).
+entity it is. The index keeps, for every meaning ending (its last ``SUFFIX_CHARS`` characters, and its last one; ""
+for a head without a meaning), how many entities with it hold each relation (distinct KB paths: an entity with
+several objects for one relation counts once), with the totals by relation and by ending. From those counts,
+``RelationStats.fit`` says how much likelier a relation is for that kind of entity than over the whole KB: any KB gets
+them at build time, with no training, and they move with the KB (a renamed relation keeps its counts).
+
+The counts live in one memory-mapped marisa trie (``relation_stats.marisa``): a 20.56M-triple KB has 3.4M (ending,
+relation) pairs, which as Python dictionaries took seconds to load and hundreds of MB in every worker.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
-STATS_FILE = "relation_stats.json"
+import marisa_trie
+
+STATS_FILE = "relation_stats.marisa"
 SUFFIX_CHARS = 2
+_SEP = "\x1f"
+_FORMAT = "<Q"
 
 
-def meaning_suffix(meaning: str, chars: int = SUFFIX_CHARS) -> str:
-    return meaning[-chars:] if meaning else ""
+def _pair(kind: str, part: str, relation: str) -> str:
+    return f"{kind}{_SEP}{part}{_SEP}{relation}"
+
+
+class RelationCounter:
+    """Counts paths while an index is built, then writes them for ``RelationStats``."""
+
+    def __init__(self) -> None:
+        self.pairs: Counter[tuple[str, str]] = Counter()  # (ending, relation) -> paths
+
+    def add(self, relation: str, meaning: str) -> None:
+        self.pairs[(meaning[-SUFFIX_CHARS:], relation)] += 1  # runs for every path of a build: no call
+
+    @property
+    def relations(self) -> int:
+        return len({relation for _, relation in self.pairs})
+
+    def save(self, directory: Path) -> None:
+        counts: Counter[str] = Counter()
+        for (suffix, relation), n in self.pairs.items():
+            counts[_pair("2", suffix, relation)] += n
+            counts[_pair("1", suffix[-1:], relation)] += n
+            counts[_pair("r", "", relation)] += n
+            counts[_pair("s2", suffix, "")] += n
+            counts[_pair("s1", suffix[-1:], "")] += n
+            counts[_pair("n", "", "")] += n
+        counts[_pair("v", "", "")] = self.relations
+        trie = marisa_trie.RecordTrie(_FORMAT, ((key, (n,)) for key, n in counts.items()))
+        trie.save(str(directory / STATS_FILE))
 
 
 class RelationStats:
-    """Paths by (meaning ending, relation); relation totals and one-character endings derived from them."""
+    """The counts of an index (memory-mapped), asked per relation and meaning."""
 
-    def __init__(self, by_suffix: dict[str, dict[str, int]] | None = None) -> None:
-        self.by_suffix: dict[str, Counter[str]] = defaultdict(Counter)
-        for suffix, counts in (by_suffix or {}).items():
-            self.by_suffix[suffix].update(counts)
-        self._derived: tuple[Counter[str], dict[str, int], dict[str, Counter[str]], dict[str, int], int] | None = None
+    def __init__(self, trie: marisa_trie.RecordTrie) -> None:
+        self._trie = trie
+        self.paths = self._count("n", "", "")
+        self.vocabulary = max(1, self._count("v", "", ""))
 
-    def add(self, relation: str, meaning: str) -> None:
-        self.by_suffix[meaning[-SUFFIX_CHARS:]][relation] += 1  # runs for every path of a build: no call
-        self._derived = None
+    @classmethod
+    def load(cls, directory: Path) -> RelationStats:
+        """OSError or ValueError when the file is missing or unreadable."""
+        trie = marisa_trie.RecordTrie(_FORMAT)
+        trie.mmap(str(directory / STATS_FILE))
+        return cls(trie)
 
-    @property
-    def relations(self) -> Counter[str]:
-        """Paths of each relation."""
-        return self._tables()[0]
+    def _count(self, kind: str, part: str, relation: str) -> int:
+        found = self._trie.get(_pair(kind, part, relation))
+        return int(found[0][0]) if found else 0
+
+    def count(self, meaning_suffix: str, relation: str) -> int:
+        """Paths of ``relation`` whose meaning ends with ``meaning_suffix`` (its last two characters, or "")."""
+        return self._count("2", meaning_suffix, relation)
+
+    def relation_paths(self, relation: str) -> int:
+        return self._count("r", "", relation)
 
     def fit(self, relation: str, meaning: str) -> dict[str, float]:
         """How the KB's entities of ``meaning``'s kind hold ``relation`` (add-one smoothed log-probabilities):
         ``prior`` over the whole KB, ``kind`` given the meaning's last two characters, ``kind1`` given its last one,
         and the lifts ``kind - prior``, ``kind1 - prior``. Without a meaning, the kind is the prior."""
-        relations, suffix_totals, by_last, last_totals, triples = self._tables()
-        vocabulary = max(1, len(relations))
-        prior = math.log((relations.get(relation, 0) + 1) / (triples + vocabulary))
+        vocabulary = self.vocabulary
+        prior = math.log((self.relation_paths(relation) + 1) / (self.paths + vocabulary))
         if not meaning:
             return {"prior": prior, "kind": prior, "kind1": prior, "lift": 0.0, "lift1": 0.0}
-        two, one = meaning_suffix(meaning), meaning_suffix(meaning, 1)
-        kind = math.log((self.by_suffix.get(two, {}).get(relation, 0) + 1) / (suffix_totals.get(two, 0) + vocabulary))
-        kind1 = math.log((by_last.get(one, {}).get(relation, 0) + 1) / (last_totals.get(one, 0) + vocabulary))
+        two, one = meaning[-SUFFIX_CHARS:], meaning[-1:]
+        kind = math.log((self._count("2", two, relation) + 1) / (self._count("s2", two, "") + vocabulary))
+        kind1 = math.log((self._count("1", one, relation) + 1) / (self._count("s1", one, "") + vocabulary))
         return {"prior": prior, "kind": kind, "kind1": kind1, "lift": kind - prior, "lift1": kind1 - prior}
-
-    def _tables(self) -> tuple[Counter[str], dict[str, int], dict[str, Counter[str]], dict[str, int], int]:
-        if self._derived is None:
-            relations: Counter[str] = Counter()
-            by_last: dict[str, Counter[str]] = defaultdict(Counter)
-            for suffix, counts in self.by_suffix.items():
-                relations.update(counts)
-                by_last[suffix[-1:]].update(counts)
-            suffix_totals = {s: sum(c.values()) for s, c in self.by_suffix.items()}
-            last_totals = {s: sum(c.values()) for s, c in by_last.items()}
-            self._derived = (relations, suffix_totals, by_last, last_totals, sum(relations.values()))
-        return self._derived
-
-    def save(self, directory: Path) -> None:
-        table = {suffix: dict(counts) for suffix, counts in sorted(self.by_suffix.items())}
-        text = json.dumps({"suffix_chars": SUFFIX_CHARS, "by_suffix": table}, ensure_ascii=False, sort_keys=True)
-        (directory / STATS_FILE).write_text(text + "\n", encoding="utf-8")
-
-    @classmethod
-    def load(cls, directory: Path) -> RelationStats:
-        """ValueError or OSError when the file is missing, unreadable or of another layout."""
-        data = json.loads((directory / STATS_FILE).read_text(encoding="utf-8"))
-        if data.get("suffix_chars") != SUFFIX_CHARS:
-            raise ValueError(
-                f"{STATS_FILE} counts endings of {data.get('suffix_chars')} characters, not {SUFFIX_CHARS}"
-            )
-        return cls(data["by_suffix"])

@@ -9,7 +9,7 @@ import pytest
 
 from kgqa.trie import KBIndex, RelationStats, build_index
 from kgqa.trie.manifest import IndexLoadError
-from kgqa.trie.stats import STATS_FILE
+from kgqa.trie.stats import STATS_FILE, RelationCounter
 from tests.conftest import write_kb
 
 KB = [
@@ -32,10 +32,11 @@ def _built(root: Path, lines: list[str]) -> KBIndex:
 
 def test_counts_by_meaning_ending_on_a_hand_made_kb(tmp_path: Path) -> None:
     stats = _built(tmp_path, KB).relation_stats
-    assert dict(stats.by_suffix["村庄"]) == {"面积": 2, "人口": 1}
-    assert dict(stats.by_suffix["电影"]) == {"导演": 1, "面积": 1}
-    assert dict(stats.by_suffix[""]) == {"面积": 1}
-    assert dict(stats.relations) == {"面积": 4, "人口": 1, "导演": 1}
+    assert (stats.count("村庄", "面积"), stats.count("村庄", "人口"), stats.count("村庄", "导演")) == (2, 1, 0)
+    assert (stats.count("电影", "导演"), stats.count("电影", "面积")) == (1, 1)
+    assert stats.count("", "面积") == 1
+    assert [stats.relation_paths(r) for r in ("面积", "人口", "导演", "作者")] == [4, 1, 1, 0]
+    assert stats.paths == 6 and stats.vocabulary == 3
     # add-one smoothed over the 3 relations: 6 paths in all, 3 of them of meanings ending in 村庄
     fit = stats.fit("面积", "湖南省长沙市村庄")
     assert fit["prior"] == pytest.approx(math.log(5 / 9))
@@ -53,14 +54,19 @@ def test_statistics_change_with_the_kb(tmp_path: Path) -> None:
     more_films = KB + [f"电影{i}（2011年电影）\t导演\t李{i}" for i in range(5)]
     second = _built(tmp_path / "b", more_films).relation_stats
     assert second.fit("导演", "2012年电影")["kind"] > first.fit("导演", "2012年电影")["kind"]
-    assert second.by_suffix["电影"]["导演"] == 6 and first.by_suffix["电影"]["导演"] == 1
+    assert second.count("电影", "导演") == 6 and first.count("电影", "导演") == 1
 
 
-def test_saved_and_loaded_alike(tmp_path: Path) -> None:
-    stats = RelationStats({"村庄": {"面积": 2}, "": {"人口": 1}})
-    stats.save(tmp_path)
-    again = RelationStats.load(tmp_path)
-    assert again.fit("面积", "x村庄") == stats.fit("面积", "x村庄")
+def test_counted_saved_and_loaded(tmp_path: Path) -> None:
+    counter = RelationCounter()
+    for relation, meaning in [("面积", "某村庄"), ("面积", "他村庄"), ("人口", ""), ("面积", "小庄")]:
+        counter.add(relation, meaning)
+    counter.save(tmp_path)
+    stats = RelationStats.load(tmp_path)
+    assert stats.count("村庄", "面积") == 2 and stats.count("小庄", "面积") == 1 and stats.count("", "人口") == 1
+    # the one-character ending 庄 pools 村庄 and 小庄: 3 paths, all 面积, of 2 relations
+    assert stats.fit("面积", "新庄")["kind1"] == pytest.approx(math.log(4 / 5))
+    assert stats.fit("面积", "新庄")["kind"] == pytest.approx(math.log(1 / 2))  # 新庄: no path, smoothed
 
 
 def test_an_index_without_its_statistics_says_to_rebuild(tmp_path: Path) -> None:
