@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import marisa_trie
@@ -43,17 +44,28 @@ class RelationCounter:
         return len({relation for _, relation in self.pairs})
 
     def save(self, directory: Path) -> None:
-        counts: Counter[str] = Counter()
+        # the pairs go to the trie as they are; only the smaller totals are gathered first (keys as tuples, not text)
+        ones: Counter[tuple[str, str]] = Counter()
+        relations: Counter[str] = Counter()
+        endings: Counter[str] = Counter()
         for (suffix, relation), n in self.pairs.items():
-            counts[_pair("2", suffix, relation)] += n
-            counts[_pair("1", suffix[-1:], relation)] += n
-            counts[_pair("r", "", relation)] += n
-            counts[_pair("s2", suffix, "")] += n
-            counts[_pair("s1", suffix[-1:], "")] += n
-            counts[_pair("n", "", "")] += n
-        counts[_pair("v", "", "")] = self.relations
-        trie = marisa_trie.RecordTrie(_FORMAT, ((key, (n,)) for key, n in counts.items()))
-        trie.save(str(directory / STATS_FILE))
+            ones[(suffix[-1:], relation)] += n
+            relations[relation] += n
+            endings[suffix] += n
+        last: Counter[str] = Counter()
+        for suffix, n in endings.items():
+            last[suffix[-1:]] += n
+
+        def records() -> Iterator[tuple[str, tuple[int]]]:
+            yield from ((_pair("2", suffix, relation), (n,)) for (suffix, relation), n in self.pairs.items())
+            yield from ((_pair("1", one, relation), (n,)) for (one, relation), n in ones.items())
+            yield from ((_pair("r", "", relation), (n,)) for relation, n in relations.items())
+            yield from ((_pair("s2", suffix, ""), (n,)) for suffix, n in endings.items())
+            yield from ((_pair("s1", one, ""), (n,)) for one, n in last.items())
+            yield _pair("n", "", ""), (sum(relations.values()),)
+            yield _pair("v", "", ""), (len(relations),)
+
+        marisa_trie.RecordTrie(_FORMAT, records()).save(str(directory / STATS_FILE))
 
 
 class RelationStats:
