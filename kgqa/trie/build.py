@@ -37,7 +37,7 @@ from kgqa.trie.engines import ENGINES, build_shards
 from kgqa.trie.heavy import merge_heavy, save_heavy
 from kgqa.trie.keys import KEY_ORDERS, NAME_RELATION_MEANING, SEP, key_parts
 from kgqa.trie.manifest import Manifest, sha256_file
-from kgqa.trie.runs import merge_runs, write_sorted_runs
+from kgqa.trie.runs import SortedRuns, merge_runs, write_sorted_runs
 from kgqa.trie.shard import ShardSummary
 from kgqa.trie.stats import RelationCounter
 
@@ -120,25 +120,13 @@ def build_index(
                 "no valid triple in " + ", ".join(map(str, kb_files)) + f" ({counter.lines} lines, all skipped)"
             )
         with _step(steps, "merge and build shards"):
-            stats = RelationCounter()
             summaries = _merge_and_build(
-                runs.paths,
-                runs.triples,
-                spill,
-                work,
-                plan,
-                heavy_threshold,
-                progress,
-                engine,
-                jobs,
-                ray_address,
-                on_key=_counting_paths(stats, key_order),
+                runs, spill, work, plan, heavy_threshold, progress, engine, jobs, ray_address, key_order
             )
         with _step(steps, "heavy prefixes"):
             top_heavy = save_heavy(*merge_heavy([s.edges for s in summaries], heavy_threshold), work)
             alphabet = set().union(*(s.alphabet for s in summaries))
             (work / "alphabet.txt").write_text("".join(sorted(alphabet)), encoding="utf-8")
-            stats.save(work)
         with _step(steps, "checksums"):
             counts = _counts(summaries, runs.relation_count, top_heavy, len(alphabet))
             manifest = Manifest(
@@ -166,8 +154,7 @@ def build_index(
 
 
 def _merge_and_build(
-    runs: list[Path],
-    lines: int,
+    runs: SortedRuns,
     spill: Path,
     work: Path,
     plan: BuildPlan,
@@ -176,14 +163,19 @@ def _merge_and_build(
     engine: str,
     jobs: int,
     ray_address: str | None,
-    on_key: Callable[[bytes], None],
+    key_order: str,
 ) -> list[ShardSummary]:
+    """Merge the runs into shards and build them; the merge also counts the paths into the KB statistics file."""
+    stats = RelationCounter()
     with (
-        tqdm(total=lines, desc="merge", unit="line", unit_scale=True, disable=not progress, leave=False) as merged,
+        tqdm(
+            total=runs.triples, desc="merge", unit="line", unit_scale=True, disable=not progress, leave=False
+        ) as merged,
         tqdm(desc="shards built", unit="shard", disable=not progress, leave=False) as built,
     ):
-        inputs = merge_runs(runs, spill, plan.shard_bytes, on_lines=merged.update, on_key=on_key)
-        return build_shards(
+        on_key = _counting_paths(stats, key_order)
+        inputs = merge_runs(runs.paths, spill, plan.shard_bytes, on_lines=merged.update, on_key=on_key)
+        summaries = build_shards(
             inputs,
             lambda number: work / _shard_dir(number),
             heavy_threshold,
@@ -192,6 +184,8 @@ def _merge_and_build(
             ray_address=ray_address,
             on_built=lambda: built.update(1),
         )
+    stats.save(work)
+    return summaries
 
 
 def _counting_paths(stats: RelationCounter, key_order: str) -> Callable[[bytes], None]:
