@@ -105,11 +105,27 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, tiny_index: KBIndex, ti
 def index_of_triples(triples: list[tuple[str, str, str, str]], root: Path) -> KBIndex:
     """The index of ``(name, meaning, relation, object)`` tuples, built under ``root``."""
     from kgqa.data import join_head
+
+    return index_of_lines([f"{join_head(n, m)}\t{relation}\t{obj}" for n, m, relation, obj in triples], root)
+
+
+def index_of_lines(lines: list[str], root: Path) -> KBIndex:
+    """The index of knowledge-file ``lines``, built under ``root`` (created)."""
     from kgqa.trie import build_index
 
-    lines = [f"{join_head(name, meaning)}\t{relation}\t{obj}" for name, meaning, relation, obj in triples]
+    root.mkdir(parents=True, exist_ok=True)
     build_index([write_kb(root / "kb.tsv", lines)], root / "index", progress=False)
     return KBIndex(root / "index")
+
+
+# Homonyms of two kinds (villages, a film) holding one relation, for the KB statistics and the features read from them
+VILLAGES_AND_A_FILM = [
+    "三里村（湖南省长沙市村庄）\t面积\t3平方公里",
+    "五里村（湖南省岳阳市村庄）\t面积\t5平方公里",
+    "五里村（湖南省岳阳市村庄）\t人口\t800人",
+    "五里村（2010年电影）\t导演\t张三",
+    "五里村（2010年电影）\t面积\t不详",
+]
 
 
 def save_word_piece_checkpoint(directory: Path, words: list[str]) -> Path:

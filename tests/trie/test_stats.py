@@ -7,31 +7,21 @@ from pathlib import Path
 
 import pytest
 
-from kgqa.trie import KBIndex, RelationStats, build_index
+from kgqa.trie import KBIndex, RelationStats
 from kgqa.trie.manifest import IndexLoadError
 from kgqa.trie.stats import STATS_FILE, RelationCounter
-from tests.conftest import write_kb
+from tests.conftest import VILLAGES_AND_A_FILM, index_of_lines
 
 KB = [
-    "三里村（湖南省长沙市村庄）\t面积\t3平方公里",
-    "五里村（湖南省岳阳市村庄）\t面积\t5平方公里",
-    "五里村（湖南省岳阳市村庄）\t人口\t800人",
-    "五里村（2010年电影）\t导演\t张三",
-    "五里村（2010年电影）\t面积\t不详",
+    *VILLAGES_AND_A_FILM,
     "五里村（2010年电影）\t导演\t张三",  # a repeated line counts once: the build drops duplicate triples
     "五里村（2010年电影）\t导演\t李四",  # so does a second object: an entity holds a relation or not
     "五里\t面积\t1平方公里",
 ]
 
 
-def _built(root: Path, lines: list[str]) -> KBIndex:
-    root.mkdir(parents=True, exist_ok=True)
-    build_index([write_kb(root / "kb.tsv", lines)], root / "index", progress=False)
-    return KBIndex(root / "index")
-
-
 def test_counts_by_meaning_ending_on_a_hand_made_kb(tmp_path: Path) -> None:
-    stats = _built(tmp_path, KB).relation_stats
+    stats = index_of_lines(KB, tmp_path).relation_stats
     assert (stats.count("村庄", "面积"), stats.count("村庄", "人口"), stats.count("村庄", "导演")) == (2, 1, 0)
     assert (stats.count("电影", "导演"), stats.count("电影", "面积")) == (1, 1)
     assert stats.count("", "面积") == 1
@@ -50,9 +40,9 @@ def test_counts_by_meaning_ending_on_a_hand_made_kb(tmp_path: Path) -> None:
 
 
 def test_statistics_change_with_the_kb(tmp_path: Path) -> None:
-    first = _built(tmp_path / "a", KB).relation_stats
+    first = index_of_lines(KB, tmp_path / "a").relation_stats
     more_films = KB + [f"电影{i}（2011年电影）\t导演\t李{i}" for i in range(5)]
-    second = _built(tmp_path / "b", more_films).relation_stats
+    second = index_of_lines(more_films, tmp_path / "b").relation_stats
     assert second.fit("导演", "2012年电影")["kind"] > first.fit("导演", "2012年电影")["kind"]
     assert second.count("电影", "导演") == 6 and first.count("电影", "导演") == 1
 
@@ -70,7 +60,7 @@ def test_counted_saved_and_loaded(tmp_path: Path) -> None:
 
 
 def test_an_index_without_its_statistics_says_to_rebuild(tmp_path: Path) -> None:
-    _built(tmp_path, KB)
+    index_of_lines(KB, tmp_path)
     (tmp_path / "index" / STATS_FILE).unlink()
     with pytest.raises(IndexLoadError, match="rebuild"):
         KBIndex(tmp_path / "index")

@@ -14,8 +14,7 @@ from kgqa.model.candidate import Candidate
 from kgqa.model.facts import QuestionFacts
 from kgqa.model.rank.features import FeatureExtractor
 from kgqa.model.rank.lexicon import FLOOR, Lexicon, path_tokens, question_tokens, train_lexicon
-from kgqa.trie import KBIndex, build_index
-from tests.conftest import write_kb
+from tests.conftest import VILLAGES_AND_A_FILM, index_of_lines
 
 
 def _question(text: str, subject: str, relation: str, obj: str) -> Question:
@@ -53,19 +52,9 @@ def test_lexicon_learns_which_path_tokens_explain_which_words(tmp_path: Path) ->
 
 
 KB = [
-    "三里村（湖南省长沙市村庄）\t面积\t3平方公里",
-    "五里村（湖南省岳阳市村庄）\t面积\t5平方公里",
-    "五里村（湖南省岳阳市村庄）\t人口\t800人",
-    "五里村（2010年电影）\t导演\t张三",
-    "五里村（2010年电影）\t面积\t不详",
+    *VILLAGES_AND_A_FILM,
     "七里村（2012年电影）\t导演\t李四",
 ]
-
-
-def _index(root: Path, lines: list[str]) -> KBIndex:
-    root.mkdir(parents=True, exist_ok=True)
-    build_index([write_kb(root / "kb.tsv", lines)], root / "index", progress=False)
-    return KBIndex(root / "index")
 
 
 CANDIDATES = [
@@ -76,7 +65,7 @@ CANDIDATES = [
 
 
 def test_kind_and_lexicon_features_on_a_hand_made_kb(tmp_path: Path) -> None:
-    index = _index(tmp_path, KB)
+    index = index_of_lines(KB, tmp_path)
     lexicon = train_lexicon(TRAIN, iterations=5, progress=False)
     extractor = FeatureExtractor(index, lexicon=lexicon)
     question = "五里村有多大面积？"
@@ -106,8 +95,8 @@ def test_kind_features_move_with_a_renamed_relation(tmp_path: Path) -> None:
     """Every relation renamed consistently in the KB and the candidates: the KB-kind columns do not change (they read
     counts, not which relation it is), and neither does the ranking they give."""
     names = {"面积": "占地", "人口": "居民数", "导演": "执导"}
-    first = _index(tmp_path / "a", KB)
-    second = _index(tmp_path / "b", [_renamed(line, names) for line in KB])
+    first = index_of_lines(KB, tmp_path / "a")
+    second = index_of_lines([_renamed(line, names) for line in KB], tmp_path / "b")
     renamed = [
         Candidate(c.name, names[c.relation], c.meaning, c.object, c.score, log_probability=c.log_probability)
         for c in CANDIDATES
