@@ -39,10 +39,6 @@ class RelationCounter:
     def add(self, relation: str, meaning: str) -> None:
         self.pairs[(meaning[-SUFFIX_CHARS:], relation)] += 1  # runs for every path of a build: no call
 
-    @property
-    def relations(self) -> int:
-        return len({relation for _, relation in self.pairs})
-
     def save(self, directory: Path) -> None:
         # the pairs go to the trie as they are; only the smaller totals are gathered first (keys as tuples, not text)
         ones: Counter[tuple[str, str]] = Counter()
