@@ -4,6 +4,9 @@ The search (kgqa's best-first search over the index by default, transformers' be
 gives each question's best paths; name-anchored paths (the question's longest KB names with the relations and
 meanings the search did not reach) are scored the way the search scores, so both sit on one scale. Questions come
 as ``QuestionFacts``, shared with the ranking stage.
+
+Under the best-first search the anchored names' paths are scored first, as the search's draft: the search then
+expands their prefixes without decoder calls, and the anchored candidates take their scores from the same pass.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from kgqa.model.candidate import Candidate, kb_candidate
 from kgqa.model.decode.beam import TransformersBeamSearch
 from kgqa.model.decode.incremental import EncodedQuestions, IncrementalDecoder
 from kgqa.model.decode.lookahead import RelationLookahead, RelationLookaheadLogitsProcessor
-from kgqa.model.decode.pathscore import PathScorer
+from kgqa.model.decode.pathscore import PathDraft, PathScorer
 from kgqa.model.decode.search import BestFirstSearch, Found
 from kgqa.model.facts import QuestionFacts
 from kgqa.model.modeling import target_order
@@ -74,17 +77,22 @@ class Proposer:
         encoded = self.tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=True)
         input_ids = encoded["input_ids"].to(self.model.device)
         attention_mask = encoded["attention_mask"].to(self.model.device)
+        anchored = anchored and bool(options.anchor_names) and options.constrained
         if options.constrained and options.search == "best_first":
             encoded_questions = self.decoder.encode(input_ids, attention_mask)
+            draft = None
+            if anchored:  # every path the anchored candidates may take: at most num_beams of them are found
+                drafted = [self._anchor_paths(facts, [], extra=num_beams) for facts in questions]
+                draft = self.scorer.draft(encoded_questions, questions, drafted)
             search = BestFirstSearch(
                 self.decoder,
                 self.constraint,
                 self._lookahead_processor(questions),
                 max_target_tokens=options.max_new_tokens,
             )
-            found = search.search_encoded(encoded_questions, questions, num_beams)
+            found = search.search_encoded(encoded_questions, questions, num_beams, draft)
             beams = [[self._found(f, rank) for rank, f in enumerate(own)] for own in found]
-            return self._with_anchored(questions, beams, encoded_questions, anchored)
+            return self._with_anchored(questions, beams, encoded_questions, anchored, draft)
         beams, encoder_hidden = self.beam.search(input_ids, attention_mask, questions, num_beams)
         return self._with_anchored(
             questions, beams, self.decoder.cross_attention(encoder_hidden, attention_mask), anchored
@@ -96,15 +104,32 @@ class Proposer:
         beams: list[list[Candidate]],
         encoded: EncodedQuestions,
         anchored: bool,
+        draft: PathDraft | None = None,
     ) -> list[list[Candidate]]:
-        options = self.options
-        if not (anchored and options.anchor_names and options.constrained):
+        if not anchored:
             return beams
         anchors = [self._anchor_paths(facts, beam) for facts, beam in zip(questions, beams, strict=True)]
-        scored = self.scorer.score(encoded, questions, anchors)
+        scored = self._scores(encoded, questions, anchors, draft)
         return [
             beam + self._anchored(paths, segments) for beam, paths, segments in zip(beams, anchors, scored, strict=True)
         ]
+
+    def _scores(
+        self,
+        encoded: EncodedQuestions,
+        questions: list[QuestionFacts],
+        paths: list[list[PathKey]],
+        draft: PathDraft | None,
+    ) -> list[list[SegmentScores]]:
+        """The paths' scores: from the draft where it scored them, else by the scorer."""
+        if draft is None:
+            return self.scorer.score(encoded, questions, paths)
+        missing = [[p for p in own if p not in draft.scores[q]] for q, own in enumerate(paths)]
+        if any(missing):
+            extra = self.scorer.draft(encoded, questions, missing)
+            for known, more in zip(draft.scores, extra.scores, strict=True):
+                known.update(more)
+        return [[draft.scores[q][p] for p in own] for q, own in enumerate(paths)]
 
     def _lookahead_processor(self, questions: list[QuestionFacts]) -> RelationLookaheadLogitsProcessor | None:
         """The look-ahead's divisors for the search (the processor's table, one row a question)."""
@@ -119,9 +144,9 @@ class Proposer:
         segments = split_segments(found.steps, found.target, self.codec.sep_token_id)
         return kb_candidate(self.index, path, found.score, segments, beam_rank=rank)
 
-    def _anchor_paths(self, facts: QuestionFacts, beam: list[Candidate]) -> list[PathKey]:
+    def _anchor_paths(self, facts: QuestionFacts, beam: list[Candidate], extra: int = 0) -> list[PathKey]:
         """Paths the search did not reach of the longest KB names in the question that no longer name contains,
-        closest to the question first."""
+        closest to the question first (``extra`` more of each name than the anchored candidates take)."""
         seen = {(c.name, c.relation, c.meaning) for c in beam}
         paths: list[PathKey] = []
         for name in facts.outer_names[: self.options.anchor_names]:
@@ -129,7 +154,9 @@ class Proposer:
                 {(t.relation, t.meaning) for t in facts.triples(name)} - {(r, m) for n, r, m in seen if n == name},
                 key=lambda rm: (-facts.share(rm[0]), rm),
             )
-            paths += [PathKey(name, r, m) for r, m in own[: self.options.anchor_paths] if self.codec.can_spell(r + m)]
+            paths += [
+                PathKey(name, r, m) for r, m in own[: self.options.anchor_paths + extra] if self.codec.can_spell(r + m)
+            ]
         # no longer than decoding may write (max_new_tokens bounds every candidate alike)
         limit = self.options.max_new_tokens
         return [p for p in paths if len(self.codec.encode(p.name, p.relation, p.meaning)) <= limit]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -27,6 +28,15 @@ class DecoderState:
     values: list[torch.Tensor]
     valid: torch.Tensor  # rows × slots, bool
     lengths: torch.Tensor  # rows, long
+
+
+class StateRow(NamedTuple):
+    """Row ``row`` of ``state``, read after its first ``length`` real tokens (``None``: all it holds). A row fed a
+    whole KB path serves every prefix of that path this way: the slots after the prefix are masked."""
+
+    state: DecoderState
+    row: int
+    length: int | None = None
 
 
 @dataclass
@@ -208,6 +218,31 @@ def select_rows(state: DecoderState, rows: torch.Tensor) -> DecoderState:
         state.valid.index_select(0, rows),
         state.lengths.index_select(0, rows),
     )
+
+
+def gather_rows(rows: Sequence[StateRow]) -> tuple[DecoderState, list[int]]:
+    """One batch of the given rows (one selection per state they share) and the order they come in: ``order[i]`` is
+    the place in ``rows`` of the batch's row ``i``."""
+    groups: dict[int, tuple[DecoderState, list[int], list[int | None], list[int]]] = {}
+    for place, (state, row, length) in enumerate(rows):
+        group = groups.setdefault(id(state), (state, [], [], []))
+        group[1].append(row)
+        group[2].append(length)
+        group[3].append(place)
+    parts = []
+    for state, selected, lengths, _ in groups.values():
+        part = select_rows(state, torch.tensor(selected, dtype=torch.long))
+        if any(length is not None for length in lengths):
+            own = part.lengths.tolist()
+            keep = torch.tensor([o if n is None else n for o, n in zip(own, lengths, strict=True)])
+            part = first_tokens(part, keep.to(part.lengths.device))
+        parts.append(part)
+    return concat_states(parts), [place for *_, places in groups.values() for place in places]
+
+
+def first_tokens(state: DecoderState, keep: torch.Tensor) -> DecoderState:
+    """Each row's state after its first ``keep[r]`` real tokens: the later slots masked, the next position ``keep``."""
+    return DecoderState(state.keys, state.values, state.valid & (state.valid.cumsum(dim=1) <= keep[:, None]), keep)
 
 
 def concat_states(states: Sequence[DecoderState]) -> DecoderState:

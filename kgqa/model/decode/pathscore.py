@@ -9,21 +9,53 @@ search found gets the score the search gave it (tested).
 
 Scores are split by segment — name (with its separator), relation (with its separator), meaning (with EOS) — for the
 ranker's features.
+
+The same pass is a *draft* for the search (``PathDraft``): at every branching prefix of the given paths it holds the
+allowed tokens' scores and the decoder state after the prefix, so the search expands such a prefix without a
+decoder call. Given the question's own names' paths, the search rarely needs one for its best path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from kgqa.model.decode.incremental import EncodedQuestions, IncrementalDecoder, length_classes, select_rows
+from kgqa.model.decode.incremental import (
+    EncodedQuestions,
+    IncrementalDecoder,
+    StateRow,
+    length_classes,
+    select_rows,
+)
 from kgqa.model.decode.lookahead import RelationLookahead, RelationLookaheadLogitsProcessor
 from kgqa.model.facts import QuestionFacts
 from kgqa.model.segments import SegmentScores, split_segments
 from kgqa.model.targets import TargetCodec
 from kgqa.trie import PathKey, TokenConstraint
+
+
+@dataclass
+class DraftNode:
+    """A branching prefix of a drafted path: the tokens the KB allows next, their scores (renormalised over them,
+    divided by the look-ahead) and the decoder state after the prefix."""
+
+    allowed: np.ndarray
+    scores: np.ndarray
+    state: StateRow
+
+
+@dataclass
+class PathDraft:
+    """Given paths of each question of a batch, scored, with their branching prefixes (see the module's docstring)."""
+
+    nodes: list[dict[tuple[int, ...], DraftNode]]  # per question: target ids of a prefix → its node
+    scores: list[dict[PathKey, SegmentScores]] = field(default_factory=list)  # per question: a path's scores
+
+    def node(self, question: int, target: tuple[int, ...]) -> DraftNode | None:
+        return self.nodes[question].get(target)
 
 
 class PathScorer:
@@ -49,18 +81,27 @@ class PathScorer:
         self, encoded: EncodedQuestions, questions: Sequence[QuestionFacts], paths: Sequence[Sequence[PathKey]]
     ) -> list[list[SegmentScores]]:
         """Scores of ``paths[q]`` for each question ``q`` of a batch (``encoded``: the batch's encoder output)."""
-        rows = [(q, path) for q, own in enumerate(paths) for path in own]
-        scores: list[SegmentScores] = []
+        draft = self.draft(encoded, questions, paths)
+        return [[draft.scores[q][path] for path in own] for q, own in enumerate(paths)]
+
+    @torch.inference_mode()
+    def draft(
+        self, encoded: EncodedQuestions, questions: Sequence[QuestionFacts], paths: Sequence[Sequence[PathKey]]
+    ) -> PathDraft:
+        """``paths[q]`` of each question scored, with their branching prefixes for the search."""
+        draft = PathDraft([{} for _ in paths], [{} for _ in paths])
+        rows = list(dict.fromkeys((q, path) for q, own in enumerate(paths) for path in own))
         for start in range(0, len(rows), self.rows_per_pass):
-            scores += self._score_rows(encoded, questions, rows[start : start + self.rows_per_pass])
-        out: list[list[SegmentScores]] = [[] for _ in paths]
-        for (q, _), segments in zip(rows, scores, strict=True):
-            out[q].append(segments)
-        return out
+            self._score_rows(encoded, questions, rows[start : start + self.rows_per_pass], draft)
+        return draft
 
     def _score_rows(
-        self, encoded: EncodedQuestions, questions: Sequence[QuestionFacts], rows: list[tuple[int, PathKey]]
-    ) -> list[SegmentScores]:
+        self,
+        encoded: EncodedQuestions,
+        questions: Sequence[QuestionFacts],
+        rows: list[tuple[int, PathKey]],
+        draft: PathDraft,
+    ) -> None:
         targets = [self.codec.encode(p.name, p.relation, p.meaning) for _, p in rows]
         steps = [np.zeros(len(t), dtype=np.float64) for t in targets]
         branching = self._branching(targets, steps)
@@ -68,7 +109,7 @@ class PathScorer:
             last = [-1] * len(targets)  # each path's last branching position: the tokens after it are never fed
             for r, t, _ in branching:
                 last[r] = max(last[r], t)
-            hidden_at = self._hidden(encoded, [q for q, _ in rows], targets, last)
+            hidden_at, state_at = self._hidden(encoded, [q for q, _ in rows], targets, last)
             # a question's paths sharing a prefix (its name, a name and relation) share that position's logits
             distinct: dict[tuple[int, tuple[int, ...]], int] = {}
             picked, slot = [], []
@@ -86,12 +127,17 @@ class PathScorer:
                     lookahead.reweighted(questions[rows[r][0]], tuple(targets[r][:t]), allowed, own)
                     for (r, t, allowed), own in zip(picked, values, strict=True)
                 ]
+            for (q, prefix), place in distinct.items():
+                r, t, allowed = picked[place]
+                draft.nodes[q][prefix] = DraftNode(allowed, values[place], state_at(r, t))
             for (r, t, allowed), place in zip(branching, slot, strict=True):
                 steps[r][t] = float(values[place][int(np.flatnonzero(allowed == targets[r][t])[0])])
-        return [split_segments(s.tolist(), t, self.codec.sep_token_id) for s, t in zip(steps, targets, strict=True)]
+        for (q, path), s, t in zip(rows, steps, targets, strict=True):
+            draft.scores[q][path] = split_segments(s.tolist(), t, self.codec.sep_token_id)
 
     def _hidden(self, encoded: EncodedQuestions, owners: list[int], targets: list[list[int]], last: list[int]):
-        """The decoder's hidden state before each target token up to ``last[row]``, as ``hidden_at(row, position)``.
+        """The decoder's hidden state before each target token up to ``last[row]``, as ``hidden_at(row, position)``,
+        and the decoder state there (after the start token and ``position`` target tokens), as ``state_at``.
 
         A question's paths of one name share their first segment (the name and its separator): it is fed once, then
         each path's rest from there, up to its last branching position (what follows is forced: never fed). Rests are
@@ -105,7 +151,7 @@ class PathScorer:
         ]
         head_keys = list(heads)
         start = self.decoder.start_token_id
-        first, state = self.decoder.feed(
+        first, head_state = self.decoder.feed(
             self.decoder.empty_state(len(head_keys)),
             [[start, *head[:-1]] for _, head in head_keys],
             torch.tensor([q for q, _ in head_keys], dtype=torch.long),
@@ -113,29 +159,35 @@ class PathScorer:
             every_position=True,
         )
         fed = [r for r, (s, end) in enumerate(zip(split, last, strict=True)) if end >= s]
-        place: dict[int, tuple[torch.Tensor, int]] = {}
+        place: dict[int, tuple[torch.Tensor, StateRow]] = {}
         for group in length_classes([last[r] - split[r] + 1 for r in fed]):
             rest_rows = [fed[i] for i in group]
-            second, _ = self.decoder.feed(
-                select_rows(state, torch.tensor([head_of[r] for r in rest_rows], dtype=torch.long)),
+            second, rest_state = self.decoder.feed(
+                select_rows(head_state, torch.tensor([head_of[r] for r in rest_rows], dtype=torch.long)),
                 [targets[r][split[r] - 1 : last[r]] for r in rest_rows],
                 torch.tensor([owners[r] for r in rest_rows], dtype=torch.long),
                 encoded,
                 every_position=True,
             )
-            place |= {r: (second, i) for i, r in enumerate(rest_rows)}
+            place |= {r: (second, StateRow(rest_state, i)) for i, r in enumerate(rest_rows)}
 
         def hidden_at(row: int, position: int) -> torch.Tensor:
             if position < split[row]:
                 return first[head_of[row], position]
-            second, i = place[row]
+            second, (_, i, _) = place[row]
             return second[i, position - split[row]]
 
-        return hidden_at
+        def state_at(row: int, position: int) -> StateRow:
+            if position < split[row]:
+                return StateRow(head_state, head_of[row], position + 1)
+            return place[row][1]._replace(length=position + 1)
+
+        return hidden_at, state_at
 
     def _branching(self, targets: list[list[int]], steps: list[np.ndarray]) -> list[tuple[int, int, np.ndarray]]:
-        """(row, position, allowed tokens) of every position where the KB leaves a choice; a token the KB does not
-        allow scores -inf (such a path is not in the KB)."""
+        """(row, position, allowed tokens) of every position where the KB leaves a choice, and of the first (where the
+        search starts, whatever the KB allows there); a token the KB does not allow scores -inf (such a path is not
+        in the KB)."""
         constraint = self.constraint
         allowed_of: dict[str, np.ndarray] = {}
         found = []
@@ -148,7 +200,7 @@ class PathScorer:
                 if token not in allowed:
                     steps[r][t:] = float("-inf")
                     break
-                if len(allowed) > 1:
+                if len(allowed) > 1 or t == 0:
                     found.append((r, t, allowed))
                 if token != constraint.eos_token_id:
                     text += constraint.char_of(token)

@@ -12,6 +12,8 @@ What the KB decides costs nothing:
   token. A prefix that only one KB key continues is complete at once: its score is final, no decoder call is made.
 - **Allowed-only logits.** At a branching position only the allowed tokens' logits are computed.
 - **Batched.** Each round expands, for every question of the batch, its best open prefixes in one decoder call.
+- **Drafted.** Given a ``PathDraft`` (the question's own names' paths, fed once for their scores), a prefix it holds
+  is expanded from it, without a decoder call: the search pays only for the prefixes off those paths.
 
 Guarantee: the returned paths are the k best complete KB paths by score, best first (ties in order of discovery),
 unless a question's expansion budget runs out (``SearchStats.budget_exhausted``): then the best found so far.
@@ -28,14 +30,14 @@ import numpy as np
 import torch
 
 from kgqa.model.decode.incremental import (
-    DecoderState,
     EncodedQuestions,
     IncrementalDecoder,
-    concat_states,
+    StateRow,
+    gather_rows,
     length_classes,
-    select_rows,
 )
 from kgqa.model.decode.lookahead import RelationLookaheadLogitsProcessor
+from kgqa.model.decode.pathscore import DraftNode, PathDraft
 from kgqa.model.facts import QuestionFacts
 from kgqa.trie import TokenConstraint
 
@@ -52,7 +54,7 @@ class Prefix:
     key: str | None = None  # a complete path: its index key
     allowed: np.ndarray | None = None  # an open prefix: the token ids the KB allows next
     run: tuple[int, ...] = ()  # tokens not yet fed to the decoder (the chosen one and the forced ones after it)
-    parent: tuple[DecoderState, int] | None = None  # the decoder state after the parent's run, and its row there
+    parent: StateRow | None = None  # the decoder state after the parent's run
 
 
 @dataclass
@@ -60,6 +62,7 @@ class SearchStats:
     rounds: int = 0  # search steps (each expands every question's best open prefixes)
     calls: int = 0  # decoder calls (a step makes one per length class of the runs it feeds)
     expanded: int = 0  # open prefixes fed to the decoder
+    drafted: int = 0  # open prefixes expanded from the draft (no decoder call)
     fed_tokens: int = 0
     logits: int = 0  # allowed-token logits computed
     budget_exhausted: int = 0  # questions whose search stopped before it was exact
@@ -87,7 +90,7 @@ class _Siblings:
     """The children of an expanded prefix, best first, made one at a time as the search reaches them."""
 
     parent: Prefix
-    state: tuple[DecoderState, int]
+    state: StateRow
     tokens: np.ndarray  # sorted by score, best first
     scores: np.ndarray
     at: int = 0
@@ -136,14 +139,18 @@ class BestFirstSearch:
         return self.search_encoded(encoded, facts, k)
 
     @torch.inference_mode()
-    def search_encoded(self, encoded: EncodedQuestions, facts: Sequence[QuestionFacts], k: int) -> list[list[Found]]:
-        """``search`` of questions already encoded (their cross-attention keys and values computed)."""
+    def search_encoded(
+        self, encoded: EncodedQuestions, facts: Sequence[QuestionFacts], k: int, draft: PathDraft | None = None
+    ) -> list[list[Found]]:
+        """``search`` of questions already encoded (their cross-attention keys and values computed); the prefixes
+        ``draft`` holds are expanded from it (the same scores, computed before)."""
         per_round = self.expansions_per_round or k
         budget = self.budget or 64 * k
         frontiers = self._frontiers = [_Frontier() for _ in facts]
+        self._draft = draft
         root_state = self.decoder.empty_state(1)
         for q, frontier in enumerate(frontiers):
-            root = Prefix(q, 0.0, (), (), "", run=(self.decoder.start_token_id,), parent=(root_state, 0))
+            root = Prefix(q, 0.0, (), (), "", run=(self.decoder.start_token_id,), parent=StateRow(root_state, 0))
             root.allowed = self.constraint.allowed_after("")
             self._push(frontier, root)
         active = list(range(len(facts)))
@@ -185,8 +192,21 @@ class BestFirstSearch:
                 frontier.found.append(Found(item.target, item.score, item.steps, item.key))
                 continue
             heapq.heappop(heap)
+            node = self._draft.node(item.question, item.target) if self._draft is not None else None
+            if node is not None:
+                frontier.expanded += 1
+                self._expand_drafted(item, node)
+                continue
             chosen.append(item)
         return chosen
+
+    def _expand_drafted(self, prefix: Prefix, node: DraftNode) -> None:
+        """``prefix``'s children from the draft's scores and state after it: no decoder call."""
+        self.stats.drafted += 1
+        ranked = np.argsort(-node.scores, kind="stable")
+        siblings = _Siblings(prefix, node.state, node.allowed[ranked], node.scores[ranked])
+        if siblings.score != float("-inf"):
+            self._push(self._frontiers[prefix.question], siblings)
 
     def _finish_early(self, frontier: _Frontier, k: int) -> None:
         """Out of budget: the best complete paths already on the frontier fill the rest (no longer exact)."""
@@ -220,14 +240,7 @@ class BestFirstSearch:
         frontiers: list[_Frontier],
     ) -> None:
         # the parents' decoder states, gathered by index (one selection per state the batch's parents share)
-        groups: dict[int, tuple[DecoderState, list[int], list[int]]] = {}
-        for position, prefix in enumerate(batch):
-            state, row = prefix.parent
-            group = groups.setdefault(id(state), (state, [], []))
-            group[1].append(row)
-            group[2].append(position)
-        order = [p for _, _, positions in groups.values() for p in positions]
-        past = concat_states([select_rows(state, torch.tensor(rows)) for state, rows, _ in groups.values()])
+        past, order = gather_rows([prefix.parent for prefix in batch])
         batch = [batch[p] for p in order]
         questions = torch.tensor([p.question for p in batch], dtype=torch.long)
         hidden, state = self.decoder.feed(past, [p.run for p in batch], questions, encoded)
@@ -240,11 +253,11 @@ class BestFirstSearch:
             if self.lookahead is not None:
                 scores = self.lookahead.reweighted(facts[prefix.question], prefix.target, prefix.allowed, scores)
             ranked = np.argsort(-scores, kind="stable")
-            siblings = _Siblings(prefix, (state, row), prefix.allowed[ranked], scores[ranked])
+            siblings = _Siblings(prefix, StateRow(state, row), prefix.allowed[ranked], scores[ranked])
             if siblings.score != float("-inf"):
                 self._push(frontiers[prefix.question], siblings)
 
-    def _child(self, parent: Prefix, token: int, value: float, state: tuple[DecoderState, int]) -> Prefix | None:
+    def _child(self, parent: Prefix, token: int, value: float, state: StateRow) -> Prefix | None:
         """The prefix after ``token``, carried through every token the KB forces after it."""
         constraint = self.constraint
         target = [*parent.target, token]

@@ -11,9 +11,13 @@ from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
 from kgqa.trie import KBIndex, PathKey
 
 
-@pytest.mark.parametrize("search", ["best_first", "beam"])
-def test_teacher_forced_scores_equal_the_search_scores(tiny_model: Path, tiny_index: KBIndex, search: str) -> None:
-    options = DecodeOptions(num_beams=4, use_ranker=False, search=search)
+@pytest.mark.parametrize(("search", "anchor_names"), [("best_first", 0), ("best_first", 3), ("beam", 0)])
+def test_teacher_forced_scores_equal_the_search_scores(
+    tiny_model: Path, tiny_index: KBIndex, search: str, anchor_names: int
+) -> None:
+    """With anchored names, the best-first search expands their paths' prefixes from the anchored pass (its draft)
+    and the anchored candidates take their scores from it: every score is still the teacher-forced one."""
+    options = DecodeOptions(num_beams=4, use_ranker=False, search=search, anchor_names=anchor_names)
     answerer = QuestionAnswerer.load(tiny_model, tiny_index, options)
     questions = ["你知道守望星光是哪家公司出品的吗？", "龙编站的所属国家是哪里", "守望的拼音"]
     proposed = answerer.propose(questions)
@@ -22,7 +26,7 @@ def test_teacher_forced_scores_equal_the_search_scores(tiny_model: Path, tiny_in
     paths = [[PathKey(c.name, c.relation, c.meaning) for c in candidates] for candidates in proposed]
     facts = [answerer.facts(q) for q in questions]
     scored = answerer.proposer.scorer.score(encoded_questions, facts, paths)
-    assert sum(map(len, paths)) >= 6
+    assert sum(map(len, paths)) >= (12 if anchor_names else 6)
     for candidates, segments in zip(proposed, scored, strict=True):
         for c, s in zip(candidates, segments, strict=True):
             assert s.total == pytest.approx(c.log_probability, abs=1e-4)

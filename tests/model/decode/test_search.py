@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
 from kgqa.model.decode.constrained import KBConstraintLogitsProcessor
 from kgqa.model.decode.lookahead import RelationLookaheadLogitsProcessor
+from kgqa.model.decode.search import BestFirstSearch
 from kgqa.model.decode.step import DecodingStep
 from kgqa.model.modeling import build_model
 from kgqa.model.tokenizer import build_char_tokenizer
@@ -120,3 +121,43 @@ def test_search_finds_what_beam_search_finds_or_better(tiny_model: Path, tiny_in
             assert f.log_probability >= b.log_probability - 1e-4
             checked += 1
     assert checked >= 6
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    triples=st.lists(TRIPLE, min_size=1, max_size=14),
+    seed=st.integers(0, 2**16),
+    k=st.integers(1, 5),
+    lookahead=st.booleans(),
+    questions=st.lists(QUESTION, min_size=1, max_size=3),
+    drafted=st.lists(st.integers(0, 13), max_size=8),
+)
+def test_a_draft_changes_no_path_or_score_and_a_whole_kb_draft_needs_no_decoder_call(
+    triples: list, seed: int, k: int, lookahead: bool, questions: list[str], drafted: list[int]
+) -> None:
+    """The search expands a drafted prefix from the draft's scores instead of the decoder: the same exact top k."""
+    with tempfile.TemporaryDirectory() as root:
+        index = index_of_triples(triples, Path(root))
+        tokenizer = build_char_tokenizer([index.alphabet, "的是什么?"])
+        torch.manual_seed(seed)
+        options = DecodeOptions(num_beams=k, lookahead=lookahead, use_ranker=False)
+        answerer = QuestionAnswerer(build_model(tokenizer, "tiny", dropout=0.0), tokenizer, index, options)
+        proposer = answerer.proposer
+        facts = [answerer.facts(q) for q in questions]
+        batch = tokenizer(questions, padding=True, return_tensors="pt")
+        encoded = proposer.decoder.encode(batch["input_ids"], batch["attention_mask"])
+        every = [index.path_by_id(i) for i in range(len(index))]
+        some = [every[i % len(every)] for i in drafted]
+
+        def search(paths: list[PathKey] | None) -> tuple[list, BestFirstSearch]:
+            draft = proposer.scorer.draft(encoded, facts, [paths] * len(facts)) if paths is not None else None
+            searcher = BestFirstSearch(proposer.decoder, proposer.constraint, proposer._lookahead_processor(facts))
+            return searcher.search_encoded(encoded, facts, k, draft), searcher
+
+        plain, _ = search(None)
+        for paths in (some, every):
+            found, searcher = search(paths)
+            for own, expected in zip(found, plain, strict=True):
+                assert [f.key for f in own] == [e.key for e in expected]
+                assert [f.score for f in own] == pytest.approx([e.score for e in expected], abs=1e-5)
+        assert searcher.stats.calls == 0 and searcher.stats.drafted > 0
