@@ -187,8 +187,9 @@ class PathScorer:
     def _branching(self, targets: list[list[int]], steps: list[np.ndarray]) -> list[tuple[int, int, np.ndarray]]:
         """(row, position, allowed tokens) of every position where the KB leaves a choice, and of the first (where the
         search starts, whatever the KB allows there); a token the KB does not allow scores -inf (such a path is not
-        in the KB)."""
+        in the KB). Once one KB key is left ahead (as the search ends a prefix), the rest is that key or not in it."""
         constraint = self.constraint
+        eos = constraint.eos_token_id
         allowed_of: dict[str, np.ndarray] = {}
         found = []
         for r, target in enumerate(targets):
@@ -202,7 +203,14 @@ class PathScorer:
                     break
                 if len(allowed) > 1 or t == 0:
                     found.append((r, t, allowed))
-                if token != constraint.eos_token_id:
+                elif (
+                    t + 1 < len(target)
+                    and (key := constraint.completion_of(text)) is not None
+                    and target[-1] == eos
+                    and constraint.prefix_text(target[:-1]) == key
+                ):
+                    break  # forced to its end: no choice left to find
+                if token != eos:
                     text += constraint.char_of(token)
         return found
 
