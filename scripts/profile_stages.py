@@ -1,5 +1,6 @@
 """Where a question's time goes, stage by stage, under each search: the answerer's own stages timed in process
-(batches of 64 dev questions, the learned ranker on), best-first search beside transformers' beam search.
+(batches of 64 dev questions, or ``--batch-size``; the learned ranker on), best-first search beside transformers' beam
+search.
 
 A benchmark, not a test: prints a table (milliseconds per question) and writes JSON. Stages: the encoder, the search
 (for transformers' beam search: ``generate`` with its processors, encoder excluded), the name-anchored candidates'
@@ -40,12 +41,14 @@ def timed(clock: dict[str, float], stage: str, function: Callable, minus: tuple[
     return wrapper
 
 
-def profile(model: Path, index: Path, questions: list[str], search: str, quantize: bool) -> dict[str, float]:
+def profile(
+    model: Path, index: Path, questions: list[str], search: str, quantize: bool, batch_size: int
+) -> dict[str, float]:
     from kgqa.model.answerer import QuestionAnswerer
     from kgqa.model.modeling import read_training_info
     from kgqa.model.options import DecodeOptions
 
-    options = DecodeOptions.from_training_info(read_training_info(model), search=search)
+    options = DecodeOptions.from_training_info(read_training_info(model), search=search, batch_size=batch_size)
     answerer = QuestionAnswerer.load(model, index, options, quantize=quantize)
     answerer.answer(questions[:8])  # warm-up: one-off costs out of the figures
     clock: dict[str, float] = defaultdict(float)
@@ -61,7 +64,8 @@ def profile(model: Path, index: Path, questions: list[str], search: str, quantiz
         )
     else:
         proposer.beam.search = timed(clock, "search", proposer.beam.search, minus=("encoder",))
-    proposer.scorer.score = timed(clock, "anchored", proposer.scorer.score)
+    # the anchored pass (under the best-first search: before it, as its draft); score() runs through draft()
+    proposer.scorer.draft = timed(clock, "anchored", proposer.scorer.draft)
     features = answerer.features
     if features.matcher is not None:
         features.matcher.scores_many = timed(clock, "matcher", features.matcher.scores_many)
@@ -84,16 +88,19 @@ def main() -> int:
     parser.add_argument("--qa", type=Path, help="default: KgCLUE's dev.json")
     parser.add_argument("--questions", type=int, default=640)
     parser.add_argument("--quantize", action="store_true", help="int8 Linear layers (as the service decodes)")
+    parser.add_argument("--batch-size", type=int, default=64, help="questions answered together (1: one at a time)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
     qa = args.qa or find_data_dir(download=False) / "dev.json"
     questions = [q.question for q in read_questions(qa)[: args.questions]]
     rows = {
-        search: profile(args.model, args.index, questions, search, args.quantize) for search in ("beam", "best_first")
+        search: profile(args.model, args.index, questions, search, args.quantize, args.batch_size)
+        for search in ("beam", "best_first")
     }
     precision = "int8" if args.quantize else "float32"
-    print(f"\nms per question, {len(questions)} questions of {qa.name}, batches of 64, {precision}, ranker on\n")
+    batches = f"batches of {args.batch_size}"
+    print(f"\nms per question, {len(questions)} questions of {qa.name}, {batches}, {precision}, ranker on\n")
     columns = (*STAGES, "other", "total")
     print("| search | " + " | ".join(columns) + " |")
     print("| --- |" + " ---: |" * len(columns))
@@ -102,7 +109,10 @@ def main() -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(
-            json.dumps({"questions": len(questions), "precision": precision, "stages": rows}, indent=2)
+            json.dumps(
+                {"questions": len(questions), "precision": precision, "batch_size": args.batch_size, "stages": rows},
+                indent=2,
+            )
         )
         print(f"written {args.json}")
     return 0
