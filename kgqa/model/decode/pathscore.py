@@ -18,7 +18,7 @@ decoder call. Given the question's own names' paths, the search rarely needs one
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -52,7 +52,7 @@ class PathDraft:
     """Given paths of each question of a batch, scored, with their branching prefixes (see the module's docstring)."""
 
     nodes: list[dict[tuple[int, ...], DraftNode]]  # per question: target ids of a prefix → its node
-    scores: list[dict[PathKey, SegmentScores]] = field(default_factory=list)  # per question: a path's scores
+    scores: list[dict[PathKey, SegmentScores]]  # per question: a path's scores
 
     def node(self, question: int, target: tuple[int, ...]) -> DraftNode | None:
         return self.nodes[question].get(target)

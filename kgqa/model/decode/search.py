@@ -129,6 +129,7 @@ class BestFirstSearch:
         self.expansions_per_round = expansions_per_round  # 0: k
         self.budget = budget  # open prefixes expanded per question at most; 0: 64·k
         self._order = itertools.count()
+        self._draft: PathDraft | None = None  # the running search's draft
         self.stats = SearchStats()
 
     def search(
