@@ -31,12 +31,37 @@ class DecoderState:
 
 
 class StateRow(NamedTuple):
-    """Row ``row`` of ``state``, read after its first ``length`` real tokens (``None``: all it holds). A row fed a
-    whole KB path serves every prefix of that path this way: the slots after the prefix are masked."""
+    """Row ``row`` of ``state``; with ``visible``, read as seeing those slots alone, its next position ``length``. A
+    row fed a tree of KB paths serves each of their prefixes this way: the slots of other branches are masked."""
 
     state: DecoderState
     row: int
+    visible: np.ndarray | None = None  # bool, one per slot of ``state``
     length: int | None = None
+
+
+@dataclass
+class TreeLayout:
+    """Runs fed as trees: each token's depth below its row's past, and which tokens of its run it sees."""
+
+    depth: np.ndarray  # rows × width
+    sees: np.ndarray  # rows × width × width, bool: itself and its ancestors
+
+
+def tree_layout(parents: Sequence[Sequence[int]]) -> TreeLayout:
+    """``parents[r][j]``: the token of row r's run that token j follows (-1: the row's past); a parent comes before
+    its children. Padding sees the run's first token (a query that sees nothing would give NaN)."""
+    width = max(map(len, parents))
+    depth = np.zeros((len(parents), width), dtype=np.int64)
+    sees = np.zeros((len(parents), width, width), dtype=bool)
+    for r, own in enumerate(parents):
+        for j, parent in enumerate(own):
+            if parent >= 0:
+                sees[r, j] = sees[r, parent]
+                depth[r, j] = depth[r, parent] + 1
+            sees[r, j, j] = True
+        sees[r, len(own) :, 0] = True
+    return TreeLayout(depth, sees)
 
 
 @dataclass
@@ -102,11 +127,13 @@ class IncrementalDecoder:
         questions: torch.Tensor,
         encoded: EncodedQuestions,
         every_position: bool = False,
+        layout: TreeLayout | None = None,
     ) -> tuple[torch.Tensor, DecoderState]:
         """Feed ``runs[r]`` (at least one token) after row ``r`` of ``past``, a row of question ``questions[r]``.
 
         Returns the decoder's hidden state after each row's last fed token (rows × d_model; with ``every_position``,
-        after each fed token: rows × width × d_model) and the state after the runs.
+        after each fed token: rows × width × d_model) and the state after the runs. With ``layout`` each run is a
+        tree (``tree_layout``): a token sees the row's past and its own ancestors, at its depth's position.
         """
         rows = len(runs)
         device = self.device
@@ -117,13 +144,16 @@ class IncrementalDecoder:
         widths = torch.tensor([len(run) for run in runs], dtype=torch.long, device=device)
         offsets = torch.arange(width, device=device)
         new_valid = offsets[None, :] < widths[:, None]
-        # each row's positions continue from its own length (padding slots reuse its last position; they are masked)
-        positions = past.lengths[:, None] + torch.minimum(offsets[None, :], (widths - 1)[:, None])
+        if layout is None:
+            # each row's positions continue from its own length (padding reuses its last position; it is masked)
+            depth = torch.minimum(offsets[None, :], (widths - 1)[:, None])
+            within = (offsets[None, :] <= offsets[:, None])[None, :, :]  # new query j sees new keys up to j
+        else:
+            depth = torch.from_numpy(layout.depth).to(device)
+            within = torch.from_numpy(layout.sees).to(device)
+        positions = past.lengths[:, None] + depth
         valid = torch.cat([past.valid, new_valid], dim=1)
-        causal = offsets[None, :] <= offsets[:, None]  # new query j sees new keys up to j
-        sees = torch.cat(
-            [past.valid[:, None, :].expand(rows, width, -1), causal[None, :, :] & new_valid[:, None, :]], dim=2
-        )
+        sees = torch.cat([past.valid[:, None, :].expand(rows, width, -1), within & new_valid[:, None, :]], dim=2)
         dtype = self.output_weight.dtype
         blocked = torch.finfo(dtype).min
         self_mask = torch.zeros(sees.shape, dtype=dtype, device=device).masked_fill(~sees, blocked)[:, None]
@@ -223,26 +253,23 @@ def select_rows(state: DecoderState, rows: torch.Tensor) -> DecoderState:
 def gather_rows(rows: Sequence[StateRow]) -> tuple[DecoderState, list[int]]:
     """One batch of the given rows (one selection per state they share) and the order they come in: ``order[i]`` is
     the place in ``rows`` of the batch's row ``i``."""
-    groups: dict[int, tuple[DecoderState, list[int], list[int | None], list[int]]] = {}
-    for place, (state, row, length) in enumerate(rows):
-        group = groups.setdefault(id(state), (state, [], [], []))
-        group[1].append(row)
-        group[2].append(length)
-        group[3].append(place)
+    groups: dict[int, tuple[DecoderState, list[StateRow], list[int]]] = {}
+    for place, state_row in enumerate(rows):
+        group = groups.setdefault(id(state_row.state), (state_row.state, [], []))
+        group[1].append(state_row)
+        group[2].append(place)
     parts = []
-    for state, selected, lengths, _ in groups.values():
-        part = select_rows(state, torch.tensor(selected, dtype=torch.long))
-        if any(length is not None for length in lengths):
-            own = part.lengths.tolist()
-            keep = torch.tensor([o if n is None else n for o, n in zip(own, lengths, strict=True)])
-            part = first_tokens(part, keep.to(part.lengths.device))
+    for state, own, _ in groups.values():
+        part = select_rows(state, torch.tensor([r.row for r in own], dtype=torch.long))
+        if any(r.visible is not None for r in own):
+            valid, lengths = part.valid.clone(), part.lengths.clone()
+            for i, r in enumerate(own):
+                if r.visible is not None:
+                    valid[i] = torch.from_numpy(r.visible)
+                    lengths[i] = r.length
+            part = DecoderState(part.keys, part.values, valid, lengths)
         parts.append(part)
     return concat_states(parts), [place for *_, places in groups.values() for place in places]
-
-
-def first_tokens(state: DecoderState, keep: torch.Tensor) -> DecoderState:
-    """Each row's state after its first ``keep[r]`` real tokens: the later slots masked, the next position ``keep``."""
-    return DecoderState(state.keys, state.values, state.valid & (state.valid.cumsum(dim=1) <= keep[:, None]), keep)
 
 
 def concat_states(states: Sequence[DecoderState]) -> DecoderState:

@@ -2,7 +2,8 @@
 
 The search finds the paths the model likes; name-anchored candidates (a KB name found in the question, with each of
 its relations and meanings) are paths it may not have reached. To rank both on one scale, a given path is scored as
-the search would have scored it: its tokens are fed in one decoder call (all paths of a batch together), and only at
+the search would have scored it: its tokens are fed in one decoder call (all paths of a batch together, a question's
+as one tree of their distinct prefixes), and only at
 a branching position (the KB allows several tokens) are logits computed, for the allowed tokens alone, renormalised
 over them and divided by the look-ahead; a position the KB forces is worth 0 without any computation. So a path the
 search found gets the score the search gave it (tested).
@@ -23,13 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from kgqa.model.decode.incremental import (
-    EncodedQuestions,
-    IncrementalDecoder,
-    StateRow,
-    length_classes,
-    select_rows,
-)
+from kgqa.model.decode.incremental import EncodedQuestions, IncrementalDecoder, StateRow, tree_layout
 from kgqa.model.decode.lookahead import RelationLookahead, RelationLookaheadLogitsProcessor
 from kgqa.model.facts import QuestionFacts
 from kgqa.model.segments import SegmentScores, split_segments
@@ -74,7 +69,7 @@ class PathScorer:
         self.constraint = constraint
         self.lookahead = lookahead
         self.lookahead_strength = lookahead_strength
-        self.rows_per_pass = 512  # paths scored together (their shared names fed once)
+        self.rows_per_pass = 512  # paths scored together (a question's as one tree)
 
     @torch.inference_mode()
     def score(
@@ -139,48 +134,46 @@ class PathScorer:
         """The decoder's hidden state before each target token up to ``last[row]``, as ``hidden_at(row, position)``,
         and the decoder state there (after the start token and ``position`` target tokens), as ``state_at``.
 
-        A question's paths of one name share their first segment (the name and its separator): it is fed once, then
-        each path's rest from there, up to its last branching position (what follows is forced: never fed). Rests are
-        fed in calls grouped by ``length_classes``.
+        A question's paths are fed as one tree, in one decoder call for the batch: each distinct prefix up to a path's
+        last branching position (what follows is forced: never fed) is one token, which sees its own prefix alone
+        (``tree_layout``). Paths of one name share its tokens, paths of one name and relation those too.
         """
-        sep = self.codec.sep_token_id
-        split = [t.index(sep) + 1 if sep in t else len(t) for t in targets]
-        heads: dict[tuple[int, tuple[int, ...]], int] = {}
-        head_of = [
-            heads.setdefault((q, tuple(t[:s])), len(heads)) for q, t, s in zip(owners, targets, split, strict=True)
-        ]
-        head_keys = list(heads)
         start = self.decoder.start_token_id
-        first, head_state = self.decoder.feed(
-            self.decoder.empty_state(len(head_keys)),
-            [[start, *head[:-1]] for _, head in head_keys],
-            torch.tensor([q for q, _ in head_keys], dtype=torch.long),
+        row_of: dict[int, int] = {}
+        node_of: dict[tuple[int, tuple[int, ...]], int] = {}  # (question, prefix) → its column in the question's row
+        tokens: list[list[int]] = []
+        parents: list[list[int]] = []
+        for q, target, end in zip(owners, targets, last, strict=True):
+            if q not in row_of:
+                row_of[q] = len(tokens)
+                tokens.append([start])
+                parents.append([-1])
+                node_of[(q, ())] = 0
+            row = row_of[q]
+            for i in range(1, end + 1):
+                prefix = tuple(target[:i])
+                if (q, prefix) not in node_of:
+                    parents[row].append(node_of[(q, prefix[:-1])])
+                    tokens[row].append(target[i - 1])
+                    node_of[(q, prefix)] = len(tokens[row]) - 1
+        layout = tree_layout(parents)
+        hidden, state = self.decoder.feed(
+            self.decoder.empty_state(len(tokens)),
+            tokens,
+            torch.tensor(list(row_of), dtype=torch.long),
             encoded,
             every_position=True,
+            layout=layout,
         )
-        fed = [r for r, (s, end) in enumerate(zip(split, last, strict=True)) if end >= s]
-        place: dict[int, tuple[torch.Tensor, StateRow]] = {}
-        for group in length_classes([last[r] - split[r] + 1 for r in fed]):
-            rest_rows = [fed[i] for i in group]
-            second, rest_state = self.decoder.feed(
-                select_rows(head_state, torch.tensor([head_of[r] for r in rest_rows], dtype=torch.long)),
-                [targets[r][split[r] - 1 : last[r]] for r in rest_rows],
-                torch.tensor([owners[r] for r in rest_rows], dtype=torch.long),
-                encoded,
-                every_position=True,
-            )
-            place |= {r: (second, StateRow(rest_state, i)) for i, r in enumerate(rest_rows)}
 
         def hidden_at(row: int, position: int) -> torch.Tensor:
-            if position < split[row]:
-                return first[head_of[row], position]
-            second, (_, i, _) = place[row]
-            return second[i, position - split[row]]
+            q = owners[row]
+            return hidden[row_of[q], node_of[(q, tuple(targets[row][:position]))]]
 
         def state_at(row: int, position: int) -> StateRow:
-            if position < split[row]:
-                return StateRow(head_state, head_of[row], position + 1)
-            return place[row][1]._replace(length=position + 1)
+            q = owners[row]
+            column = node_of[(q, tuple(targets[row][:position]))]
+            return StateRow(state, row_of[q], layout.sees[row_of[q], column], position + 1)
 
         return hidden_at, state_at
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from kgqa.model.decode.incremental import IncrementalDecoder, select_rows
+from kgqa.model.decode.incremental import IncrementalDecoder, StateRow, gather_rows, select_rows, tree_layout
 from kgqa.model.modeling import build_model
 from kgqa.model.tokenizer import build_char_tokenizer
 
@@ -79,3 +79,29 @@ def test_allowed_only_log_probs_equal_the_masked_full_softmax(decoder: Increment
         expected = torch.log_softmax(full[row, torch.from_numpy(ids)], dim=-1).numpy()
         assert np.allclose(values[row], expected, atol=1e-5)
     assert values[0][0] == 0.0  # one allowed token: log 1, the KB decided it
+
+
+def test_a_tree_in_one_call_equals_each_path_alone_and_serves_each_prefix_as_a_state(
+    decoder: IncrementalDecoder,
+) -> None:
+    """Paths 5-9-7, 5-9-11 and 5-6 fed as one tree (shared prefixes once): each node's hidden state is its path's,
+    and a row read at a node (its ancestors visible) continues as that path's own state does."""
+    _, questions = _question(decoder, ["守望星光的出品公司是什么", "歌手"])
+    start = decoder.start_token_id
+    tokens = [[start, 5, 9, 7, 11, 6], [start, 8]]
+    parents = [[-1, 0, 1, 2, 2, 1], [-1, 0]]  # row 0: start → 5 → 9 → {7, 11}; 5 → 6. row 1: start → 8
+    layout = tree_layout(parents)
+    hidden, state = decoder.feed(
+        decoder.empty_state(2), tokens, torch.tensor([0, 1]), questions, every_position=True, layout=layout
+    )
+    paths = {3: [start, 5, 9, 7], 4: [start, 5, 9, 11], 5: [start, 5, 6]}
+    for column, path in paths.items():
+        alone, _ = decoder.feed(decoder.empty_state(1), [path], torch.tensor([0]), questions)
+        assert torch.allclose(hidden[0, column], alone[0], atol=1e-5)
+    short, _ = decoder.feed(decoder.empty_state(1), [[start, 8]], torch.tensor([1]), questions)
+    assert torch.allclose(hidden[1, 1], short[0], atol=1e-5)
+    # the node 5-9-11 as a state: what follows it is what follows that path fed alone
+    past, _ = gather_rows([StateRow(state, 0, layout.sees[0, 4], 4)])
+    after, _ = decoder.feed(past, [[6, 7]], torch.tensor([0]), questions)
+    expected, _ = decoder.feed(decoder.empty_state(1), [[start, 5, 9, 11, 6, 7]], torch.tensor([0]), questions)
+    assert torch.allclose(after[0], expected[0], atol=1e-5)
