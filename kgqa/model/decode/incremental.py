@@ -6,6 +6,10 @@ and the characters the KB then forces — in one call, so rows feed different nu
 right, the cache keeps a validity mask per row, and each row's positions continue from its own length. Only the
 hidden state after a row's last real token is returned: the search asks the output layer about that position alone,
 and only for the tokens the KB allows there (``allowed_log_probs``).
+
+A run may also be a tree (``tree_layout``): several KB paths' distinct prefixes in one row, each token seeing only its
+own ancestors, as in tree attention. Such a row then serves each prefix as a state (``StateRow`` with the prefix's
+slots visible).
 """
 
 from __future__ import annotations
