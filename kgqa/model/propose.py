@@ -121,14 +121,10 @@ class Proposer:
         paths: list[list[PathKey]],
         draft: PathDraft | None,
     ) -> list[list[SegmentScores]]:
-        """The paths' scores: from the draft where it scored them, else by the scorer."""
+        """The paths' scores: from the draft (it holds every anchored path: the first ``anchor_paths`` of a name that
+        the search did not reach are among its first ``anchor_paths + k``), else by the scorer."""
         if draft is None:
             return self.scorer.score(encoded, questions, paths)
-        missing = [[p for p in own if p not in draft.scores[q]] for q, own in enumerate(paths)]
-        if any(missing):
-            extra = self.scorer.draft(encoded, questions, missing)
-            for known, more in zip(draft.scores, extra.scores, strict=True):
-                known.update(more)
         return [[draft.scores[q][p] for p in own] for q, own in enumerate(paths)]
 
     def _lookahead_processor(self, questions: list[QuestionFacts]) -> RelationLookaheadLogitsProcessor | None:
