@@ -67,6 +67,15 @@ def _every_path_scored(answerer: QuestionAnswerer, questions: list[str]) -> list
     return out
 
 
+def _random_answerer(triples: list, root: Path, seed: int, k: int, lookahead: bool) -> QuestionAnswerer:
+    """An untrained tiny model (seeded) over an index of ``triples``, searching for the top ``k``, no ranker."""
+    index = index_of_triples(triples, root)
+    tokenizer = build_char_tokenizer([index.alphabet, "的是什么?"])
+    torch.manual_seed(seed)
+    options = DecodeOptions(num_beams=k, lookahead=lookahead, use_ranker=False)
+    return QuestionAnswerer(build_model(tokenizer, "tiny", dropout=0.0), tokenizer, index, options)
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     triples=st.lists(TRIPLE, min_size=1, max_size=14),
@@ -79,11 +88,7 @@ def test_search_returns_the_exact_top_k(
     triples: list, seed: int, k: int, lookahead: bool, questions: list[str]
 ) -> None:
     with tempfile.TemporaryDirectory() as root:
-        index = index_of_triples(triples, Path(root))
-        tokenizer = build_char_tokenizer([index.alphabet, "的是什么?"])
-        torch.manual_seed(seed)
-        options = DecodeOptions(num_beams=k, lookahead=lookahead, use_ranker=False)
-        answerer = QuestionAnswerer(build_model(tokenizer, "tiny", dropout=0.0), tokenizer, index, options)
+        answerer = _random_answerer(triples, Path(root), seed, k, lookahead)
         results = answerer.answer(questions, top_k=k)
         for candidates, every in zip(results, _every_path_scored(answerer, questions), strict=True):
             expected = every[:k]
@@ -137,14 +142,10 @@ def test_a_draft_changes_no_path_or_score_and_a_whole_kb_draft_needs_no_decoder_
 ) -> None:
     """The search expands a drafted prefix from the draft's scores instead of the decoder: the same exact top k."""
     with tempfile.TemporaryDirectory() as root:
-        index = index_of_triples(triples, Path(root))
-        tokenizer = build_char_tokenizer([index.alphabet, "的是什么?"])
-        torch.manual_seed(seed)
-        options = DecodeOptions(num_beams=k, lookahead=lookahead, use_ranker=False)
-        answerer = QuestionAnswerer(build_model(tokenizer, "tiny", dropout=0.0), tokenizer, index, options)
-        proposer = answerer.proposer
+        answerer = _random_answerer(triples, Path(root), seed, k, lookahead)
+        proposer, index = answerer.proposer, answerer.index
         facts = [answerer.facts(q) for q in questions]
-        batch = tokenizer(questions, padding=True, return_tensors="pt")
+        batch = answerer.tokenizer(questions, padding=True, return_tensors="pt")
         encoded = proposer.decoder.encode(batch["input_ids"], batch["attention_mask"])
         every = [index.path_by_id(i) for i in range(len(index))]
         some = [every[i % len(every)] for i in drafted]
