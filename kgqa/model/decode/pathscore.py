@@ -104,35 +104,34 @@ class PathScorer:
             last = [-1] * len(targets)  # each path's last branching position: the tokens after it are never fed
             for r, t, _ in branching:
                 last[r] = max(last[r], t)
-            hidden_at, state_at = self._hidden(encoded, [q for q, _ in rows], targets, last)
+            node_at = self._tree(encoded, [q for q, _ in rows], targets, last)
             # a question's paths sharing a prefix (its name, a name and relation) share that position's logits
             distinct: dict[tuple[int, tuple[int, ...]], int] = {}
-            picked, slot = [], []
+            allowed_at, slot = [], []
             for r, t, allowed in branching:
                 key = (rows[r][0], tuple(targets[r][:t]))
                 if key not in distinct:
-                    distinct[key] = len(picked)
-                    picked.append((r, t, allowed))
+                    distinct[key] = len(allowed_at)
+                    allowed_at.append(allowed)
                 slot.append(distinct[key])
-            at = [hidden_at(r, t) for r, t, _ in picked]
-            values = self.decoder.allowed_log_probs(torch.stack(at), [a for _, _, a in picked])
+            fed = [node_at(q, prefix) for q, prefix in distinct]
+            values = self.decoder.allowed_log_probs(torch.stack([hidden for hidden, _ in fed]), allowed_at)
             lookahead = self._lookahead(questions)
             if lookahead is not None:
                 values = [
-                    lookahead.reweighted(questions[rows[r][0]], tuple(targets[r][:t]), allowed, own)
-                    for (r, t, allowed), own in zip(picked, values, strict=True)
+                    lookahead.reweighted(questions[q], prefix, allowed, own)
+                    for (q, prefix), allowed, own in zip(distinct, allowed_at, values, strict=True)
                 ]
-            for (q, prefix), place in distinct.items():
-                r, t, allowed = picked[place]
-                draft.nodes[q][prefix] = DraftNode(allowed, values[place], state_at(r, t))
+            for (q, prefix), allowed, own, (_, state) in zip(distinct, allowed_at, values, fed, strict=True):
+                draft.nodes[q][prefix] = DraftNode(allowed, own, state)
             for (r, t, allowed), place in zip(branching, slot, strict=True):
                 steps[r][t] = float(values[place][int(np.flatnonzero(allowed == targets[r][t])[0])])
         for (q, path), s, t in zip(rows, steps, targets, strict=True):
             draft.scores[q][path] = split_segments(s.tolist(), t, self.codec.sep_token_id)
 
-    def _hidden(self, encoded: EncodedQuestions, owners: list[int], targets: list[list[int]], last: list[int]):
-        """The decoder's hidden state before each target token up to ``last[row]``, as ``hidden_at(row, position)``,
-        and the decoder state there (after the start token and ``position`` target tokens), as ``state_at``.
+    def _tree(self, encoded: EncodedQuestions, owners: list[int], targets: list[list[int]], last: list[int]):
+        """Feeds ``targets`` (of questions ``owners``) up to ``last[row]``; returns ``node_at(question, prefix)``: the
+        decoder's hidden state after a fed prefix of one of them, and the decoder state there.
 
         A question's paths are fed as one tree, in one decoder call for the batch: each distinct prefix up to a path's
         last branching position (what follows is forced: never fed) is one token, which sees its own prefix alone
@@ -166,16 +165,11 @@ class PathScorer:
             layout=layout,
         )
 
-        def hidden_at(row: int, position: int) -> torch.Tensor:
-            q = owners[row]
-            return hidden[row_of[q], node_of[(q, tuple(targets[row][:position]))]]
+        def node_at(question: int, prefix: tuple[int, ...]) -> tuple[torch.Tensor, StateRow]:
+            row, column = row_of[question], node_of[(question, prefix)]
+            return hidden[row, column], StateRow(state, row, layout.sees[row, column], len(prefix) + 1)
 
-        def state_at(row: int, position: int) -> StateRow:
-            q = owners[row]
-            column = node_of[(q, tuple(targets[row][:position]))]
-            return StateRow(state, row_of[q], layout.sees[row_of[q], column], position + 1)
-
-        return hidden_at, state_at
+        return node_at
 
     def _branching(self, targets: list[list[int]], steps: list[np.ndarray]) -> list[tuple[int, int, np.ndarray]]:
         """(row, position, allowed tokens) of every position where the KB leaves a choice, and of the first (where the
