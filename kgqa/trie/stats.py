@@ -20,14 +20,15 @@ from pathlib import Path
 
 import marisa_trie
 
+from kgqa.trie.keys import SEP
+
 STATS_FILE = "relation_stats.marisa"
 SUFFIX_CHARS = 2
-_SEP = "\x1f"
 _FORMAT = "<Q"
 
 
 def _pair(kind: str, part: str, relation: str) -> str:
-    return f"{kind}{_SEP}{part}{_SEP}{relation}"
+    return f"{kind}{SEP}{part}{SEP}{relation}"  # the KB's own separator: in no name, ending or relation
 
 
 class RelationCounter:
