@@ -7,9 +7,13 @@ import argparse
 import sys
 from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kgqa.data.report import write_json
 from kgqa.model.options import DEFAULT_BEAMS, SEARCHES, DecodeOptions  # light: torch loads only when a command decodes
+
+if TYPE_CHECKING:
+    from kgqa.model.answerer import QuestionAnswerer
 
 
 def decode_options(args: argparse.Namespace) -> DecodeOptions:
@@ -83,7 +87,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     answerer = QuestionAnswerer.load(args.model, args.index, decode_options(args), quantize=args.quantize)
     result = {"label": args.label} | evaluate_file(
-        answerer, args.qa, skip=args.skip, limit=args.limit, predictions_out=args.out
+        answerer, args.qa, skip=args.skip, limit=args.limit, predictions_out=args.out, workers=_workers(args, answerer)
     )
     print(format_metrics(result))
     print(f"{result['questions']:,} questions in {result['seconds']:.1f} s ({result['questions_per_second']:.1f}/s)")
@@ -112,16 +116,24 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     else:
         from kgqa.model.answerer import QuestionAnswerer
+        from kgqa.model.workers import answer_in_workers
 
         answerer = QuestionAnswerer.load(args.model, args.index, options, quantize=args.quantize)
+        workers = _workers(args, answerer)
 
         def answer_all(questions: list[str]) -> list:
-            return top_answers(answerer.answer(questions, top_k=1, progress=True))
+            return top_answers(answer_in_workers(answerer, questions, workers, progress=True))
 
     count, unanswered = predict_file(answer_all, args.qa, args.out, args.shard)
     shard = f" (shard {args.shard[0]}/{args.shard[1]})" if args.shard else ""
     print(f"wrote {count:,} answers{shard} to {args.out}" + (f" ({unanswered} with no KB path)" if unanswered else ""))
     return 0
+
+
+def _workers(args: argparse.Namespace, answerer: QuestionAnswerer) -> int:
+    from kgqa.model.workers import default_workers
+
+    return args.workers or default_workers(answerer)
 
 
 def _cmd_baseline(args: argparse.Namespace) -> int:
@@ -258,6 +270,12 @@ def _add_evaluate_and_predict(commands: argparse._SubParsersAction, default_inde
         )
         sub.add_argument("--unconstrained", action="store_true", help="no trie constraint (ablation)")
         add_quantize_flag(sub)
+        sub.add_argument(
+            "--workers",
+            type=int,
+            default=0,
+            help="processes answering batches, one torch thread each (default 0: one per CPU; 1: in process)",
+        )
         if name == "evaluate":
             sub.add_argument("--json", type=Path, help="write the metrics and timing as JSON")
             sub.add_argument("--label", help="name of this system in the JSON (for `kgqa bench table`)")

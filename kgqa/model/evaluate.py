@@ -17,6 +17,7 @@ from kgqa.data.report import markdown_table
 from kgqa.model.answerer import QuestionAnswerer
 from kgqa.model.candidate import top_answers
 from kgqa.model.peer import LongestNamePeer
+from kgqa.model.workers import answer_in_workers
 from kgqa.trie import KBIndex
 
 
@@ -48,14 +49,17 @@ def evaluate_file(
     limit: int | None = None,
     predictions_out: str | Path | None = None,
     skip: int = 0,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """Answer every question of a file with answers; metrics, counts and timing (model loading excluded)."""
+    """Answer every question of a file with answers (in ``workers`` processes: ``answer_in_workers``); metrics,
+    counts and timing (model loading excluded)."""
 
     def answer_all(questions: list[Question]) -> list[Answer | None]:
-        return top_answers(answerer.answer([q.question for q in questions], top_k=1, progress=True))
+        found = answer_in_workers(answerer, [q.question for q in questions], workers, progress=True)
+        return top_answers(found)
 
     result = _evaluate(qa_file, skip, limit, predictions_out, answer_all)
-    result["decoding"] = asdict(answerer.options) | {"device": str(answerer.model.device)}
+    result["decoding"] = asdict(answerer.options) | {"device": str(answerer.model.device), "workers": workers}
     return result
 
 

@@ -90,7 +90,7 @@ class _PoolRunner:
 
     def __init__(self, jobs: int) -> None:
         self.executor = ProcessPoolExecutor(
-            jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent, initargs=(os.getpid(),)
+            jobs, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent, initargs=(os.getpid(),)
         )
 
     def submit(self, args: tuple) -> Future:
@@ -103,15 +103,20 @@ class _PoolRunner:
         self.executor.shutdown()
 
     def terminate(self) -> None:
-        # the executor has no public way to stop running tasks: kill its workers, then reap them
-        for process in list(getattr(self.executor, "_processes", {}).values()):
-            process.kill()
-        self.executor.shutdown(cancel_futures=True)
+        kill_workers(self.executor)
 
 
-def _die_with_parent(parent: int) -> None:
-    """A worker never outlives the build: the kernel kills it when its parent dies, however the parent ends; and a
-    build interrupted with Ctrl-C is cleaned up by the parent alone (the workers ignore SIGINT and are terminated)."""
+def kill_workers(executor: ProcessPoolExecutor) -> None:
+    """Stop a pool's running tasks: the executor has no public way to, so kill its workers, then reap them."""
+    for process in list(getattr(executor, "_processes", {}).values()):
+        process.kill()
+    executor.shutdown(cancel_futures=True)
+
+
+def die_with_parent(parent: int) -> None:
+    """A pool worker's initializer: it never outlives the parent (the kernel kills it when the parent dies, however
+    the parent ends), and work interrupted with Ctrl-C is cleaned up by the parent alone (workers ignore SIGINT and
+    are killed)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
