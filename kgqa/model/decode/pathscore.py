@@ -177,26 +177,30 @@ class PathScorer:
         in the KB). Once one KB key is left ahead (as the search ends a prefix), the rest is that key or not in it."""
         constraint = self.constraint
         eos = constraint.eos_token_id
-        allowed_of: dict[str, np.ndarray] = {}
+        # per prefix text (a batch's paths share most): the allowed tokens, as an array and as a set, and the one key
+        # left ahead (a completion is looked up only where one token is allowed)
+        allowed_of: dict[str, tuple[np.ndarray, frozenset[int]]] = {}
+        completion_of: dict[str, str | None] = {}
         found = []
         for r, target in enumerate(targets):
             text = ""
             for t, token in enumerate(target):
-                allowed = allowed_of.get(text)
-                if allowed is None:
-                    allowed = allowed_of[text] = constraint.allowed_after(text)
-                if token not in allowed:
+                entry = allowed_of.get(text)
+                if entry is None:
+                    allowed = constraint.allowed_after(text)
+                    entry = allowed_of[text] = (allowed, frozenset(allowed.tolist()))
+                allowed, members = entry
+                if token not in members:
                     steps[r][t:] = float("-inf")
                     break
                 if len(allowed) > 1 or t == 0:
                     found.append((r, t, allowed))
-                elif (
-                    t + 1 < len(target)
-                    and (key := constraint.completion_of(text)) is not None
-                    and target[-1] == eos
-                    and constraint.prefix_text(target[:-1]) == key
-                ):
-                    break  # forced to its end: no choice left to find
+                elif t + 1 < len(target) and target[-1] == eos:
+                    if text not in completion_of:
+                        completion_of[text] = constraint.completion_of(text)
+                    key = completion_of[text]
+                    if key is not None and constraint.prefix_text(target[:-1]) == key:
+                        break  # forced to its end: no choice left to find
                 if token != eos:
                     text += constraint.char_of(token)
         return found
