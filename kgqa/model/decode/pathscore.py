@@ -177,20 +177,18 @@ class PathScorer:
         in the KB). Once one KB key is left ahead (as the search ends a prefix), the rest is that key or not in it."""
         constraint = self.constraint
         eos = constraint.eos_token_id
-        # per prefix text (a batch's paths share most): the allowed tokens, as an array and as a set, and the one key
-        # left ahead (a completion is looked up only where one token is allowed)
-        allowed_of: dict[str, tuple[np.ndarray, frozenset[int]]] = {}
+        # per prefix text (a batch's paths share most): the allowed tokens, and the one key left ahead (looked up only
+        # where one token is allowed)
+        allowed_of: dict[str, np.ndarray] = {}
         completion_of: dict[str, str | None] = {}
         found = []
         for r, target in enumerate(targets):
             text = ""
             for t, token in enumerate(target):
-                entry = allowed_of.get(text)
-                if entry is None:
-                    allowed = constraint.allowed_after(text)
-                    entry = allowed_of[text] = (allowed, frozenset(allowed.tolist()))
-                allowed, members = entry
-                if token not in members:
+                allowed = allowed_of.get(text)
+                if allowed is None:
+                    allowed = allowed_of[text] = constraint.allowed_after(text)
+                if (allowed[0] != token) if len(allowed) == 1 else (token not in allowed):
                     steps[r][t:] = float("-inf")
                     break
                 if len(allowed) > 1 or t == 0:

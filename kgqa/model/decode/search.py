@@ -85,26 +85,65 @@ class _Frontier:
     expanded: int = 0
 
 
+RANKED_AHEAD = 32  # children ranked when a prefix is expanded; the rest only if the search gets that far
+
+
+class RankedChildren:
+    """A prefix's allowed tokens in the order of a stable sort by score, best first (ties in token order), ranked
+    lazily: the first ``ahead`` at once, the rest only when the search gets that far. A name's first character has
+    thousands of children (20,000 at 20M triples), of which the search takes a few."""
+
+    def __init__(self, tokens: np.ndarray, scores: np.ndarray, ahead: int | None = None) -> None:
+        ahead = RANKED_AHEAD if ahead is None else ahead
+        self._length = len(scores)
+        self._rest: tuple[np.ndarray, np.ndarray] | None = None
+        if len(scores) <= ahead:
+            order = np.argsort(-scores, kind="stable")
+            self.tokens, self.scores = tokens[order], scores[order]
+            return
+        # the stable order's first ``ahead``: every score above the cut, then the ties at it in token order
+        cut = np.partition(scores, len(scores) - ahead)[len(scores) - ahead]
+        above, tied = np.flatnonzero(scores > cut), np.flatnonzero(scores == cut)
+        first = np.sort(np.concatenate([above, tied[: ahead - len(above)]]))
+        first = first[np.argsort(-scores[first], kind="stable")]
+        self.tokens, self.scores = tokens[first], scores[first]
+        rest = np.ones(len(scores), dtype=bool)
+        rest[first] = False
+        self._rest = (tokens[rest], scores[rest])  # still in token order, so ranked later as one stable sort would
+
+    def __len__(self) -> int:
+        return self._length
+
+    def at(self, place: int) -> tuple[int, float]:
+        """The token at ``place`` of the order and its score."""
+        if place >= len(self.scores) and self._rest is not None:
+            tokens, scores = self._rest
+            order = np.argsort(-scores, kind="stable")
+            self.tokens = np.concatenate([self.tokens, tokens[order]])
+            self.scores = np.concatenate([self.scores, scores[order]])
+            self._rest = None
+        return int(self.tokens[place]), float(self.scores[place])
+
+
 @dataclass
 class _Siblings:
     """The children of an expanded prefix, best first, made one at a time as the search reaches them."""
 
     parent: Prefix
     state: StateRow
-    tokens: np.ndarray  # sorted by score, best first
-    scores: np.ndarray
+    children: RankedChildren
     at: int = 0
 
     @property
     def score(self) -> float:
-        return self.parent.score + float(self.scores[self.at])
+        return self.parent.score + self.children.at(self.at)[1]
 
     def next_child(self, search: BestFirstSearch) -> Prefix | None:
         """The child at ``at``; the cursor moves on to the next one and goes back on the frontier with its score."""
-        token, value = int(self.tokens[self.at]), float(self.scores[self.at])
+        token, value = self.children.at(self.at)
         self.at += 1
         frontier = search._frontiers[self.parent.question]
-        if self.at < len(self.tokens) and self.scores[self.at] != float("-inf"):
+        if self.at < len(self.children) and self.children.at(self.at)[1] != float("-inf"):
             search._push(frontier, self)
         return search._child(self.parent, token, value, self.state)
 
@@ -204,8 +243,7 @@ class BestFirstSearch:
     def _expand_drafted(self, prefix: Prefix, node: DraftNode) -> None:
         """``prefix``'s children from the draft's scores and state after it: no decoder call."""
         self.stats.drafted += 1
-        ranked = np.argsort(-node.scores, kind="stable")
-        siblings = _Siblings(prefix, node.state, node.allowed[ranked], node.scores[ranked])
+        siblings = _Siblings(prefix, node.state, RankedChildren(node.allowed, node.scores))
         if siblings.score != float("-inf"):
             self._push(self._frontiers[prefix.question], siblings)
 
@@ -253,8 +291,7 @@ class BestFirstSearch:
         for row, (prefix, scores) in enumerate(zip(batch, values, strict=True)):
             if self.lookahead is not None:
                 scores = self.lookahead.reweighted(facts[prefix.question], prefix.target, prefix.allowed, scores)
-            ranked = np.argsort(-scores, kind="stable")
-            siblings = _Siblings(prefix, StateRow(state, row), prefix.allowed[ranked], scores[ranked])
+            siblings = _Siblings(prefix, StateRow(state, row), RankedChildren(prefix.allowed, scores))
             if siblings.score != float("-inf"):
                 self._push(frontiers[prefix.question], siblings)
 

@@ -6,15 +6,17 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
+from kgqa.model.decode import search as search_module
 from kgqa.model.decode.constrained import KBConstraintLogitsProcessor
 from kgqa.model.decode.lookahead import RelationLookaheadLogitsProcessor
-from kgqa.model.decode.search import BestFirstSearch
+from kgqa.model.decode.search import BestFirstSearch, RankedChildren
 from kgqa.model.decode.step import DecodingStep
 from kgqa.model.modeling import build_model
 from kgqa.model.tokenizer import build_char_tokenizer
@@ -83,11 +85,13 @@ def _random_answerer(triples: list, root: Path, seed: int, k: int, lookahead: bo
     k=st.integers(1, 6),
     lookahead=st.booleans(),
     questions=st.lists(QUESTION, min_size=1, max_size=3),
+    ranked_ahead=st.sampled_from([1, 2, search_module.RANKED_AHEAD]),
 )
 def test_search_returns_the_exact_top_k(
-    triples: list, seed: int, k: int, lookahead: bool, questions: list[str]
+    triples: list, seed: int, k: int, lookahead: bool, questions: list[str], ranked_ahead: int
 ) -> None:
-    with tempfile.TemporaryDirectory() as root:
+    with tempfile.TemporaryDirectory() as root, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(search_module, "RANKED_AHEAD", ranked_ahead)  # children ranked lazily past the first one or two
         answerer = _random_answerer(triples, Path(root), seed, k, lookahead)
         results = answerer.answer(questions, top_k=k)
         for candidates, every in zip(results, _every_path_scored(answerer, questions), strict=True):
@@ -99,6 +103,20 @@ def test_search_returns_the_exact_top_k(
             for c in candidates:  # each one's search score is its teacher-forced score
                 assert c.log_probability == pytest.approx(by_path[PathKey(c.name, c.relation, c.meaning)], abs=1e-4)
                 assert c.segments is not None and c.segments.total == pytest.approx(c.log_probability, abs=1e-4)
+
+
+@given(
+    scores=st.lists(st.sampled_from([0.0, -0.5, -1.0, -2.5, float("-inf")]) | st.floats(-9, 0), max_size=60),
+    ahead=st.integers(1, 8),
+)
+def test_children_ranked_lazily_come_in_the_full_stable_order(scores: list[float], ahead: int) -> None:
+    values = np.array(scores, dtype=np.float64)
+    tokens = np.arange(100, 100 + len(scores))
+    order = np.argsort(-values, kind="stable")  # best first, ties in token order
+    ranked = RankedChildren(tokens, values, ahead)
+    assert len(ranked) == len(scores)
+    expected = list(zip(tokens[order].tolist(), values[order].tolist(), strict=True))
+    assert [ranked.at(i) for i in range(len(scores))] == expected
 
 
 def test_a_question_gets_the_same_paths_alone_and_in_a_batch(tiny_model: Path, tiny_index: KBIndex) -> None:
