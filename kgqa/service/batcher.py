@@ -1,7 +1,9 @@
 """Micro-batching: questions from concurrent requests are decoded together, off the event loop.
 
 A batch starts when it is full or when its first question has waited ``max_wait_s``; while one batch decodes, the
-next fills, so under load batches grow and throughput with them. Decoding runs in one worker thread (one model per
+next fills, so under load batches grow and throughput with them. The wait pays only while questions come together
+(clients answered by one batch send their next questions a few milliseconds apart): after a batch of one question, the
+next starts at once, so a lone client never waits for company. Decoding runs in one worker thread (one model per
 process; torch parallelises inside the batch), never on the event loop.
 
 Batches are filled round-robin over requests, one question of each waiting request in turn, not first come first
@@ -84,6 +86,7 @@ class MicroBatcher:
             max_workers=1, thread_name_prefix="kgqa-decode", initializer=thread_setup or (lambda: None)
         )
         self._task: asyncio.Task[None] | None = None
+        self._last_batch: int | None = None  # questions in the last batch: after a lone one, no wait to fill
         self._busy = 0  # questions being decoded
         self._decoding: list[_Job] = []  # the batch being decoded
         self._closing = False  # close() was called: no new questions
@@ -179,7 +182,7 @@ class MicroBatcher:
                 continue
             batch = [first]
             budget = (self.max_batch_cost or math.inf) - first.cost
-            deadline = loop.time() + self.max_wait_s
+            deadline = loop.time() + (0.0 if self._last_batch == 1 else self.max_wait_s)
             while len(batch) < self.max_batch_size:
                 job = self._take(budget)
                 if job is not None:
@@ -197,6 +200,7 @@ class MicroBatcher:
                 except TimeoutError:
                     break
             self._on_queue_depth(self._waiting)
+            self._last_batch = len(batch)
             self._busy = len(batch)
             self._decoding = batch
             try:

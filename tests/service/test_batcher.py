@@ -54,6 +54,28 @@ def test_concurrent_questions_decode_together_in_order(engine: Engine) -> None:
     assert [[c.subject for c in cands] for cands in results] == expected
 
 
+def test_after_a_lone_question_the_next_batch_starts_without_waiting_to_fill(engine: Engine) -> None:
+    """A lone client's question does not wait for company: after a batch of one, a question starts its batch at once
+    (the one sent just after it goes into the next batch); a batch of several waits to fill again."""
+    recorder = RecordingEngine(engine)
+
+    async def scenario() -> None:
+        batcher = batcher_for(recorder, max_wait_s=0.3)
+        batcher.start()
+        await batcher.submit(QUESTIONS[:1], 1)  # the first batch waits to fill (no batch before it): alone
+        second = asyncio.ensure_future(batcher.submit(QUESTIONS[1:2], 1))
+        await asyncio.sleep(0.01)  # the batcher takes it first
+        await asyncio.gather(second, batcher.submit(QUESTIONS[2:3], 1))
+        await asyncio.gather(*(batcher.submit([q], 1) for q in QUESTIONS[:2]))  # one batch of two
+        third = asyncio.ensure_future(batcher.submit(QUESTIONS[2:3], 1))
+        await asyncio.sleep(0.01)
+        await asyncio.gather(third, batcher.submit(QUESTIONS[3:], 1))  # after a batch of two: waits, joined
+        await batcher.stop()
+
+    asyncio.run(scenario())
+    assert recorder.calls == [(1, 1), (1, 1), (1, 1), (2, 1), (2, 1)]
+
+
 def test_a_wide_top_k_decodes_apart_and_each_gets_its_own_k(engine: Engine) -> None:
     recorder = RecordingEngine(engine)
 
