@@ -99,6 +99,16 @@ def test_entity_lists_every_meaning_and_one_entity_by_its_head(client: TestClien
     assert len(limited["triples"]) == 2 and limited["truncated"] and limited["count"] == every["count"]
 
 
+def test_memory_goes_back_to_the_os_after_a_batch_of_several_or_a_wide_beam_not_after_a_lone_question(
+    engine: Engine,
+) -> None:
+    beam = engine.answerer.options.num_beams
+    assert not engine.trims_after(["守望星光是谁出品的"], 1)
+    assert not engine.trims_after(["守望星光是谁出品的"], [beam])
+    assert engine.trims_after(["守望星光是谁出品的"], beam + 1)
+    assert engine.trims_after(["守望星光是谁出品的", "刘晓华主要讲什么课啊"], [1, 1])
+
+
 def test_unknown_entity_is_404_with_a_message(client: TestClient) -> None:
     response = client.get("/v1/entities/这个名字不在知识库里")
     assert response.status_code == 404
