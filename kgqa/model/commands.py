@@ -130,6 +130,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker_count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of processes, 0 for one per CPU")
+    return int(text)
+
+
 def _workers(args: argparse.Namespace, answerer: QuestionAnswerer) -> int:
     from kgqa.model.workers import default_workers
 
@@ -272,7 +278,7 @@ def _add_evaluate_and_predict(commands: argparse._SubParsersAction, default_inde
         add_quantize_flag(sub)
         sub.add_argument(
             "--workers",
-            type=int,
+            type=_worker_count,
             default=0,
             help="processes answering batches, one torch thread each (default 0: one per CPU; 1: in process)",
         )

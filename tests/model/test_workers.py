@@ -74,6 +74,16 @@ def test_workers_do_not_outlive_a_killed_predict(tiny_model: Path, tiny_index: K
     assert not children, f"workers {sorted(children)} outlived their parent"
 
 
+@pytest.mark.parametrize("count", ["-1", "two"])
+def test_a_bad_worker_count_is_refused_with_a_message(count: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from kgqa.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "--model", "m", "--qa", "q.json", "--out", "o.json", "--workers", count])
+    assert exit_info.value.code == 2
+    assert "a number of processes, 0 for one per CPU" in capsys.readouterr().err
+
+
 def _children(pid: int) -> set[int]:
     found = set()
     for task in Path(f"/proc/{pid}/task").iterdir():
