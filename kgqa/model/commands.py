@@ -280,7 +280,7 @@ def _add_evaluate_and_predict(commands: argparse._SubParsersAction, default_inde
             "--workers",
             type=_worker_count,
             default=0,
-            help="processes answering batches, one torch thread each (default 0: one per CPU; 1: in process)",
+            help="processes answering batches, one torch thread each (0, the default: one per CPU, at most 8)",
         )
         if name == "evaluate":
             sub.add_argument("--json", type=Path, help="write the metrics and timing as JSON")

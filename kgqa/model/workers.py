@@ -25,6 +25,8 @@ from kgqa.model.candidate import Candidate
 from kgqa.trie.engines import die_with_parent, kill_workers
 
 _answerer: QuestionAnswerer | None = None  # a worker's copy of the parent's answerer
+# each worker holds ~0.5 GB of its own (PSS, KgCLUE-sim, batches of 64): more than this many only when asked for
+MAX_DEFAULT_WORKERS = 8
 
 
 def usable_cpus() -> int:
@@ -33,9 +35,11 @@ def usable_cpus() -> int:
 
 
 def default_workers(answerer: QuestionAnswerer) -> int:
-    """One worker per usable CPU for a model on the CPU where processes can be forked; otherwise 1 (in process)."""
+    """One worker per usable CPU (at most ``MAX_DEFAULT_WORKERS``) for a model on the CPU where processes can be
+    forked; otherwise 1 (in process)."""
     forkable = "fork" in multiprocessing.get_all_start_methods()
-    return usable_cpus() if forkable and answerer.model.device.type == "cpu" else 1
+    on_cpu = forkable and answerer.model.device.type == "cpu"
+    return min(usable_cpus(), MAX_DEFAULT_WORKERS) if on_cpu else 1
 
 
 def answer_in_workers(
