@@ -23,7 +23,7 @@ QUESTIONS = [question for question, _ in TINY_QA] * 3 + ["", "  守望星光是�
 
 @pytest.fixture(scope="module")
 def answerer(tiny_model: Path, tiny_index: KBIndex) -> QuestionAnswerer:
-    # batches of 4: the 26 non-empty questions make 7, spread over the workers
+    # batches of 4: the 25 non-empty questions make 7, spread over the workers
     return QuestionAnswerer.load(tiny_model, tiny_index.directory, DecodeOptions(batch_size=4))
 
 
