@@ -27,6 +27,13 @@ NAME_CHARS = "ab龙星光x"
 WORD = st.text(alphabet=NAME_CHARS, min_size=1, max_size=4)
 TRIPLE = st.tuples(WORD, st.one_of(st.just(""), WORD), WORD, WORD)  # name, meaning, relation, object
 QUESTION = st.text(alphabet=NAME_CHARS + "的是什么?", min_size=1, max_size=10)
+# a random small KB, the untrained model's seed, the look-ahead on or off, and questions (``_random_answerer``)
+RANDOM_SEARCH = {
+    "triples": st.lists(TRIPLE, min_size=1, max_size=14),
+    "seed": st.integers(0, 2**16),
+    "lookahead": st.booleans(),
+    "questions": st.lists(QUESTION, min_size=1, max_size=3),
+}
 
 
 def _every_path_scored(answerer: QuestionAnswerer, questions: list[str]) -> list[list[tuple[float, PathKey]]]:
@@ -80,11 +87,8 @@ def _random_answerer(triples: list, root: Path, seed: int, k: int, lookahead: bo
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    triples=st.lists(TRIPLE, min_size=1, max_size=14),
-    seed=st.integers(0, 2**16),
+    **RANDOM_SEARCH,
     k=st.integers(1, 6),
-    lookahead=st.booleans(),
-    questions=st.lists(QUESTION, min_size=1, max_size=3),
     ranked_ahead=st.sampled_from([1, 2, search_module.RANKED_AHEAD]),
 )
 def test_search_returns_the_exact_top_k(
@@ -148,11 +152,8 @@ def test_search_finds_what_beam_search_finds_or_better(tiny_model: Path, tiny_in
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    triples=st.lists(TRIPLE, min_size=1, max_size=14),
-    seed=st.integers(0, 2**16),
+    **RANDOM_SEARCH,
     k=st.integers(1, 5),
-    lookahead=st.booleans(),
-    questions=st.lists(QUESTION, min_size=1, max_size=3),
     drafted=st.lists(st.integers(0, 13), max_size=8),
 )
 def test_a_draft_changes_no_path_or_score_and_a_whole_kb_draft_needs_no_decoder_call(
