@@ -23,6 +23,7 @@ class QuestionFacts:
         self._triples: dict[str, list[IndexedTriple]] = {}
         self._rest: dict[str, str] = {}
         self._lcs: dict[tuple[str, str | None], int] = {}
+        self._by_share: dict[str, list[tuple[str, str]]] = {}
 
     @property
     def names(self) -> list[str]:
@@ -51,6 +52,15 @@ class QuestionFacts:
         found = self._triples.get(name)
         if found is None:
             found = self._triples[name] = self._index.triples(name)
+        return found
+
+    def paths_by_share(self, name: str) -> list[tuple[str, str]]:
+        """The distinct (relation, meaning) pairs of ``name``, those whose relation the question spells most first
+        (``share``; ties in order)."""
+        found = self._by_share.get(name)
+        if found is None:
+            pairs = {(t.relation, t.meaning) for t in self.triples(name)}
+            found = self._by_share[name] = sorted(pairs, key=lambda rm: (-self.share(rm[0]), rm))
         return found
 
     def rest(self, name: str) -> str:

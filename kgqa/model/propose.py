@@ -146,10 +146,7 @@ class Proposer:
         seen = {(c.name, c.relation, c.meaning) for c in beam}
         paths: list[PathKey] = []
         for name in facts.outer_names[: self.options.anchor_names]:
-            own = sorted(
-                {(t.relation, t.meaning) for t in facts.triples(name)} - {(r, m) for n, r, m in seen if n == name},
-                key=lambda rm: (-facts.share(rm[0]), rm),
-            )
+            own = [(r, m) for r, m in facts.paths_by_share(name) if (name, r, m) not in seen]
             paths += [
                 PathKey(name, r, m) for r, m in own[: self.options.anchor_paths + extra] if self.codec.can_spell(r + m)
             ]
