@@ -40,7 +40,8 @@ class Connection:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def post_json(self, path: str, body: dict) -> tuple[int, bytes]:
+    async def post_json(self, path: str, body: dict) -> tuple[int, bytes, dict[str, str]]:
+        """Status, body and headers (names in lower case)."""
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
             self.writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -54,12 +55,12 @@ class Connection:
         status_line = await self.reader.readline()
         if not status_line:
             raise ConnectionError("connection closed")
-        length = 0
+        headers = {}
         while (line := await self.reader.readline()) not in (b"\r\n", b""):
             name, _, value = line.decode("latin-1").partition(":")
-            if name.strip().lower() == "content-length":
-                length = int(value)
-        return int(status_line.split()[1]), await self.reader.readexactly(length)
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", 0))
+        return int(status_line.split()[1]), await self.reader.readexactly(length), headers
 
     async def close(self) -> None:
         if self.writer is not None:
@@ -70,6 +71,7 @@ class Connection:
 async def load(url: str, questions: list[str], concurrency: int, seconds: float, max_requests: int) -> dict:
     host, port = url.removeprefix("http://").rsplit(":", 1)
     latencies: list[float] = []
+    timings: list[dict[str, float]] = []  # each answer's Server-Timing (ms)
     errors = 0
     sent = 0
     deadline = time.perf_counter() + seconds
@@ -83,7 +85,7 @@ async def load(url: str, questions: list[str], concurrency: int, seconds: float,
                 sent += 1
                 started = time.perf_counter()
                 try:
-                    status, body = await connection.post_json("/v1/answer", {"question": question})
+                    status, body, headers = await connection.post_json("/v1/answer", {"question": question})
                     ok = status == 200 and json.loads(body)["answer"] is not None
                 except (OSError, ValueError, asyncio.IncompleteReadError):
                     ok = False
@@ -91,6 +93,7 @@ async def load(url: str, questions: list[str], concurrency: int, seconds: float,
                     connection = Connection(host, int(port))
                 if ok:
                     latencies.append(time.perf_counter() - started)
+                    timings.append(server_timing(headers.get("server-timing", "")))
                 else:
                     errors += 1
         finally:
@@ -110,7 +113,26 @@ async def load(url: str, questions: list[str], concurrency: int, seconds: float,
         "p50_ms": round(1000 * statistics.median(latencies), 1),
         "p95_ms": round(1000 * quantiles[94], 1),
         "p99_ms": round(1000 * quantiles[98], 1),
+        "where_ms": where_time_goes(latencies, timings),
     }
+
+
+def server_timing(header: str) -> dict[str, float]:
+    """``{"queue": ms, "model": ms, "app": ms}`` of a ``Server-Timing`` header value."""
+    metrics = (metric.partition(";dur=") for metric in header.split(",") if metric.strip())
+    return {name.strip(): float(duration) for name, _, duration in metrics}
+
+
+def where_time_goes(latencies: list[float], timings: list[dict[str, float]]) -> dict[str, float]:
+    """The mean answer's latency split by the service's Server-Timing (means, so the parts add up): waiting for a
+    batch, decoding (the model, ranking included), the rest of the handler, and HTTP (transport, parsing,
+    validation, serialization, this client)."""
+    if not timings or any(set(t) != {"queue", "model", "app"} for t in timings):
+        return {}
+    queue, model, app = (statistics.fmean(t[part] for t in timings) for part in ("queue", "model", "app"))
+    latency = 1000 * statistics.fmean(latencies)
+    parts = {"mean": latency, "batching": queue, "model": model, "handler": app - queue - model, "http": latency - app}
+    return {name: round(value, 2) for name, value in parts.items()}
 
 
 async def fairness(url: str, questions: list[str], seconds_between: float = 0.5) -> dict:
@@ -129,13 +151,13 @@ async def fairness(url: str, questions: list[str], seconds_between: float = 0.5)
     await asyncio.sleep(1.0)  # the batch is in and decoding
     while not batch.done():
         sent = time.perf_counter()
-        status, _ = await single.post_json("/v1/answer", {"question": questions[len(latencies) % len(questions)]})
+        status, _, _ = await single.post_json("/v1/answer", {"question": questions[len(latencies) % len(questions)]})
         if status == 200:
             latencies.append(time.perf_counter() - sent)
         else:
             errors += 1
         await asyncio.sleep(seconds_between)
-    batch_status, _ = await batch
+    batch_status, _, _ = await batch
     batch_seconds = time.perf_counter() - started
     await single.close()
     await batch_connection.close()
@@ -238,6 +260,16 @@ def main() -> int:
             f"| {r['concurrency']} | {r['requests']} | {r['errors']} | {r['questions_per_second']} "
             f"| {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} |"
         )
+    print()
+    print("where the mean answer's time goes (ms; the service's Server-Timing header):\n")
+    print("| concurrency | mean | batching (queue) | model | handler rest | HTTP and client |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in result["levels"]:
+        w = r["where_ms"]
+        if w:
+            print(
+                f"| {r['concurrency']} | {w['mean']} | {w['batching']} | {w['model']} | {w['handler']} | {w['http']} |"
+            )
     print()
     if result["memory"]:
         print(

@@ -51,11 +51,32 @@ COST_OVERHEAD_CHARS = 16  # a question's fixed share of the decoding work (the p
 
 
 @dataclass
+class RequestTiming:
+    """Where a request's time in the batcher went, in seconds: decoding (``model``: the decodes that held its
+    questions, ranking included) and the rest (``queue``: waiting for a batch, or behind other decodes)."""
+
+    queue_s: float = 0.0
+    model_s: float = 0.0
+    batches: int = 0  # decodes that held its questions
+
+    def server_timing(self, handler_s: float) -> str:
+        """A ``Server-Timing`` header value (W3C; durations in ms): queue, model and the whole handler."""
+        parts = (("queue", self.queue_s), ("model", self.model_s), ("app", handler_s))
+        return ", ".join(f"{name};dur={1000 * seconds:.2f}" for name, seconds in parts)
+
+
+@dataclass(eq=False)
+class _Decode:
+    seconds: float
+
+
+@dataclass
 class _Job:
     question: str
     top_k: int
     future: asyncio.Future[list[Candidate]] = field(repr=False)
     cost: int = 0  # beam-characters: beam width × (length + COST_OVERHEAD_CHARS)
+    decode: _Decode | None = None  # the decode that answered it
 
 
 class MicroBatcher:
@@ -130,11 +151,17 @@ class MicroBatcher:
         self._executor.shutdown(wait=not self._cut_done(), cancel_futures=True)
 
     async def submit(
-        self, questions: Sequence[str], top_k: int, timeout_s: float | None = None
+        self,
+        questions: Sequence[str],
+        top_k: int,
+        timeout_s: float | None = None,
+        timing: RequestTiming | None = None,
     ) -> list[list[Candidate]]:
         """Each question's candidates, in order; QueueFullError when too many are waiting already,
         DeadlineExceededError when not all are answered within ``timeout_s`` (its questions still waiting are dropped).
+        ``timing``, when given, is filled in with where the request's time went.
         """
+        submitted = time.perf_counter()
         if self._task is None or self._task.done():
             raise RuntimeError("the batcher is not running")
         if self._closing:
@@ -149,9 +176,15 @@ class MicroBatcher:
             self._arrived.set()
         self._on_queue_depth(self._waiting)
         try:
-            return list(await asyncio.wait_for(asyncio.gather(*(job.future for job in jobs)), timeout_s))
+            results = list(await asyncio.wait_for(asyncio.gather(*(job.future for job in jobs)), timeout_s))
         except TimeoutError:
             raise DeadlineExceededError(f"{len(jobs)} question(s) not answered within {timeout_s:g} s") from None
+        if timing is not None:
+            decodes = {id(job.decode): job.decode for job in jobs if job.decode is not None}.values()
+            timing.model_s = sum(decode.seconds for decode in decodes)
+            timing.queue_s = max(0.0, time.perf_counter() - submitted - timing.model_s)
+            timing.batches = len(decodes)
+        return results
 
     def cost(self, question: str, top_k: int) -> int:
         """A question's share of a batch's decoding work, in beam-characters."""
@@ -232,7 +265,9 @@ class MicroBatcher:
                 if not job.future.done():
                     job.future.set_exception(exc)
             return
-        self._on_batch(len(live), time.perf_counter() - started)
+        decode = _Decode(time.perf_counter() - started)
+        self._on_batch(len(live), decode.seconds)
         for job, candidates in zip(live, results, strict=True):
+            job.decode = decode
             if not job.future.done():
                 job.future.set_result(candidates)

@@ -32,6 +32,11 @@ BATCH_SIZE = Histogram("kgqa_batch_size", "questions decoded together", buckets=
 BATCH_SECONDS = Histogram(
     "kgqa_batch_duration_seconds", "time to decode one batch", buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 )
+QUEUE_SECONDS = Histogram(
+    "kgqa_queue_duration_seconds",
+    "time an answer request waited for a batch (or behind other decodes), not decoding",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 QUEUE_DEPTH = Gauge("kgqa_queue_depth", "questions waiting for a batch", multiprocess_mode="livesum")
 INDEX_INFO = Gauge(
     "kgqa_index_info", "the KB index being served (1)", ["path", "manifest_sha256"], multiprocess_mode="livemax"
@@ -57,6 +62,10 @@ def record_served(described: dict) -> None:
 def record_batch(size: int, seconds: float) -> None:
     BATCH_SIZE.observe(size)
     BATCH_SECONDS.observe(seconds)
+
+
+def record_queue(seconds: float) -> None:
+    QUEUE_SECONDS.observe(seconds)
 
 
 def exposition() -> tuple[bytes, str]:

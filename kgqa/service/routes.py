@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 
 from kgqa.model.candidate import Candidate
 from kgqa.service import metrics
+from kgqa.service.batcher import RequestTiming
 from kgqa.service.dependencies import ReadyState, require_api_key, service_state
 from kgqa.service.limits import MAX_BATCH_QUESTIONS, MAX_QUESTION_CHARS, MAX_TOP_K
 from kgqa.service.schemas import (
@@ -49,24 +50,38 @@ def _response(question: str, candidates: list[Candidate], took_ms: float) -> Ans
     )
 
 
+def _timed(http: Response, timing: RequestTiming, started: float) -> None:
+    """The ``Server-Timing`` header: waiting for a batch, decoding, the whole handler (the client's latency beyond
+    it is HTTP: transport, parsing, validation, serialization)."""
+    http.headers["Server-Timing"] = timing.server_timing(time.perf_counter() - started)
+    metrics.record_queue(timing.queue_s)
+
+
 @api.post("/answer", response_model=AnswerResponse, summary="Answer one question")
-async def answer(body: AnswerRequest, state: ReadyState) -> AnswerResponse:
+async def answer(body: AnswerRequest, state: ReadyState, http: Response) -> AnswerResponse:
     started = time.perf_counter()
-    [candidates] = await state.batcher.submit([body.question], body.top_k, state.settings.request_timeout_s)
+    timing = RequestTiming()
+    [candidates] = await state.batcher.submit(
+        [body.question], body.top_k, state.settings.request_timeout_s, timing=timing
+    )
     response = _response(body.question, candidates, round(1000 * (time.perf_counter() - started), 2))
     if body.explain and candidates:
         response.trace = Trace.of(state.engine.explain(candidates[0]), candidates[0])
+    _timed(http, timing, started)
     return response
 
 
 @api.post("/answer/batch", response_model=BatchResponse, summary="Answer up to 256 questions, in order")
-async def answer_batch(body: BatchRequest, state: ReadyState) -> BatchResponse:
+async def answer_batch(body: BatchRequest, state: ReadyState, http: Response) -> BatchResponse:
     started = time.perf_counter()
-    results = await state.batcher.submit(body.questions, body.top_k, state.settings.request_timeout_s)
+    timing = RequestTiming()
+    results = await state.batcher.submit(body.questions, body.top_k, state.settings.request_timeout_s, timing=timing)
     took_ms = round(1000 * (time.perf_counter() - started), 2)
-    return BatchResponse(
+    response = BatchResponse(
         results=[_response(q, c, took_ms) for q, c in zip(body.questions, results, strict=True)], took_ms=took_ms
     )
+    _timed(http, timing, started)
+    return response
 
 
 @api.get(

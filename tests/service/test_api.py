@@ -72,6 +72,25 @@ def test_batch_keeps_the_order_and_matches_single_answers(client: TestClient) ->
         assert [c["predicate"] for c in single["candidates"]] == [c["predicate"] for c in result["candidates"]]
 
 
+def server_timing(header: str) -> dict[str, float]:
+    """``{"queue": ms, ...}`` of a ``Server-Timing`` header value."""
+    metrics = (metric.partition(";dur=") for metric in header.split(",") if metric.strip())
+    return {name.strip(): float(duration) for name, _, duration in metrics}
+
+
+def test_server_timing_splits_the_handlers_time_into_queue_and_model(client: TestClient) -> None:
+    """Each answer says where its time went: waiting for a batch, decoding, the whole handler (which holds both)."""
+    single = client.post("/v1/answer", json={"question": QUESTION})
+    batch = client.post("/v1/answer/batch", json={"questions": [question for question, _ in TINY_QA], "top_k": 2})
+    for response in (single, batch):
+        timing = server_timing(response.headers["Server-Timing"])
+        assert set(timing) == {"queue", "model", "app"}
+        assert timing["model"] > 0 and timing["queue"] >= 0
+        assert timing["app"] >= timing["queue"] + timing["model"] - 0.01  # each rounded to 0.01 ms
+    # the handler's time runs on after the body's took_ms is taken (the header is written last)
+    assert server_timing(single.headers["Server-Timing"])["app"] >= single.json()["took_ms"] - 0.01
+
+
 def test_question_that_no_kb_path_fits_gets_a_null_answer(service_settings: ServiceSettings, engine: Engine) -> None:
     # one decoding step decides no KB path: nothing fits, and that is an answer, not an error
     cut_short = Engine(engine.answerer.with_options(max_new_tokens=1))
@@ -155,6 +174,7 @@ def test_metrics_count_requests_by_route_and_status_and_batches(client: TestClie
     assert 'kgqa_http_requests_total{method="GET",route="/v1/entities/{name}",status="404"}' in text
     assert 'kgqa_http_request_duration_seconds_bucket{le="0.5",route="/v1/answer"}' in text
     assert "kgqa_batch_size_count" in text and "kgqa_queue_depth" in text
+    assert "kgqa_queue_duration_seconds_count" in text
 
 
 def test_not_ready_before_start_up(service_settings: ServiceSettings, engine: Engine) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from kgqa.model.answerer import DecodeOptions
 from kgqa.model.candidate import Candidate
-from kgqa.service.batcher import MicroBatcher, QueueFullError
+from kgqa.service.batcher import MicroBatcher, QueueFullError, RequestTiming
 from kgqa.service.engine import Engine
 
 QUESTIONS = [
@@ -105,6 +105,21 @@ def test_batches_are_capped_at_max_batch_size(engine: Engine) -> None:
 
     asyncio.run(scenario())
     assert [n for n, _ in recorder.calls] == [3, 3, 2]
+
+
+def test_a_requests_timing_counts_the_decodes_that_held_its_questions(engine: Engine) -> None:
+    async def scenario() -> tuple[RequestTiming, RequestTiming]:
+        batcher = batcher_for(RecordingEngine(engine), max_batch_size=3)
+        batcher.start()
+        split, alone = RequestTiming(), RequestTiming()
+        await batcher.submit(QUESTIONS * 2, 1, timing=split)  # 8 questions in batches of 3, 3 and 2
+        await batcher.submit(QUESTIONS[:1], 1, timing=alone)
+        await batcher.stop()
+        return split, alone
+
+    split, alone = asyncio.run(scenario())
+    assert (split.batches, alone.batches) == (3, 1)
+    assert split.model_s > 0 and alone.model_s > 0 and split.queue_s >= 0 and alone.queue_s >= 0
 
 
 def test_a_full_queue_refuses_instead_of_waiting(engine: Engine) -> None:
