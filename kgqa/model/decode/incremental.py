@@ -243,36 +243,51 @@ def nn_embedding(embedding: torch.nn.Embedding, positions: torch.Tensor) -> torc
     return torch.nn.functional.embedding(positions + offset, embedding.weight)
 
 
-def select_rows(state: DecoderState, rows: torch.Tensor) -> DecoderState:
-    """The state of ``rows`` (repeats allowed: one parent, several children), by index."""
-    rows = rows.to(state.valid.device)
-    return DecoderState(
-        [k.index_select(0, rows) for k in state.keys],
-        [v.index_select(0, rows) for v in state.values],
-        state.valid.index_select(0, rows),
-        state.lengths.index_select(0, rows),
-    )
-
-
 def gather_rows(rows: Sequence[StateRow]) -> tuple[DecoderState, list[int]]:
-    """One batch of the given rows (one selection per state they share) and the order they come in: ``order[i]`` is
-    the place in ``rows`` of the batch's row ``i``."""
+    """One batch of the given rows, each holding only its real (visible) slots, packed to the left and padded to the
+    most any of them holds, and the order they come in: ``order[i]`` is the place in ``rows`` of the batch's row
+    ``i``. A row read from a tree (``visible``) or from a padded batch sees a few of its state's slots: a child of a
+    name's first character in a tree of 40 tokens keeps 2. Positions were added before the keys and values were
+    made, so where a slot sits does not matter to attention."""
     groups: dict[int, tuple[DecoderState, list[StateRow], list[int]]] = {}
     for place, state_row in enumerate(rows):
         group = groups.setdefault(id(state_row.state), (state_row.state, [], []))
         group[1].append(state_row)
         group[2].append(place)
-    parts = []
+    real: list[list[np.ndarray]] = []  # per group, per row: the slots it sees
+    lengths: list[list[int]] = []
     for state, own, _ in groups.values():
-        part = select_rows(state, torch.tensor([r.row for r in own], dtype=torch.long))
-        if any(r.visible is not None for r in own):
-            valid, lengths = part.valid.clone(), part.lengths.clone()
-            for i, r in enumerate(own):
-                if r.visible is not None:
-                    valid[i] = torch.from_numpy(r.visible)
-                    lengths[i] = r.length
-            part = DecoderState(part.keys, part.values, valid, lengths)
-        parts.append(part)
+        valid, length = state.valid.cpu().numpy(), state.lengths.cpu().numpy()
+        real.append([np.flatnonzero(valid[r.row] if r.visible is None else r.visible) for r in own])
+        lengths.append([int(length[r.row]) if r.visible is None else r.length for r in own])
+    slots = max(len(seen) for own in real for seen in own)
+    parts = []
+    for (state, own, _), seen, length in zip(groups.values(), real, lengths, strict=True):
+        heads, width = state.keys[0].shape[1], state.valid.shape[1]
+        where = np.zeros((len(own), min(slots, width)), dtype=np.int64)  # padding takes slot 0 (masked)
+        packed = np.zeros(where.shape, dtype=bool)
+        for i, kept in enumerate(seen):
+            where[i, : len(kept)] = kept
+            packed[i, : len(kept)] = True
+        at = np.array([r.row for r in own], dtype=np.int64)
+        # one row of the flattened (rows·heads·slots) × head size tensor per slot kept: a single copy
+        flat = ((at[:, None, None] * heads + np.arange(heads)[None, :, None]) * width + where[:, None, :]).reshape(-1)
+        flat_rows = torch.from_numpy(flat).to(state.valid.device)
+
+        def pack(
+            t: torch.Tensor, flat_rows: torch.Tensor = flat_rows, shape: tuple = (len(own), heads, where.shape[1])
+        ):
+            return t.reshape(-1, t.shape[-1]).index_select(0, flat_rows).view(*shape, t.shape[-1])
+
+        device = state.valid.device
+        parts.append(
+            DecoderState(
+                [pack(k) for k in state.keys],
+                [pack(v) for v in state.values],
+                torch.from_numpy(packed).to(device),
+                torch.tensor(length, dtype=torch.long, device=device),
+            )
+        )
     return concat_states(parts), [place for *_, places in groups.values() for place in places]
 
 

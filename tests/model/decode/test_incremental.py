@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from kgqa.model.decode.incremental import IncrementalDecoder, StateRow, gather_rows, select_rows, tree_layout
+from kgqa.model.decode.incremental import IncrementalDecoder, StateRow, gather_rows, tree_layout
 from kgqa.model.modeling import build_model
 from kgqa.model.tokenizer import build_char_tokenizer
 
@@ -58,7 +58,7 @@ def test_a_run_in_one_call_equals_one_token_at_a_time_and_the_full_forward(decod
 def test_rows_are_selected_by_index_with_repeats(decoder: IncrementalDecoder) -> None:
     _, questions = _question(decoder, ["守望星光"])
     _, state = decoder.feed(decoder.empty_state(1), [[decoder.start_token_id, 5]], torch.tensor([0]), questions)
-    twice = select_rows(state, torch.tensor([0, 0]))
+    twice, _ = gather_rows([StateRow(state, 0), StateRow(state, 0)])
     hidden, _ = decoder.feed(twice, [[6], [7, 8]], torch.tensor([0, 0]), questions)
     alone, _ = decoder.feed(state, [[7, 8]], torch.tensor([0]), questions)
     assert torch.allclose(hidden[1], alone[0], atol=1e-5)
@@ -102,6 +102,21 @@ def test_a_tree_in_one_call_equals_each_path_alone_and_serves_each_prefix_as_a_s
     assert torch.allclose(hidden[1, 1], short[0], atol=1e-5)
     # the node 5-9-11 as a state: what follows it is what follows that path fed alone
     past, _ = gather_rows([StateRow(state, 0, layout.sees[0, 4], 4)])
+    assert past.valid.shape[1] == 4 and bool(past.valid.all())  # the node's own 4 slots, not the tree's 6
     after, _ = decoder.feed(past, [[6, 7]], torch.tensor([0]), questions)
     expected, _ = decoder.feed(decoder.empty_state(1), [[start, 5, 9, 11, 6, 7]], torch.tensor([0]), questions)
     assert torch.allclose(after[0], expected[0], atol=1e-5)
+    # nodes of both rows and a row of another state, gathered together: each continues as its path alone
+    _, chain = decoder.feed(decoder.empty_state(1), [[start, 8, 6]], torch.tensor([1]), questions)
+    rows = [StateRow(state, 0, layout.sees[0, 5], 3), StateRow(chain, 0), StateRow(state, 1, layout.sees[1, 0], 1)]
+    past, order = gather_rows(rows)
+    assert past.valid.shape[1] == 3
+    assert dict(zip(order, past.valid.sum(dim=1).tolist(), strict=True)) == {0: 3, 1: 3, 2: 1}
+    owner = {0: 0, 1: 1, 2: 1}  # the question each row belongs to
+    runs = {0: [7], 1: [9], 2: [5, 9]}
+    owners = torch.tensor([owner[place] for place in order])
+    after, _ = decoder.feed(past, [runs[place] for place in order], owners, questions)
+    alone = {0: [start, 5, 6, 7], 1: [start, 8, 6, 9], 2: [start, 5, 9]}
+    for row, place in enumerate(order):
+        expected, _ = decoder.feed(decoder.empty_state(1), [alone[place]], torch.tensor([owner[place]]), questions)
+        assert torch.allclose(after[row], expected[0], atol=1e-5)
