@@ -8,7 +8,7 @@ names hold, and how much of a relation the question spells. ``QuestionFacts`` an
 from __future__ import annotations
 
 from kgqa.data import lcs_length, normalize
-from kgqa.trie import IndexedTriple, KBIndex
+from kgqa.trie import KBIndex, PathKey
 
 
 class QuestionFacts:
@@ -20,7 +20,7 @@ class QuestionFacts:
         self._index = index
         self._names: list[str] | None = None
         self._outer: list[str] | None = None
-        self._triples: dict[str, list[IndexedTriple]] = {}
+        self._paths: dict[str, list[PathKey]] = {}
         self._rest: dict[str, str] = {}
         self._lcs: dict[tuple[str, str | None], int] = {}
         self._by_share: dict[str, list[tuple[str, str]]] = {}
@@ -47,19 +47,19 @@ class QuestionFacts:
     def longest_name(self) -> int:
         return len(self.names[0]) if self.names else 0
 
-    def triples(self, name: str) -> list[IndexedTriple]:
-        """Every triple of ``name`` (one index walk a name)."""
-        found = self._triples.get(name)
+    def paths(self, name: str) -> list[PathKey]:
+        """Every path of ``name``, sorted by meaning then relation (one index walk a name; no object read)."""
+        found = self._paths.get(name)
         if found is None:
-            found = self._triples[name] = self._index.triples(name)
+            found = self._paths[name] = self._index.paths(name)
         return found
 
     def paths_by_share(self, name: str) -> list[tuple[str, str]]:
-        """The distinct (relation, meaning) pairs of ``name``, those whose relation the question spells most first
-        (``share``; ties in order)."""
+        """The (relation, meaning) pairs of ``name``, those whose relation the question spells most first (``share``;
+        ties in order)."""
         found = self._by_share.get(name)
         if found is None:
-            pairs = {(t.relation, t.meaning) for t in self.triples(name)}
+            pairs = {(p.relation, p.meaning) for p in self.paths(name)}
             found = self._by_share[name] = sorted(pairs, key=lambda rm: (-self.share(rm[0]), rm))
         return found
 

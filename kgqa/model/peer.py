@@ -19,5 +19,5 @@ class LongestNamePeer:
         facts = QuestionFacts(question, self.index)
         if not facts.names:
             return None
-        best = max(facts.triples(facts.names[0]), key=lambda t: (facts.lcs(t.relation), -len(t.relation)))
-        return Candidate(best.name, best.relation, best.meaning, best.object, 0.0)
+        best = max(facts.paths(facts.names[0]), key=lambda p: (facts.lcs(p.relation), -len(p.relation)))
+        return Candidate(best.name, best.relation, best.meaning, min(self.index.objects(*best)), 0.0)

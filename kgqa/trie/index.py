@@ -1,4 +1,4 @@
-"""The loaded, memory-mapped KB index: allowed next characters of a partial path, objects, and a name's triples.
+"""The loaded, memory-mapped KB index: allowed next characters of a partial path, objects, a name's paths and triples.
 
 Loading maps the files (marisa ``mmap`` and ``numpy.load(mmap_mode="r")``), so several processes serving the same
 index share one copy in the page cache and loading does not read the index.
@@ -37,6 +37,12 @@ class IndexedTriple(NamedTuple):
         return join_head(self.name, self.meaning)
 
 
+def mapped_array(path: Path) -> np.ndarray:
+    """A ``.npy`` file memory-mapped read-only, as a plain ndarray over the mapped pages (``numpy.memmap`` runs
+    Python code on every index: three times the cost of a lookup)."""
+    return np.load(path, mmap_mode="r").view(np.ndarray)
+
+
 class _HeavyTable(NamedTuple):
     """Sorted next characters of heavy prefixes: marisa key id -> codes[offsets[id]:offsets[id + 1]]."""
 
@@ -48,8 +54,8 @@ class _HeavyTable(NamedTuple):
     def load(cls, directory: Path) -> _HeavyTable:
         return cls(
             mmap_trie(directory / "heavy.marisa"),
-            np.load(directory / "heavy_children.offsets.npy", mmap_mode="r"),
-            np.load(directory / "heavy_children.codes.npy", mmap_mode="r"),
+            mapped_array(directory / "heavy_children.offsets.npy"),
+            mapped_array(directory / "heavy_children.codes.npy"),
         )
 
     def next_codepoints(self, prefix: str) -> np.ndarray | None:
@@ -73,9 +79,9 @@ class _Shard(NamedTuple):
         return cls(
             mmap_trie(directory / "paths.marisa"),
             _mmap_bytes(directory / "objects.bin"),
-            np.load(directory / "objects.offsets.npy", mmap_mode="r"),
-            np.load(directory / "path_objects.offsets.npy", mmap_mode="r"),
-            np.load(directory / "path_objects.ids.npy", mmap_mode="r"),
+            mapped_array(directory / "objects.offsets.npy"),
+            mapped_array(directory / "path_objects.offsets.npy"),
+            mapped_array(directory / "path_objects.ids.npy"),
             _HeavyTable.load(directory),
         )
 
@@ -223,6 +229,12 @@ class KBIndex:
             _, relation, meaning = split_path_key(key, self.key_order)
             found += [IndexedTriple(name, meaning, relation, obj) for obj in self._shards[number].objects_of(key_id)]
         return sorted(found, key=lambda t: (t.meaning, t.relation, t.object))
+
+    def paths(self, name: str) -> list[PathKey]:
+        """Every path (name, relation, meaning) of this name, sorted by meaning then relation; no object is read."""
+        if _NUL in name:
+            return []
+        return sorted((split_path_key(key, self.key_order) for key in self._keys(name + SEP)), key=lambda p: p[::-1])
 
     def relations(self, name: str, meaning: str | None = None) -> list[str]:
         """The distinct relations of a name, over all its meanings or of one meaning, sorted."""

@@ -12,15 +12,15 @@ class CountingIndex:
 
     def __init__(self, index: KBIndex) -> None:
         self.index = index
-        self.calls: dict[str, int] = {"names_in": 0, "triples": 0}
+        self.calls: dict[str, int] = {"names_in": 0, "paths": 0}
 
     def names_in(self, text: str) -> list[str]:
         self.calls["names_in"] += 1
         return self.index.names_in(text)
 
-    def triples(self, name: str) -> list:
-        self.calls["triples"] += 1
-        return self.index.triples(name)
+    def paths(self, name: str) -> list:
+        self.calls["paths"] += 1
+        return self.index.paths(name)
 
 
 def test_each_fact_is_computed_once(tiny_index: KBIndex) -> None:
@@ -28,8 +28,8 @@ def test_each_fact_is_computed_once(tiny_index: KBIndex) -> None:
     facts = QuestionFacts("守望星光的出品公司是哪家", counting)  # type: ignore[arg-type]
     assert facts.names == facts.names and facts.names[0] == "守望星光" and "守望" in facts.names
     assert facts.longest_name == len("守望星光")
-    assert facts.triples("守望星光") == facts.triples("守望星光") == tiny_index.triples("守望星光")
-    assert counting.calls == {"names_in": 1, "triples": 1}
+    assert facts.paths("守望星光") == facts.paths("守望星光") == tiny_index.paths("守望星光")
+    assert counting.calls == {"names_in": 1, "paths": 1}
 
 
 def test_share_is_lcs_over_the_normalised_length(tiny_index: KBIndex) -> None:

@@ -82,6 +82,10 @@ def test_objects_and_triples(index: KBIndex) -> None:
         ("守望星光（韩玉玲、刘东考演唱歌曲）", "歌手", "韩玉玲"),
     ]
     assert index.triples("守") == []  # a name, not a prefix of names
+    # the same paths without their objects, in the same order (龙晶's two objects of 别名 make one path)
+    assert index.paths("守望星光") == [(t.name, t.relation, t.meaning) for t in triples]
+    assert index.paths("龙晶") == list(dict.fromkeys((t.name, t.relation, t.meaning) for t in index.triples("龙晶")))
+    assert index.paths("守") == [] and index.paths("守望星光\x00") == []
     assert index.relations("守望") and not index.relations("守")
     assert index.manifest.counts["triples"] == 8
     assert index.manifest.read["skipped_by_reason"] == {"column count": 1}
@@ -113,6 +117,7 @@ def test_property_walk_equals_kb_and_objects_round_trip(
         assert {(t.head, t.relation, t.object) for t in index.triples(name)} >= {
             (join_head(name, meaning), relation, tail) for tail in tails
         }
+        assert (name, relation, meaning) in index.paths(name)
 
 
 def test_index_is_memory_mapped(index: KBIndex) -> None:

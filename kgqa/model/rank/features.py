@@ -241,7 +241,7 @@ def _relation_features(facts: QuestionFacts, candidates: Sequence[Candidate]) ->
     # how each relation ranks among all its name's relations by share of the rest of the question
     name_relation_shares = {}
     for name in {c.name for c in candidates}:
-        relations = {t.relation for t in facts.triples(name)}
+        relations = {p.relation for p in facts.paths(name)}
         name_relation_shares[name] = sorted((facts.share(r, without=name) for r in relations), reverse=True)
     rows = []
     for c in candidates:
@@ -284,8 +284,8 @@ def _meaning_features(facts: QuestionFacts, candidates: Sequence[Candidate]) -> 
     for c in candidates:
         if c.name not in entities:
             by_meaning: dict[str, set[str]] = defaultdict(set)
-            for t in facts.triples(c.name):
-                by_meaning[t.meaning].add(t.relation)
+            for p in facts.paths(c.name):
+                by_meaning[p.meaning].add(p.relation)
             entities[c.name] = by_meaning
     # each meaning's rank by log-prob among the candidates of the same name and relation
     by_name_relation: dict[tuple[str, str], list[Candidate]] = defaultdict(list)
