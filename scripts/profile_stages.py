@@ -4,8 +4,9 @@ search.
 
 A benchmark, not a test: prints a table (milliseconds per question) and writes JSON. Stages: the encoder, the search
 (for transformers' beam search: ``generate`` with its processors, encoder excluded), the name-anchored candidates'
-scores, the feature rows without the matcher, the matcher, LightGBM. HTTP and batching are not in it:
-`scripts/bench_service.py` measures the service around them.
+scores, the feature rows without the matcher, the matcher, LightGBM; then the best-first search's work per question
+(decoder calls, rows fed, cached slots read, ...), counts that do not drift with the machine. HTTP and batching are
+not in it: `scripts/bench_service.py` measures the service around them.
 
     .venv/bin/python scripts/profile_stages.py --questions 640 --quantize --json bench/stages.json
 """
@@ -56,12 +57,21 @@ def profile(
     encoder = answerer.model.get_encoder()
     # the encoder is the same module object for both searches: time its calls wherever they come from
     encoder.forward = timed(clock, "encoder", encoder.forward)
+    work = None
     if search == "best_first":
         from kgqa.model.decode import search as search_module
 
-        search_module.BestFirstSearch.search_encoded = timed(
-            clock, "search", search_module.BestFirstSearch.search_encoded
-        )
+        work = search_module.SearchStats()
+        search_encoded = search_module.BestFirstSearch.search_encoded
+
+        def counted(self, *args, **kwargs):
+            try:
+                return search_encoded(self, *args, **kwargs)
+            finally:
+                for name, value in vars(self.stats).items():
+                    setattr(work, name, getattr(work, name) + value)
+
+        search_module.BestFirstSearch.search_encoded = timed(clock, "search", counted)
     else:
         proposer.beam.search = timed(clock, "search", proposer.beam.search, minus=("encoder",))
     # the anchored pass (under the best-first search: before it, as its draft); score() runs through draft()
@@ -78,7 +88,10 @@ def profile(
     per_question = {stage: 1000 * clock[stage] / len(questions) for stage in STAGES}
     per_question["other"] = 1000 * total / len(questions) - sum(per_question.values())
     per_question["total"] = 1000 * total / len(questions)
-    return {k: round(v, 2) for k, v in per_question.items()}
+    result: dict = {k: round(v, 2) for k, v in per_question.items()}
+    if work is not None:  # the search's work per question: counts, as steady as the code (unlike time here)
+        result["work"] = {name: round(value / len(questions), 2) for name, value in vars(work).items()}
+    return result
 
 
 def main() -> int:
@@ -106,6 +119,11 @@ def main() -> int:
     print("| --- |" + " ---: |" * len(columns))
     for search, row in rows.items():
         print(f"| {search} | " + " | ".join(f"{row[c]:.2f}" for c in columns) + " |")
+    work = rows["best_first"]["work"]
+    print("\nthe best-first search's work per question (counts, not time):\n")
+    print("| " + " | ".join(work) + " |")
+    print("|" + " ---: |" * len(work))
+    print("| " + " | ".join(f"{value:g}" for value in work.values()) + " |")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(

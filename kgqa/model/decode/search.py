@@ -65,6 +65,8 @@ class SearchStats:
     drafted: int = 0  # open prefixes expanded from the draft (no decoder call)
     fed_tokens: int = 0
     logits: int = 0  # allowed-token logits computed
+    cache_slots: int = 0  # cached key/value slots of the fed rows (rows × slots), what their attention reads
+    cache_real: int = 0  # of those, the slots a row sees (the rest pad rows to the longest)
     budget_exhausted: int = 0  # questions whose search stopped before it was exact
 
 
@@ -288,6 +290,8 @@ class BestFirstSearch:
         self.stats.expanded += len(batch)
         self.stats.fed_tokens += sum(len(p.run) for p in batch)
         self.stats.logits += sum(len(p.allowed) for p in batch)
+        self.stats.cache_slots += past.valid.numel()
+        self.stats.cache_real += int(past.valid.sum())
         for row, (prefix, scores) in enumerate(zip(batch, values, strict=True)):
             if self.lookahead is not None:
                 scores = self.lookahead.reweighted(facts[prefix.question], prefix.target, prefix.allowed, scores)
