@@ -82,6 +82,8 @@ def profile(
     features.rows_many = timed(clock, "features", features.rows_many, minus=("matcher",))
     if answerer.ranker is not None:
         answerer.ranker.rank = timed(clock, "ranker", answerer.ranker.rank)
+    scoring = proposer.scorer.stats
+    scored_before = dict(vars(scoring))
     started = time.perf_counter()
     answerer.answer(questions, top_k=1)
     total = time.perf_counter() - started
@@ -91,6 +93,9 @@ def profile(
     result: dict = {k: round(v, 2) for k, v in per_question.items()}
     if work is not None:  # the search's work per question: counts, as steady as the code (unlike time here)
         result["work"] = {name: round(value / len(questions), 2) for name, value in vars(work).items()}
+    result["anchored_work"] = {
+        name: round((value - scored_before[name]) / len(questions), 2) for name, value in vars(scoring).items()
+    }
     return result
 
 
@@ -119,11 +124,14 @@ def main() -> int:
     print("| --- |" + " ---: |" * len(columns))
     for search, row in rows.items():
         print(f"| {search} | " + " | ".join(f"{row[c]:.2f}" for c in columns) + " |")
-    work = rows["best_first"]["work"]
-    print("\nthe best-first search's work per question (counts, not time):\n")
-    print("| " + " | ".join(work) + " |")
-    print("|" + " ---: |" * len(work))
-    print("| " + " | ".join(f"{value:g}" for value in work.values()) + " |")
+    for title, work in (
+        ("the best-first search's work", rows["best_first"]["work"]),
+        ("the anchored paths' scoring (the search's draft)", rows["best_first"]["anchored_work"]),
+    ):
+        print(f"\n{title} per question (counts, not time):\n")
+        print("| " + " | ".join(work) + " |")
+        print("|" + " ---: |" * len(work))
+        print("| " + " | ".join(f"{value:g}" for value in work.values()) + " |")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(

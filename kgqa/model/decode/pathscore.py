@@ -53,6 +53,17 @@ class PathDraft:
         return self.nodes[question].get(target)
 
 
+@dataclass
+class ScoringStats:
+    """What scoring given paths cost, summed over the scorer's calls."""
+
+    calls: int = 0  # decoder calls (one per pass of up to ``rows_per_pass`` paths)
+    paths: int = 0
+    fed_tokens: int = 0  # tree tokens fed (each distinct prefix of a question's paths once)
+    fed_positions: int = 0  # rows × width of those calls: the tokens and the padding to each call's widest tree
+    logits: int = 0  # allowed-token logits computed
+
+
 class PathScorer:
     """Scores of KB paths for their questions, through the constraint's renormalisation and the look-ahead."""
 
@@ -70,6 +81,7 @@ class PathScorer:
         self.lookahead = lookahead
         self.lookahead_strength = lookahead_strength
         self.rows_per_pass = 512  # paths scored together (a question's as one tree)
+        self.stats = ScoringStats()
 
     @torch.inference_mode()
     def score(
@@ -98,6 +110,7 @@ class PathScorer:
         draft: PathDraft,
     ) -> None:
         targets = [self.codec.encode(p.name, p.relation, p.meaning) for _, p in rows]
+        self.stats.paths += len(rows)
         steps = [np.zeros(len(t), dtype=np.float64) for t in targets]
         branching = self._branching(targets, steps)
         if branching:
@@ -116,6 +129,7 @@ class PathScorer:
                 slot.append(distinct[key])
             fed = [node_at(q, prefix) for q, prefix in distinct]
             values = self.decoder.allowed_log_probs(torch.stack([hidden for hidden, _ in fed]), allowed_at)
+            self.stats.logits += sum(len(allowed) for allowed in allowed_at)
             lookahead = self._lookahead(questions)
             if lookahead is not None:
                 values = [
@@ -156,6 +170,9 @@ class PathScorer:
                     tokens[row].append(target[i - 1])
                     node_of[(q, prefix)] = len(tokens[row]) - 1
         layout = tree_layout(parents)
+        self.stats.calls += 1
+        self.stats.fed_tokens += sum(map(len, tokens))
+        self.stats.fed_positions += len(tokens) * max(map(len, tokens))
         hidden, state = self.decoder.feed(
             self.decoder.empty_state(len(tokens)),
             tokens,
