@@ -272,22 +272,13 @@ def gather_rows(rows: Sequence[StateRow]) -> tuple[DecoderState, list[int]]:
         at = np.array([r.row for r in own], dtype=np.int64)
         # one row of the flattened (rows·heads·slots) × head size tensor per slot kept: a single copy
         flat = ((at[:, None, None] * heads + np.arange(heads)[None, :, None]) * width + where[:, None, :]).reshape(-1)
-        flat_rows = torch.from_numpy(flat).to(state.valid.device)
-
-        def pack(
-            t: torch.Tensor, flat_rows: torch.Tensor = flat_rows, shape: tuple = (len(own), heads, where.shape[1])
-        ):
-            return t.reshape(-1, t.shape[-1]).index_select(0, flat_rows).view(*shape, t.shape[-1])
-
         device = state.valid.device
-        parts.append(
-            DecoderState(
-                [pack(k) for k in state.keys],
-                [pack(v) for v in state.values],
-                torch.from_numpy(packed).to(device),
-                torch.tensor(length, dtype=torch.long, device=device),
-            )
-        )
+        index = torch.from_numpy(flat).to(device)
+        shape = (len(own), heads, where.shape[1])
+        keys = [k.reshape(-1, k.shape[-1]).index_select(0, index).view(*shape, k.shape[-1]) for k in state.keys]
+        values = [v.reshape(-1, v.shape[-1]).index_select(0, index).view(*shape, v.shape[-1]) for v in state.values]
+        lengths_of = torch.tensor(length, dtype=torch.long, device=device)
+        parts.append(DecoderState(keys, values, torch.from_numpy(packed).to(device), lengths_of))
     return concat_states(parts), [place for *_, places in groups.values() for place in places]
 
 
