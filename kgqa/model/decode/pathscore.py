@@ -2,8 +2,8 @@
 
 The search finds the paths the model likes; name-anchored candidates (a KB name found in the question, with each of
 its relations and meanings) are paths it may not have reached. To rank both on one scale, a given path is scored as
-the search would have scored it: its tokens are fed in one decoder call (all paths of a batch together, a question's
-as one tree of their distinct prefixes), and only at
+the search would have scored it: a question's paths are fed as one tree of their distinct prefixes, the batch's trees
+in a few decoder calls (trees of similar width together: little padding), and only at
 a branching position (the KB allows several tokens) are logits computed, for the allowed tokens alone, renormalised
 over them and divided by the look-ahead; a position the KB forces is worth 0 without any computation. So a path the
 search found gets the score the search gave it (tested).
@@ -24,7 +24,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from kgqa.model.decode.incremental import EncodedQuestions, IncrementalDecoder, StateRow, tree_layout
+from kgqa.model.decode.incremental import (
+    DecoderState,
+    EncodedQuestions,
+    IncrementalDecoder,
+    StateRow,
+    TreeLayout,
+    tree_layout,
+)
 from kgqa.model.decode.lookahead import RelationLookahead, RelationLookaheadLogitsProcessor
 from kgqa.model.facts import QuestionFacts
 from kgqa.model.segments import SegmentScores, split_segments
@@ -53,11 +60,37 @@ class PathDraft:
         return self.nodes[question].get(target)
 
 
+PASS_POSITIONS = 8192  # tree positions (trees × the widest of them) fed in one decoder call at most
+PASS_COST = 32  # a decoder call's fixed cost, in fed positions (about what 32 more positions cost on a CPU)
+LOGIT_ROWS = 1024  # branching prefixes whose allowed logits are computed together
+
+
+def width_passes(widths: Sequence[int], limit: int = PASS_POSITIONS, cost: int = PASS_COST) -> list[list[int]]:
+    """Trees (by index) in passes: sorted by width, cut where the positions fed (each pass padded to its widest) plus
+    ``cost`` a pass are fewest, no pass over ``limit`` positions (a wider tree goes alone)."""
+    order = sorted(range(len(widths)), key=lambda tree: widths[tree])
+    best = [0] + [float("inf")] * len(order)  # best[j]: the least cost of the first j trees
+    cut = [0] * (len(order) + 1)
+    for j in range(1, len(order) + 1):
+        widest = widths[order[j - 1]]
+        for i in range(j - 1, -1, -1):
+            if (j - i) * widest > limit and i < j - 1:
+                break
+            total = best[i] + cost + (j - i) * widest
+            if total < best[j]:
+                best[j], cut[j] = total, i
+    passes, j = [], len(order)
+    while j:
+        passes.append(order[cut[j] : j])
+        j = cut[j]
+    return passes[::-1]
+
+
 @dataclass
 class ScoringStats:
     """What scoring given paths cost, summed over the scorer's calls."""
 
-    calls: int = 0  # decoder calls (one per pass of up to ``rows_per_pass`` paths)
+    calls: int = 0  # decoder calls (passes of question trees of similar width)
     paths: int = 0
     fed_tokens: int = 0  # tree tokens fed (each distinct prefix of a question's paths once)
     fed_positions: int = 0  # rows × width of those calls: the tokens and the padding to each call's widest tree
@@ -80,7 +113,6 @@ class PathScorer:
         self.constraint = constraint
         self.lookahead = lookahead
         self.lookahead_strength = lookahead_strength
-        self.rows_per_pass = 512  # paths scored together (a question's as one tree)
         self.stats = ScoringStats()
 
     @torch.inference_mode()
@@ -98,8 +130,8 @@ class PathScorer:
         """``paths[q]`` of each question scored, with their branching prefixes for the search."""
         draft = PathDraft([{} for _ in paths], [{} for _ in paths])
         rows = list(dict.fromkeys((q, path) for q, own in enumerate(paths) for path in own))
-        for start in range(0, len(rows), self.rows_per_pass):
-            self._score_rows(encoded, questions, rows[start : start + self.rows_per_pass], draft)
+        if rows:
+            self._score_rows(encoded, questions, rows, draft)
         return draft
 
     def _score_rows(
@@ -128,7 +160,10 @@ class PathScorer:
                     allowed_at.append(allowed)
                 slot.append(distinct[key])
             fed = [node_at(q, prefix) for q, prefix in distinct]
-            values = self.decoder.allowed_log_probs(torch.stack([hidden for hidden, _ in fed]), allowed_at)
+            values = []
+            for start in range(0, len(fed), LOGIT_ROWS):  # bounded: a wide question set gathers many output rows
+                hidden = torch.stack([hidden for hidden, _ in fed[start : start + LOGIT_ROWS]])
+                values += self.decoder.allowed_log_probs(hidden, allowed_at[start : start + LOGIT_ROWS])
             self.stats.logits += sum(len(allowed) for allowed in allowed_at)
             lookahead = self._lookahead(questions)
             if lookahead is not None:
@@ -147,9 +182,10 @@ class PathScorer:
         """Feeds ``targets`` (of questions ``owners``) up to ``last[row]``; returns ``node_at(question, prefix)``: the
         decoder's hidden state after a fed prefix of one of them, and the decoder state there.
 
-        A question's paths are fed as one tree, in one decoder call for the batch: each distinct prefix up to a path's
-        last branching position (what follows is forced: never fed) is one token, which sees its own prefix alone
-        (``tree_layout``). Paths of one name share its tokens, paths of one name and relation those too.
+        A question's paths are fed as one tree: each distinct prefix up to a path's last branching position (what
+        follows is forced: never fed) is one token, which sees its own prefix alone (``tree_layout``). Paths of one
+        name share its tokens, paths of one name and relation those too. The trees go in passes of similar width
+        (``width_passes``), one decoder call each, so a narrow tree is not padded to the widest of the batch.
         """
         start = self.decoder.start_token_id
         row_of: dict[int, int] = {}
@@ -169,21 +205,27 @@ class PathScorer:
                     parents[row].append(node_of[(q, prefix[:-1])])
                     tokens[row].append(target[i - 1])
                     node_of[(q, prefix)] = len(tokens[row]) - 1
-        layout = tree_layout(parents)
-        self.stats.calls += 1
-        self.stats.fed_tokens += sum(map(len, tokens))
-        self.stats.fed_positions += len(tokens) * max(map(len, tokens))
-        hidden, state = self.decoder.feed(
-            self.decoder.empty_state(len(tokens)),
-            tokens,
-            torch.tensor(list(row_of), dtype=torch.long),
-            encoded,
-            every_position=True,
-            layout=layout,
-        )
+        questions = list(row_of)
+        fed: dict[int, tuple[torch.Tensor, DecoderState, TreeLayout, int]] = {}  # tree → its pass's output, its row
+        for members in width_passes([len(own) for own in tokens]):
+            layout = tree_layout([parents[tree] for tree in members])
+            self.stats.calls += 1
+            self.stats.fed_tokens += sum(len(tokens[tree]) for tree in members)
+            self.stats.fed_positions += len(members) * layout.depth.shape[1]
+            hidden, state = self.decoder.feed(
+                self.decoder.empty_state(len(members)),
+                [tokens[tree] for tree in members],
+                torch.tensor([questions[tree] for tree in members], dtype=torch.long),
+                encoded,
+                every_position=True,
+                layout=layout,
+            )
+            for row, tree in enumerate(members):
+                fed[tree] = (hidden, state, layout, row)
 
         def node_at(question: int, prefix: tuple[int, ...]) -> tuple[torch.Tensor, StateRow]:
-            row, column = row_of[question], node_of[(question, prefix)]
+            hidden, state, layout, row = fed[row_of[question]]
+            column = node_of[(question, prefix)]
             return hidden[row, column], StateRow(state, row, layout.sees[row, column], len(prefix) + 1)
 
         return node_at

@@ -3,11 +3,15 @@ teacher forcing with allowed-only logits, gets the score the search gave it."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
+from kgqa.model.decode.pathscore import width_passes
 from kgqa.trie import KBIndex, PathKey
 
 
@@ -44,3 +48,36 @@ def test_a_path_outside_the_kb_scores_minus_infinity(tiny_model: Path, tiny_inde
         encoded_questions, [answerer.facts("守望的拼音")], [[PathKey("守望", "拼音", ""), PathKey("守望", "歌手", "")]]
     )[0]
     assert inside.total > float("-inf") and outside.total == float("-inf")
+
+
+@settings(max_examples=200, deadline=None)
+@given(widths=st.lists(st.integers(1, 60), min_size=1, max_size=8), limit=st.sampled_from([40, 120, 8192]))
+def test_width_passes_feed_the_fewest_positions_plus_a_cost_a_call(widths: list[int], limit: int) -> None:
+    """Against every split of the trees, sorted by width, into consecutive passes: the chosen one costs least."""
+    cost = 32
+
+    def total(passes: list[list[int]]) -> int:
+        return sum(cost + len(own) * max(widths[tree] for tree in own) for own in passes)
+
+    def allowed(passes: list[list[int]]) -> bool:  # a pass over the limit only for a tree alone
+        return all(len(own) == 1 or len(own) * max(widths[tree] for tree in own) <= limit for own in passes)
+
+    passes = width_passes(widths, limit, cost)
+    assert sorted(tree for own in passes for tree in own) == list(range(len(widths)))
+    assert allowed(passes)
+    order = sorted(range(len(widths)), key=lambda tree: widths[tree])
+    best = min(
+        total(split)
+        for cuts in itertools.product([False, True], repeat=len(order) - 1)
+        if allowed(split := _split(order, cuts))
+    )
+    assert total(passes) == best
+
+
+def _split(order: list[int], cuts: tuple[bool, ...]) -> list[list[int]]:
+    passes = [[order[0]]]
+    for tree, cut in zip(order[1:], cuts, strict=True):
+        if cut:
+            passes.append([])
+        passes[-1].append(tree)
+    return passes
