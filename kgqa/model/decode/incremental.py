@@ -223,18 +223,30 @@ class IncrementalDecoder:
         return np.split(values, np.cumsum(counts)[:-1])
 
 
-SINGLE_CALL_ROWS = 32  # rows that feed in one call whatever their runs' lengths: its fixed cost outweighs the padding
+PASS_POSITIONS = 8192  # positions (rows × the longest run) fed in one decoder call at most
+PASS_COST = 32  # a decoder call's fixed cost, in fed positions (about what 32 more positions cost on a CPU)
 
 
-def length_classes(lengths: Sequence[int]) -> list[list[int]]:
-    """Which rows feed together: with many rows, one call per class of run length (1, 2, 3-4, 5-8, ...), so the
-    padding to the longest run of a call stays small; with few (``SINGLE_CALL_ROWS``), one call."""
-    if len(lengths) <= SINGLE_CALL_ROWS:
-        return [list(range(len(lengths)))] if lengths else []
-    classes: dict[int, list[int]] = {}
-    for row, length in enumerate(lengths):
-        classes.setdefault((length - 1).bit_length(), []).append(row)
-    return list(classes.values())
+def width_passes(widths: Sequence[int], limit: int = PASS_POSITIONS, cost: int = PASS_COST) -> list[list[int]]:
+    """Which rows feed together, given each row's run (or tree) width: sorted by width, cut where the positions fed
+    (each call padded to its widest row) plus ``cost`` a call are fewest, no call over ``limit`` positions (a wider
+    row goes alone). Rows by index, each call's in order of width."""
+    order = sorted(range(len(widths)), key=lambda row: widths[row])
+    best = [0] + [float("inf")] * len(order)  # best[j]: the least cost of the first j trees
+    cut = [0] * (len(order) + 1)
+    for j in range(1, len(order) + 1):
+        widest = widths[order[j - 1]]
+        for i in range(j - 1, -1, -1):
+            if (j - i) * widest > limit and i < j - 1:
+                break
+            total = best[i] + cost + (j - i) * widest
+            if total < best[j]:
+                best[j], cut[j] = total, i
+    passes, j = [], len(order)
+    while j:
+        passes.append(order[cut[j] : j])
+        j = cut[j]
+    return passes[::-1]
 
 
 def nn_embedding(embedding: torch.nn.Embedding, positions: torch.Tensor) -> torch.Tensor:

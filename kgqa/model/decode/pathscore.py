@@ -31,6 +31,7 @@ from kgqa.model.decode.incremental import (
     StateRow,
     TreeLayout,
     tree_layout,
+    width_passes,
 )
 from kgqa.model.decode.lookahead import RelationLookahead, RelationLookaheadLogitsProcessor
 from kgqa.model.facts import QuestionFacts
@@ -60,30 +61,7 @@ class PathDraft:
         return self.nodes[question].get(target)
 
 
-PASS_POSITIONS = 8192  # tree positions (trees × the widest of them) fed in one decoder call at most
-PASS_COST = 32  # a decoder call's fixed cost, in fed positions (about what 32 more positions cost on a CPU)
 LOGIT_ROWS = 1024  # branching prefixes whose allowed logits are computed together
-
-
-def width_passes(widths: Sequence[int], limit: int = PASS_POSITIONS, cost: int = PASS_COST) -> list[list[int]]:
-    """Trees (by index) in passes: sorted by width, cut where the positions fed (each pass padded to its widest) plus
-    ``cost`` a pass are fewest, no pass over ``limit`` positions (a wider tree goes alone)."""
-    order = sorted(range(len(widths)), key=lambda tree: widths[tree])
-    best = [0] + [float("inf")] * len(order)  # best[j]: the least cost of the first j trees
-    cut = [0] * (len(order) + 1)
-    for j in range(1, len(order) + 1):
-        widest = widths[order[j - 1]]
-        for i in range(j - 1, -1, -1):
-            if (j - i) * widest > limit and i < j - 1:
-                break
-            total = best[i] + cost + (j - i) * widest
-            if total < best[j]:
-                best[j], cut[j] = total, i
-    passes, j = [], len(order)
-    while j:
-        passes.append(order[cut[j] : j])
-        j = cut[j]
-    return passes[::-1]
 
 
 @dataclass

@@ -34,7 +34,7 @@ from kgqa.model.decode.incremental import (
     IncrementalDecoder,
     StateRow,
     gather_rows,
-    length_classes,
+    width_passes,
 )
 from kgqa.model.decode.lookahead import RelationLookaheadLogitsProcessor
 from kgqa.model.decode.pathscore import DraftNode, PathDraft
@@ -60,10 +60,11 @@ class Prefix:
 @dataclass
 class SearchStats:
     rounds: int = 0  # search steps (each expands every question's best open prefixes)
-    calls: int = 0  # decoder calls (a step makes one per length class of the runs it feeds)
+    calls: int = 0  # decoder calls (a step makes one per pass of runs of similar length, ``width_passes``)
     expanded: int = 0  # open prefixes fed to the decoder
     drafted: int = 0  # open prefixes expanded from the draft (no decoder call)
     fed_tokens: int = 0
+    fed_positions: int = 0  # rows × the longest run of each call: the tokens and their padding
     logits: int = 0  # allowed-token logits computed
     cache_slots: int = 0  # cached key/value slots of the fed rows (rows × slots), what their attention reads
     cache_real: int = 0  # of those, the slots a row sees (the rest pad rows to the longest)
@@ -269,7 +270,7 @@ class BestFirstSearch:
         facts: Sequence[QuestionFacts],
         frontiers: list[_Frontier],
     ) -> None:
-        for rows in length_classes([len(prefix.run) for prefix in batch]):
+        for rows in width_passes([len(prefix.run) for prefix in batch]):
             self._expand_rows([batch[i] for i in rows], encoded, facts, frontiers)
         self.stats.rounds += 1
 
@@ -289,6 +290,7 @@ class BestFirstSearch:
         self.stats.calls += 1
         self.stats.expanded += len(batch)
         self.stats.fed_tokens += sum(len(p.run) for p in batch)
+        self.stats.fed_positions += len(batch) * max(len(p.run) for p in batch)
         self.stats.logits += sum(len(p.allowed) for p in batch)
         self.stats.cache_slots += past.valid.numel()
         self.stats.cache_real += int(past.valid.sum())

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
-from kgqa.model.decode.pathscore import width_passes
+from kgqa.model.decode.incremental import width_passes
 from kgqa.trie import KBIndex, PathKey
 
 
