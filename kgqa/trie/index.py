@@ -238,10 +238,7 @@ class KBIndex:
 
     def relations(self, name: str, meaning: str | None = None) -> list[str]:
         """The distinct relations of a name, over all its meanings or of one meaning, sorted."""
-        if _NUL in name:
-            return []
-        paths = (split_path_key(key, self.key_order) for key in self._keys(name + SEP))
-        return sorted({p.relation for p in paths if meaning is None or p.meaning == meaning})
+        return sorted({p.relation for p in self.paths(name) if meaning is None or p.meaning == meaning})
 
     def names_in(self, text: str) -> list[str]:
         """Every KB name occurring in ``text`` as a substring, distinct, longest first (then by position)."""
