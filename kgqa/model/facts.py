@@ -59,7 +59,7 @@ class QuestionFacts:
         ties in order)."""
         found = self._by_share.get(name)
         if found is None:
-            pairs = {(p.relation, p.meaning) for p in self.paths(name)}
+            pairs = [(p.relation, p.meaning) for p in self.paths(name)]  # distinct: one name's keys
             found = self._by_share[name] = sorted(pairs, key=lambda rm: (-self.share(rm[0]), rm))
         return found
 

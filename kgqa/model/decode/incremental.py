@@ -232,7 +232,7 @@ def width_passes(widths: Sequence[int], limit: int = PASS_POSITIONS, cost: int =
     (each call padded to its widest row) plus ``cost`` a call are fewest, no call over ``limit`` positions (a wider
     row goes alone). Rows by index, each call's in order of width."""
     order = sorted(range(len(widths)), key=lambda row: widths[row])
-    best = [0] + [float("inf")] * len(order)  # best[j]: the least cost of the first j trees
+    best = [0] + [float("inf")] * len(order)  # best[j]: the least cost of the first j rows in that order
     cut = [0] * (len(order) + 1)
     for j in range(1, len(order) + 1):
         widest = widths[order[j - 1]]
