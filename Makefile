@@ -95,7 +95,7 @@ train: index setup-dev
 # off. (`kgqa ranker matcher` trains the optional neural matcher; docs/evaluation.md says why the default has none.)
 ranker: index setup-dev
 	$(BIN)/kgqa ranker lexicon --model $(MODEL) --train $(TRAIN)
-	$(BIN)/kgqa ranker fit --model $(MODEL) --index $(INDEX) --qa $(DEV) --quantize --ablations --json $(BENCH)/ranker/fit.json
+	$(BIN)/kgqa ranker fit --model $(MODEL) --index $(INDEX) --qa $(DEV) --quantize --search-margin 8 --ablations --json $(BENCH)/ranker/fit.json
 
 # Ablation: the same training without KB-driven augmentation.
 train-no-augment: index setup-dev

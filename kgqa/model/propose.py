@@ -89,8 +89,11 @@ class Proposer:
                 self.constraint,
                 self._lookahead_processor(questions),
                 max_target_tokens=options.max_new_tokens,
+                # the margin is part of the learned ranker's candidate set (fit with it); the bonuses were tuned
+                # on the whole top-k
+                margin=options.search_margin if anchored else 0.0,
             )
-            found = search.search_encoded(encoded_questions, questions, num_beams, draft)
+            found = search.search_encoded(encoded_questions, questions, num_beams, draft, required=top_k)
             beams = [[self._found(f, rank) for rank, f in enumerate(own)] for own in found]
             return self._with_anchored(questions, beams, encoded_questions, anchored, draft)
         beams, encoder_hidden = self.beam.search(input_ids, attention_mask, questions, num_beams)

@@ -59,6 +59,11 @@ def add_ranker_commands(commands: argparse._SubParsersAction, default_index: Pat
         "--anchor-names", type=int, default=3, help="name-anchored candidates: this many longest outer names"
     )
     fit.add_argument("--anchor-paths", type=int, default=8, help="at most this many paths of each anchored name")
+    fit.add_argument(
+        "--search-margin",
+        type=float,
+        help="best_first: paths more than this below a question's best are not looked for (default: the model's)",
+    )
     fit.add_argument("--no-matcher", action="store_true", help="leave the matcher's features out")
     fit.add_argument("--no-lexicon", action="store_true", help="leave the lexicon's features out")
     fit.add_argument("--ablations", action="store_true", help="also evaluate with each feature group left out")
@@ -119,6 +124,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
     beams = {"num_beams": args.beams} if args.beams is not None else {}
     beams |= {"search": args.search} if args.search else {}
+    beams |= {"search_margin": args.search_margin} if args.search_margin is not None else {}
     options = DecodeOptions.from_training_info(
         read_training_info(args.model),
         **beams,
@@ -147,7 +153,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
     report = report_out_of_fold(ranking, RankerParams(), ablations=args.ablations)
     report["proposal_seconds"] = proposal_seconds
-    report["proposal"] = {k: getattr(options, k) for k in ("search", "num_beams", "anchor_names", "anchor_paths")}
+    proposal = ("search", "search_margin", "num_beams", "anchor_names", "anchor_paths")
+    report["proposal"] = {k: getattr(options, k) for k in proposal}
     print(format_report(report))
 
     if not args.dry_run:

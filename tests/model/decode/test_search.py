@@ -109,6 +109,34 @@ def test_search_returns_the_exact_top_k(
                 assert c.segments is not None and c.segments.total == pytest.approx(c.log_probability, abs=1e-4)
 
 
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(**RANDOM_SEARCH, k=st.integers(1, 6), required=st.integers(1, 6), margin=st.floats(0.01, 3.0))
+def test_a_margin_returns_the_exact_top_k_down_to_it(
+    triples: list, seed: int, k: int, required: int, lookahead: bool, questions: list[str], margin: float
+) -> None:
+    """Under a margin the search returns the exact top k's first ``required`` paths, then those of the rest that
+    score within the margin of the best, in order, and none of the others (an untrained model's scores spread over a
+    few nats: margins up to 3 cut)."""
+    with tempfile.TemporaryDirectory() as root:
+        answerer = _random_answerer(triples, Path(root), seed, k, lookahead)
+        proposer = answerer.proposer
+        facts = [answerer.facts(q) for q in questions]
+        batch = answerer.tokenizer(questions, padding=True, return_tensors="pt")
+        encoded = proposer.decoder.encode(batch["input_ids"], batch["attention_mask"])
+        searcher = BestFirstSearch(
+            proposer.decoder, proposer.constraint, proposer._lookahead_processor(facts), margin=margin
+        )
+        results = searcher.search_encoded(encoded, facts, k, required=required)
+        for own, every in zip(results, _every_path_scored(answerer, questions), strict=True):
+            expected = [score for score, _ in every[:k]]
+            floor = expected[0] - margin
+            found = [f.score for f in own]
+            assert found == pytest.approx(expected[: len(found)], abs=1e-4)
+            assert len(found) >= min(required, len(expected))
+            assert all(score >= floor - 1e-4 for score in found[required:])  # within the margin (up to rounding)
+            assert all(score < floor + 1e-4 for score in expected[len(found) :])  # what is left out, beyond it
+
+
 @given(
     scores=st.lists(st.sampled_from([0.0, -0.5, -1.0, -2.5, float("-inf")]) | st.floats(-9, 0), max_size=60),
     ahead=st.integers(1, 8),
