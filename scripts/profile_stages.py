@@ -56,8 +56,10 @@ def profile(
     clock: dict[str, float] = defaultdict(float)
     proposer = answerer.proposer
     encoder = answerer.model.get_encoder()
-    # the encoder is the same module object for both searches: time its calls wherever they come from
+    # transformers' beam search calls the encoder module; the best-first search calls its layers itself
+    # (IncrementalDecoder.encode, with each decoder layer's cross-attention keys and values)
     encoder.forward = timed(clock, "encoder", encoder.forward)
+    proposer.decoder.encode = timed(clock, "encoder", proposer.decoder.encode)
     work = None
     if search == "best_first":
         from kgqa.model.decode import search as search_module

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from kgqa.model.decode.incremental import IncrementalDecoder, StateRow, gather_rows, tree_layout
-from kgqa.model.modeling import build_model
+from kgqa.model.modeling import build_model, quantize_for_cpu
 from kgqa.model.tokenizer import build_char_tokenizer
 
 
@@ -53,6 +53,24 @@ def test_a_run_in_one_call_equals_one_token_at_a_time_and_the_full_forward(decod
         for row in range(2):
             logits = last[row] @ decoder.output_weight.T + decoder.output_bias
             assert torch.allclose(logits, full[row, -1], atol=1e-4)
+
+
+@pytest.mark.parametrize("quantize", [False, True])
+def test_the_encoder_layers_called_directly_give_the_encoders_own_output(quantize: bool) -> None:
+    """``encode`` calls the encoder's embeddings, mask and layers itself: the very numbers of its forward, padding
+    included, in float32 and under int8 Linear layers."""
+    tokenizer = build_char_tokenizer(["守望星光出品公司歌手类型的是什么"])
+    torch.manual_seed(0)
+    model = build_model(tokenizer, "tiny", dropout=0.0).eval()
+    if quantize:
+        model = quantize_for_cpu(model)
+    decoder = IncrementalDecoder(model)
+    for texts in (["守望星光的出品公司是什么"], ["守望星光的出品公司是什么", "歌手", "类型是什么"]):
+        batch = tokenizer(texts, padding=True, return_tensors="pt")
+        encoded = decoder.encode(batch["input_ids"], batch["attention_mask"])
+        with torch.inference_mode():
+            own = model.get_encoder()(**batch).last_hidden_state
+        assert torch.equal(encoded.hidden, own)
 
 
 def test_rows_are_selected_by_index_with_repeats(decoder: IncrementalDecoder) -> None:
