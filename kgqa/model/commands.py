@@ -35,6 +35,8 @@ def decode_options(args: argparse.Namespace) -> DecodeOptions:
         changes["lookahead_strength"] = args.lookahead_strength
     if getattr(args, "search", None):
         changes["search"] = args.search
+    if getattr(args, "search_margin", None) is not None:
+        changes["search_margin"] = args.search_margin
     return DecodeOptions.from_training_info(read_training_info(source) if source.is_dir() else {}, **changes)
 
 
@@ -43,6 +45,12 @@ def add_search_flag(parser: argparse.ArgumentParser) -> None:
         "--search",
         choices=SEARCHES,
         help="best_first: kgqa's exact top-k search over the index (default); beam: transformers' beam search",
+    )
+    parser.add_argument(
+        "--search-margin",
+        type=float,
+        help="best_first with the learned ranker: past top_k, paths more than this many nats below a question's "
+        "best are not looked for (0: the exact top k; default: the model's)",
     )
 
 

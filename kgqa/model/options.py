@@ -48,6 +48,10 @@ class DecodeOptions:
         "search_margin",
     )
 
+    def __post_init__(self) -> None:
+        if self.search_margin < 0:
+            raise ValueError(f"search_margin is nats below a question's best path: 0 or more, not {self.search_margin}")
+
     def beam_width(self, top_k: int) -> int:
         """Paths proposed for ``top_k`` answers: ``num_beams``, widened when more are asked for (the one rule)."""
         return max(self.num_beams, top_k)

@@ -29,6 +29,12 @@ class ServiceSettings(BaseSettings):
     search: Search = Field(
         "best_first", description="best_first: kgqa's exact top-k search; beam: transformers' beam search"
     )
+    search_margin: float | None = Field(
+        None,
+        ge=0.0,
+        description="best_first with the ranker: past top_k, paths more than this many nats below a question's best "
+        "are not looked for; unset: the model's (kgqa.json), 0: the exact top k",
+    )
     ranker: bool = Field(True, description="rank candidates by the model directory's learned ranker, if it has one")
 
     # micro-batching: a batch starts when it is full or when its first question has waited this long

@@ -47,3 +47,35 @@ def test_unconstrained_decoding_may_leave_the_kb_but_never_invents_objects(
     assert len(candidates) >= 40, "unconstrained decoding gave too few splittable paths to check"
     for c in candidates:
         assert c.object == "" or c.object in kgclue_sim_index.objects(c.name, c.relation, c.meaning)
+
+
+@pytest.mark.slow
+def test_the_shipped_search_margin_keeps_a_requests_top_k_exact(kgclue_sim_index: KBIndex, kgclue_dir: Path) -> None:
+    """The default model searches under a margin (kgqa.json): past a request's top_k it drops only paths more than the
+    margin below the best; a request's own top_k paths are the exact search's."""
+    if not (DEFAULT_MODEL / "config.json").is_file():
+        pytest.skip("no default model in models/kgqa-default (make train)")
+    options = DecodeOptions.from_training_info(read_training_info(DEFAULT_MODEL))
+    assert options.search_margin > 0
+    answerer = QuestionAnswerer.load(DEFAULT_MODEL, kgclue_sim_index, options, device="cpu")
+    exact = answerer.with_options(search_margin=0.0)
+    facts = [answerer.facts(q.question) for q in read_questions(kgclue_dir / "dev.json")[:24]]
+
+    def searched(who: QuestionAnswerer, top_k: int) -> list[list[tuple[str, str, str, float]]]:
+        proposed = who.proposer.propose(facts, top_k, anchored=True)
+        return [[(c.name, c.relation, c.meaning, c.score) for c in own if c.beam_rank is not None] for own in proposed]
+
+    cut = 0
+    for top_k in (1, 3):
+        for margined, whole in zip(searched(answerer, top_k), searched(exact, top_k), strict=True):
+            assert len(whole) == options.num_beams
+            # the same paths; scores up to rounding (rows are fed in other company, padded otherwise)
+            assert [path[:3] for path in margined] == [path[:3] for path in whole[: len(margined)]]
+            assert [path[3] for path in margined] == pytest.approx(
+                [path[3] for path in whole[: len(margined)]], abs=1e-4
+            )
+            assert len(margined) >= top_k
+            best = whole[0][3]
+            assert all(path[3] < best - options.search_margin for path in whole[len(margined) :])
+            cut += len(whole) - len(margined)
+    assert cut > 0  # the margin dropped some: otherwise this checked nothing

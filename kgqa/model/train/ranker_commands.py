@@ -59,11 +59,6 @@ def add_ranker_commands(commands: argparse._SubParsersAction, default_index: Pat
         "--anchor-names", type=int, default=3, help="name-anchored candidates: this many longest outer names"
     )
     fit.add_argument("--anchor-paths", type=int, default=8, help="at most this many paths of each anchored name")
-    fit.add_argument(
-        "--search-margin",
-        type=float,
-        help="best_first: paths more than this below a question's best are not looked for (default: the model's)",
-    )
     fit.add_argument("--no-matcher", action="store_true", help="leave the matcher's features out")
     fit.add_argument("--no-lexicon", action="store_true", help="leave the lexicon's features out")
     fit.add_argument("--ablations", action="store_true", help="also evaluate with each feature group left out")
