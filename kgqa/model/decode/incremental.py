@@ -209,20 +209,29 @@ class IncrementalDecoder:
         of the tied output matrix), never a full-vocabulary row. Equal to the masked full softmax."""
         counts = np.fromiter((len(a) for a in allowed), dtype=np.int64, count=len(allowed))
         device = hidden.device
-        rows = torch.from_numpy(np.repeat(np.arange(len(allowed)), counts)).to(device)
-        ids = torch.from_numpy(np.concatenate(allowed).astype(np.int64)).to(device)
-        wide = counts > self.output_weight.shape[0] // 32  # many allowed (a name's first character): one matmul
+        # which logit is whose: index arrays built in numpy (a name's first character leaves thousands of them)
+        rows_of = np.repeat(np.arange(len(allowed)), counts)
+        ids_of = np.concatenate(allowed).astype(np.int64)
+        rows = torch.from_numpy(rows_of).to(device)
+        vocabulary = self.output_weight.shape[0]
+        wide = counts > vocabulary // 32  # many allowed (a name's first character): one matmul
         if wide.any():
-            logits = torch.empty(len(ids), dtype=hidden.dtype, device=device)
-            in_wide = torch.from_numpy(np.repeat(wide, counts)).to(device)
-            wide_rows = torch.from_numpy(np.flatnonzero(wide)).to(device)
-            dense = hidden[wide_rows] @ self.output_weight.T + self.output_bias
-            where = torch.searchsorted(wide_rows, rows[in_wide])
-            logits[in_wide] = dense[where, ids[in_wide]]
-            narrow = ~in_wide
-            logits[narrow] = (hidden[rows[narrow]] * self.output_weight[ids[narrow]]).sum(dim=-1)
-            logits[narrow] += self.output_bias[ids[narrow]]
+            logits = torch.empty(len(ids_of), dtype=hidden.dtype, device=device)
+            wide_rows = np.flatnonzero(wide)
+            dense = hidden[torch.from_numpy(wide_rows).to(device)] @ self.output_weight.T + self.output_bias
+            in_wide = np.repeat(wide, counts)
+            at = np.flatnonzero(in_wide)
+            flat = np.repeat(np.arange(len(wide_rows)) * vocabulary, counts[wide]) + ids_of[at]  # into dense, flat
+            logits[torch.from_numpy(at).to(device)] = dense.reshape(-1)[torch.from_numpy(flat).to(device)]
+            narrow = np.flatnonzero(~in_wide)
+            if len(narrow):
+                ids = torch.from_numpy(ids_of[narrow]).to(device)
+                own = hidden[torch.from_numpy(rows_of[narrow]).to(device)]
+                logits[torch.from_numpy(narrow).to(device)] = (own * self.output_weight[ids]).sum(dim=-1) + (
+                    self.output_bias[ids]
+                )
         else:
+            ids = torch.from_numpy(ids_of).to(device)
             logits = (hidden[rows] * self.output_weight[ids]).sum(dim=-1) + self.output_bias[ids]
         row_max = torch.full((len(allowed),), float("-inf"), dtype=logits.dtype, device=device).scatter_reduce(
             0, rows, logits, reduce="amax"
