@@ -29,7 +29,8 @@ class DecodeOptions:
     anchor_names: int = 0  # name-anchored candidates, for the learned ranker: this many longest KB names
     # that no longer one contains (0: none)
     anchor_paths: int = 32  # at most this many paths of each anchored name (those closest to the question first)
-    # best_first: paths scoring more than this below a question's best are not looked for (0: the exact top-k)
+    # best_first with the learned ranker: past a request's top_k, paths scoring more than this many nats below a
+    # question's best are not looked for (0: the exact top k)
     search_margin: float = 0.0
     use_ranker: bool = True  # rank by the model directory's learned ranker when it has one (kgqa.model.rank.ranker)
     batch_size: int = 64

@@ -176,7 +176,7 @@ class BestFirstSearch:
         self.max_target_tokens = max_target_tokens
         self.expansions_per_round = expansions_per_round  # 0: k
         self.budget = budget  # open prefixes expanded per question at most; 0: 64·k
-        self.margin = margin  # paths scoring more than this below the question's best are not looked for; 0: none
+        self.margin = margin  # past ``required`` paths, none scoring more than this below the best; 0: exact top k
         self._order = itertools.count()
         self._draft: PathDraft | None = None  # the running search's draft
         self.stats = SearchStats()
@@ -233,9 +233,8 @@ class BestFirstSearch:
         """Complete paths at the top of the frontier are final; then up to ``per_round`` open prefixes to expand.
         Once ``required`` paths are found, the search ends where the best open prefix falls below the margin."""
         chosen: list[Prefix] = []
-        heap = frontier.heap
-        while heap and len(frontier.found) < k and len(chosen) < per_round:
-            found = frontier.found
+        heap, found = frontier.heap, frontier.found
+        while heap and len(found) < k and len(chosen) < per_round:
             if self.margin and len(found) >= required and -heap[0][0] < found[0].score - self.margin:
                 heap.clear()  # all that is left scores (and leads to paths) further below the best than the margin
                 break
@@ -250,7 +249,7 @@ class BestFirstSearch:
                 if chosen:  # an open prefix taken this round may still lead to a better path
                     break
                 heapq.heappop(heap)
-                frontier.found.append(Found(item.target, item.score, item.steps, item.key))
+                found.append(Found(item.target, item.score, item.steps, item.key))
                 continue
             heapq.heappop(heap)
             node = self._draft.node(item.question, item.target) if self._draft is not None else None
