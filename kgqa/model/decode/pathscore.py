@@ -214,30 +214,49 @@ class PathScorer:
         in the KB). Once one KB key is left ahead (as the search ends a prefix), the rest is that key or not in it."""
         constraint = self.constraint
         eos = constraint.eos_token_id
-        # per prefix text (a batch's paths share most): the allowed tokens, and the one key left ahead (looked up only
-        # where one token is allowed)
-        allowed_of: dict[str, np.ndarray] = {}
-        completion_of: dict[str, str | None] = {}
+        # per prefix (a batch's paths share most): its text, the tokens the KB allows after it (as a set too, once a
+        # path asks whether its token is among several), the one key left ahead (asked only where one token is
+        # allowed); a prefix's child is found by (prefix, token), without hashing the text again
+        texts: list[str] = [""]
+        allowed_of: list[np.ndarray | None] = [None]
+        members: list[set[int] | None] = [None]
+        completions: list[str | bool | None] = [False]  # False: not looked up yet
+        child_of: dict[tuple[int, int], int] = {}
         found = []
         for r, target in enumerate(targets):
-            text = ""
+            node = 0
             for t, token in enumerate(target):
-                allowed = allowed_of.get(text)
+                allowed = allowed_of[node]
                 if allowed is None:
-                    allowed = allowed_of[text] = constraint.allowed_after(text)
-                if (allowed[0] != token) if len(allowed) == 1 else (token not in allowed):
-                    steps[r][t:] = float("-inf")
-                    break
+                    allowed = allowed_of[node] = constraint.allowed_after(texts[node])
+                if len(allowed) == 1:
+                    if allowed[0] != token:
+                        steps[r][t:] = float("-inf")
+                        break
+                else:
+                    among = members[node]
+                    if among is None:
+                        among = members[node] = set(allowed.tolist())
+                    if token not in among:
+                        steps[r][t:] = float("-inf")
+                        break
                 if len(allowed) > 1 or t == 0:
                     found.append((r, t, allowed))
                 elif t + 1 < len(target) and target[-1] == eos:
-                    if text not in completion_of:
-                        completion_of[text] = constraint.completion_of(text)
-                    key = completion_of[text]
+                    key = completions[node]
+                    if key is False:
+                        key = completions[node] = constraint.completion_of(texts[node])
                     if key is not None and constraint.prefix_text(target[:-1]) == key:
                         break  # forced to its end: no choice left to find
                 if token != eos:
-                    text += constraint.char_of(token)
+                    child = child_of.get((node, token))
+                    if child is None:
+                        child = child_of[(node, token)] = len(texts)
+                        texts.append(texts[node] + constraint.char_of(token))
+                        allowed_of.append(None)
+                        members.append(None)
+                        completions.append(False)
+                    node = child
         return found
 
     def _lookahead(self, questions: Sequence[QuestionFacts]) -> RelationLookaheadLogitsProcessor | None:
