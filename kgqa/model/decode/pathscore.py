@@ -92,6 +92,7 @@ class PathScorer:
         self.lookahead = lookahead
         self.lookahead_strength = lookahead_strength
         self.stats = ScoringStats()
+        self._first: tuple[np.ndarray, dict[int, int]] | None = None
 
     @torch.inference_mode()
     def score(
@@ -125,13 +126,13 @@ class PathScorer:
         branching = self._branching(targets, steps)
         if branching:
             last = [-1] * len(targets)  # each path's last branching position: the tokens after it are never fed
-            for r, t, _ in branching:
+            for r, t, _, _ in branching:
                 last[r] = max(last[r], t)
             node_at = self._tree(encoded, [q for q, _ in rows], targets, last)
             # a question's paths sharing a prefix (its name, a name and relation) share that position's logits
             distinct: dict[tuple[int, tuple[int, ...]], int] = {}
             allowed_at, slot = [], []
-            for r, t, allowed in branching:
+            for r, t, allowed, _ in branching:
                 key = (rows[r][0], tuple(targets[r][:t]))
                 if key not in distinct:
                     distinct[key] = len(allowed_at)
@@ -151,8 +152,8 @@ class PathScorer:
                 ]
             for (q, prefix), allowed, own, (_, state) in zip(distinct, allowed_at, values, fed, strict=True):
                 draft.nodes[q][prefix] = DraftNode(allowed, own, state)
-            for (r, t, allowed), place in zip(branching, slot, strict=True):
-                steps[r][t] = float(values[place][int(np.flatnonzero(allowed == targets[r][t])[0])])
+            for (r, t, _, position), place in zip(branching, slot, strict=True):
+                steps[r][t] = float(values[place][position])
         for (q, path), s, t in zip(rows, steps, targets, strict=True):
             draft.scores[q][path] = split_segments(s.tolist(), t, self.codec.sep_token_id)
 
@@ -208,18 +209,21 @@ class PathScorer:
 
         return node_at
 
-    def _branching(self, targets: list[list[int]], steps: list[np.ndarray]) -> list[tuple[int, int, np.ndarray]]:
-        """(row, position, allowed tokens) of every position where the KB leaves a choice, and of the first (where the
-        search starts, whatever the KB allows there); a token the KB does not allow scores -inf (such a path is not
-        in the KB). Once one KB key is left ahead (as the search ends a prefix), the rest is that key or not in it."""
+    def _branching(self, targets: list[list[int]], steps: list[np.ndarray]) -> list[tuple[int, int, np.ndarray, int]]:
+        """(row, position, allowed tokens, the token's place among them) of every position where the KB leaves a
+        choice, and of the first (where the search starts, whatever the KB allows there); a token the KB does not
+        allow scores -inf (such a path is not in the KB). Once one KB key is left ahead (as the search ends a prefix),
+        the rest is that key or not in it."""
         constraint = self.constraint
         eos = constraint.eos_token_id
-        # per prefix (a batch's paths share most): its text, the tokens the KB allows after it (as a set too, once a
-        # path asks whether its token is among several), the one key left ahead (asked only where one token is
-        # allowed); a prefix's child is found by (prefix, token), without hashing the text again
+        # per prefix (a batch's paths share most): its text, the tokens the KB allows after it (and, once a path asks
+        # which of several its token is, each one's place), the one key left ahead (asked only where one token is
+        # allowed); a prefix's child is found by (prefix, token), without hashing the text again. The first
+        # characters' places are the same for every batch: kept (thousands of them, 20,000 at 20M triples).
+        root_allowed, root_places = self._first_tokens()
         texts: list[str] = [""]
-        allowed_of: list[np.ndarray | None] = [None]
-        members: list[set[int] | None] = [None]
+        allowed_of: list[np.ndarray | None] = [root_allowed]
+        places_of: list[dict[int, int] | None] = [root_places]
         completions: list[str | bool | None] = [False]  # False: not looked up yet
         child_of: dict[tuple[int, int], int] = {}
         found = []
@@ -233,15 +237,17 @@ class PathScorer:
                     if allowed[0] != token:
                         steps[r][t:] = float("-inf")
                         break
+                    place = 0
                 else:
-                    among = members[node]
-                    if among is None:
-                        among = members[node] = set(allowed.tolist())
-                    if token not in among:
+                    places = places_of[node]
+                    if places is None:
+                        places = places_of[node] = _places(allowed)
+                    place = places.get(token)
+                    if place is None:
                         steps[r][t:] = float("-inf")
                         break
                 if len(allowed) > 1 or t == 0:
-                    found.append((r, t, allowed))
+                    found.append((r, t, allowed, place))
                 elif t + 1 < len(target) and target[-1] == eos:
                     key = completions[node]
                     if key is False:
@@ -254,12 +260,26 @@ class PathScorer:
                         child = child_of[(node, token)] = len(texts)
                         texts.append(texts[node] + constraint.char_of(token))
                         allowed_of.append(None)
-                        members.append(None)
+                        places_of.append(None)
                         completions.append(False)
                     node = child
         return found
+
+    def _first_tokens(self) -> tuple[np.ndarray, dict[int, int]]:
+        """The tokens the KB allows first and each one's place among them (the index does not change under a
+        scorer: a reloaded KB comes with a new one)."""
+        if self._first is None:
+            allowed = self.constraint.allowed_after("")
+            allowed.setflags(write=False)  # shared by every draft's first node
+            self._first = (allowed, _places(allowed))
+        return self._first
 
     def _lookahead(self, questions: Sequence[QuestionFacts]) -> RelationLookaheadLogitsProcessor | None:
         if self.lookahead is None:
             return None
         return RelationLookaheadLogitsProcessor(self.lookahead, self.constraint, questions, 1, self.lookahead_strength)
+
+
+def _places(allowed: np.ndarray) -> dict[int, int]:
+    """Each allowed token's place in ``allowed``."""
+    return dict(zip(allowed.tolist(), range(len(allowed)), strict=True))
