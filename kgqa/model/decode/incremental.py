@@ -208,37 +208,37 @@ class IncrementalDecoder:
         """Log-probabilities of each row's allowed tokens, renormalised over them: logits only for those tokens (rows
         of the tied output matrix), never a full-vocabulary row. Equal to the masked full softmax."""
         counts = np.fromiter((len(a) for a in allowed), dtype=np.int64, count=len(allowed))
+        wide = counts > self.output_weight.shape[0] // 32  # many allowed (a name's first character): one matmul
+        out: list[np.ndarray] = [np.empty(0)] * len(allowed)
+        # wide and narrow rows apart: a row's numbers do not depend on the others, and no index runs over every
+        # logit of the batch (a batch's first characters are 650,000 of them at 20M triples)
+        for rows, logits_of in (
+            (np.flatnonzero(wide), self._wide_logits),
+            (np.flatnonzero(~wide), self._narrow_logits),
+        ):
+            if len(rows):
+                ids = np.concatenate([allowed[r] for r in rows]).astype(np.int64, copy=False)
+                logits = logits_of(hidden, rows, counts[rows], ids)
+                for r, values in zip(rows.tolist(), _log_softmax_rows(logits, counts[rows]), strict=True):
+                    out[r] = values
+        return out
+
+    def _wide_logits(self, hidden: torch.Tensor, rows: np.ndarray, counts: np.ndarray, ids: np.ndarray) -> torch.Tensor:
+        """Rows ``rows``' logits of ``ids`` (``counts`` a row), from one matmul over the whole output matrix."""
         device = hidden.device
-        # which logit is whose: index arrays built in numpy (a name's first character leaves thousands of them)
-        rows_of = np.repeat(np.arange(len(allowed)), counts)
-        ids_of = np.concatenate(allowed).astype(np.int64)
-        rows = torch.from_numpy(rows_of).to(device)
         vocabulary = self.output_weight.shape[0]
-        wide = counts > vocabulary // 32  # many allowed (a name's first character): one matmul
-        if wide.any():
-            logits = torch.empty(len(ids_of), dtype=hidden.dtype, device=device)
-            wide_rows = np.flatnonzero(wide)
-            dense = hidden[torch.from_numpy(wide_rows).to(device)] @ self.output_weight.T + self.output_bias
-            in_wide = np.repeat(wide, counts)
-            at = np.flatnonzero(in_wide)
-            flat = np.repeat(np.arange(len(wide_rows)) * vocabulary, counts[wide]) + ids_of[at]  # into dense, flat
-            logits[torch.from_numpy(at).to(device)] = dense.reshape(-1)[torch.from_numpy(flat).to(device)]
-            narrow = np.flatnonzero(~in_wide)
-            if len(narrow):
-                ids = torch.from_numpy(ids_of[narrow]).to(device)
-                own = hidden[torch.from_numpy(rows_of[narrow]).to(device)]
-                logits[torch.from_numpy(narrow).to(device)] = (own * self.output_weight[ids]).sum(dim=-1) + (
-                    self.output_bias[ids]
-                )
-        else:
-            ids = torch.from_numpy(ids_of).to(device)
-            logits = (hidden[rows] * self.output_weight[ids]).sum(dim=-1) + self.output_bias[ids]
-        row_max = torch.full((len(allowed),), float("-inf"), dtype=logits.dtype, device=device).scatter_reduce(
-            0, rows, logits, reduce="amax"
-        )
-        sums = torch.zeros_like(row_max).index_add_(0, rows, torch.exp(logits - row_max[rows]))
-        values = (logits - (row_max + torch.log(sums))[rows]).cpu().numpy()
-        return np.split(values, np.cumsum(counts)[:-1])
+        dense = hidden[torch.from_numpy(rows).to(device)] @ self.output_weight.T + self.output_bias
+        flat = np.repeat(np.arange(len(rows)) * vocabulary, counts) + ids  # positions in dense, flattened
+        return dense.reshape(-1)[torch.from_numpy(flat).to(device)]
+
+    def _narrow_logits(
+        self, hidden: torch.Tensor, rows: np.ndarray, counts: np.ndarray, ids: np.ndarray
+    ) -> torch.Tensor:
+        """Rows ``rows``' logits of ``ids`` (``counts`` a row), from those rows of the output matrix alone."""
+        device = hidden.device
+        token = torch.from_numpy(ids).to(device)
+        own = hidden[torch.from_numpy(np.repeat(rows, counts)).to(device)]
+        return (own * self.output_weight[token]).sum(dim=-1) + self.output_bias[token]
 
 
 PASS_POSITIONS = 8192  # positions (rows × the longest run) fed in one decoder call at most
@@ -265,6 +265,18 @@ def width_passes(widths: Sequence[int], limit: int = PASS_POSITIONS, cost: int =
         passes.append(order[cut[j] : j])
         j = cut[j]
     return passes[::-1]
+
+
+def _log_softmax_rows(logits: torch.Tensor, counts: np.ndarray) -> list[np.ndarray]:
+    """``logits`` of consecutive rows (``counts`` a row), each renormalised over its own: log-softmax by row."""
+    device = logits.device
+    rows = torch.from_numpy(np.repeat(np.arange(len(counts)), counts)).to(device)
+    row_max = torch.full((len(counts),), float("-inf"), dtype=logits.dtype, device=device).scatter_reduce(
+        0, rows, logits, reduce="amax"
+    )
+    sums = torch.zeros_like(row_max).index_add_(0, rows, torch.exp(logits - row_max[rows]))
+    values = (logits - (row_max + torch.log(sums))[rows]).cpu().numpy()
+    return np.split(values, np.cumsum(counts)[:-1])
 
 
 def nn_embedding(embedding: torch.nn.Embedding, positions: torch.Tensor) -> torch.Tensor:
