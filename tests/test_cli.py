@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +11,10 @@ from pathlib import Path
 from tests.conftest import write_kb
 
 
-def kgqa(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "kgqa", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+def kgqa(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kgqa", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
 
 
 def test_help_lists_the_commands() -> None:
@@ -77,10 +80,12 @@ def test_prepare_builds_the_index_of_the_found_kb(tmp_path: Path) -> None:
         (data / name).write_text(
             '{"id": 0, "question": "龙晶繁体怎么写", "answer": "龙晶（游戏） ||| 繁体 ||| 龍晶"}\n', encoding="utf-8"
         )
-    result = kgqa("prepare", "--out", str(tmp_path / "idx"), cwd=tmp_path)
+    # found in the working directory (./data/kgclue): no KGQA_DATA_DIR of the caller's may point elsewhere
+    env = {name: value for name, value in os.environ.items() if name != "KGQA_DATA_DIR"}
+    result = kgqa("prepare", "--out", str(tmp_path / "idx"), cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert "answer triples" in result.stdout
-    again = kgqa("prepare", "--out", str(tmp_path / "idx"), cwd=tmp_path)
+    again = kgqa("prepare", "--out", str(tmp_path / "idx"), cwd=tmp_path, env=env)
     assert "up to date" in again.stdout
 
 
