@@ -210,8 +210,8 @@ class IncrementalDecoder:
         counts = np.fromiter((len(a) for a in allowed), dtype=np.int64, count=len(allowed))
         wide = counts > self.output_weight.shape[0] // 32  # many allowed (a name's first character): one matmul
         out: list[np.ndarray] = [np.empty(0)] * len(allowed)
-        # wide and narrow rows apart: a row's numbers do not depend on the others, and no index runs over every
-        # logit of the batch (a batch's first characters are 650,000 of them at 20M triples)
+        # wide and narrow rows apart (each row is renormalised over its own tokens: the same numbers), so no index
+        # runs over every logit of the batch (a batch's first characters are 650,000 of them at 20M triples)
         for rows, logits_of in (
             (np.flatnonzero(wide), self._wide_logits),
             (np.flatnonzero(~wide), self._narrow_logits),

@@ -99,6 +99,23 @@ def test_allowed_only_log_probs_equal_the_masked_full_softmax(decoder: Increment
     assert values[0][0] == 0.0  # one allowed token: log 1, the KB decided it
 
 
+def test_a_wide_row_and_narrow_rows_beside_it_give_the_numbers_each_gives_alone() -> None:
+    """Rows allowing many tokens (one matmul) and rows allowing few (their own output rows) are renormalised apart,
+    each over its own tokens: a row's log-probabilities are the same to the bit beside rows of the other kind."""
+    tokenizer = build_char_tokenizer([chr(0x4E00 + i) for i in range(200)])
+    torch.manual_seed(0)
+    decoder = IncrementalDecoder(build_model(tokenizer, "tiny", dropout=0.0).eval())
+    vocab = decoder.output_weight.shape[0]
+    assert vocab // 32 >= 2  # rows of one or two allowed tokens are narrow, the one of vocab - 3 wide
+    hidden = torch.randn((3, decoder.output_weight.shape[1]), generator=torch.Generator().manual_seed(2))
+    allowed = [np.array([9, 4]), np.random.default_rng(1).choice(vocab, vocab - 3, replace=False), np.array([5])]
+    together = decoder.allowed_log_probs(hidden, allowed)
+    wide = decoder.allowed_log_probs(hidden[[1]], [allowed[1]])
+    narrow = decoder.allowed_log_probs(hidden[[0, 2]], [allowed[0], allowed[2]])
+    assert np.array_equal(together[1], wide[0])
+    assert np.array_equal(together[0], narrow[0]) and np.array_equal(together[2], narrow[1])
+
+
 def test_a_tree_in_one_call_equals_each_path_alone_and_serves_each_prefix_as_a_state(
     decoder: IncrementalDecoder,
 ) -> None:
