@@ -48,6 +48,7 @@ class TokenConstraint:
         self._code_to_id[SEP_CODE] = sep_token_id
         self._code_to_id[END_CODE] = eos_token_id
         self._id_to_char[sep_token_id] = SEP
+        self._first: np.ndarray | None = None  # the tokens allowed first: asked for by every question
 
     def prefix_text(self, token_ids: Sequence[int]) -> str | None:
         """The index key spelled by ``token_ids``; None if one of them is not a character or SEP (e.g. EOS)."""
@@ -80,4 +81,9 @@ class TokenConstraint:
         """:meth:`allowed_token_ids` of a prefix already spelled as text (``prefix_text``; None allows nothing)."""
         if prefix is None:
             return np.empty(0, dtype=np.int64)
+        if prefix == "":  # thousands of first characters (20,000 at 20M triples), the same for every question
+            if self._first is None:
+                self._first = self._code_to_id[self.index.next_codepoints("")]
+                self._first.setflags(write=False)  # shared by every caller
+            return self._first
         return self._code_to_id[self.index.next_codepoints(prefix)]

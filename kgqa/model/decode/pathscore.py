@@ -92,7 +92,7 @@ class PathScorer:
         self.lookahead = lookahead
         self.lookahead_strength = lookahead_strength
         self.stats = ScoringStats()
-        self._first: tuple[np.ndarray, dict[int, int]] | None = None
+        self._first_places: dict[int, int] | None = None  # each first token's place among them
 
     @torch.inference_mode()
     def score(
@@ -219,11 +219,14 @@ class PathScorer:
         # per prefix (a batch's paths share most): its text, the tokens the KB allows after it (and, once a path asks
         # which of several its token is, each one's place), the one key left ahead (asked only where one token is
         # allowed); a prefix's child is found by (prefix, token), without hashing the text again. The first
-        # characters' places are the same for every batch: kept (thousands of them, 20,000 at 20M triples).
-        root_allowed, root_places = self._first_tokens()
+        # characters' places are the same for every batch: kept for the scorer's life (a reloaded KB comes with a new
+        # scorer and constraint).
+        root_allowed = constraint.allowed_after("")
+        if self._first_places is None:
+            self._first_places = _places(root_allowed)
         texts: list[str] = [""]
         allowed_of: list[np.ndarray | None] = [root_allowed]
-        places_of: list[dict[int, int] | None] = [root_places]
+        places_of: list[dict[int, int] | None] = [self._first_places]
         completions: list[str | bool | None] = [False]  # False: not looked up yet
         child_of: dict[tuple[int, int], int] = {}
         found = []
@@ -264,15 +267,6 @@ class PathScorer:
                         completions.append(False)
                     node = child
         return found
-
-    def _first_tokens(self) -> tuple[np.ndarray, dict[int, int]]:
-        """The tokens the KB allows first and each one's place among them (the index does not change under a
-        scorer: a reloaded KB comes with a new one)."""
-        if self._first is None:
-            allowed = self.constraint.allowed_after("")
-            allowed.setflags(write=False)  # shared by every draft's first node
-            self._first = (allowed, _places(allowed))
-        return self._first
 
     def _lookahead(self, questions: Sequence[QuestionFacts]) -> RelationLookaheadLogitsProcessor | None:
         if self.lookahead is None:
