@@ -17,22 +17,12 @@ import statistics
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
+
+from profile_stages import timed
 
 from kgqa.data import read_questions
 from kgqa.data.locate import find_data_dir
-
-
-def timed(clock: dict[str, float], stage: str, function: Callable) -> Callable:
-    def wrapper(*args, **kwargs):
-        started = time.perf_counter()
-        try:
-            return function(*args, **kwargs)
-        finally:
-            clock[stage] += time.perf_counter() - started
-
-    return wrapper
 
 
 def main() -> int:
