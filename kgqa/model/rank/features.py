@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -175,16 +175,14 @@ class FeatureExtractor:
 
 def _lexicon_columns(lexicon: Lexicon, facts: QuestionFacts, candidates: Sequence[Candidate]) -> np.ndarray:
     """The lexicon's score of each candidate and its gap to the question's best (rows × 2)."""
-    words: dict[str, list[str]] = {}
-    scores = np.array(
-        [
-            lexicon.score(
-                words.setdefault(c.name, question_tokens(facts.question, c.name)), path_tokens(c.relation, c.object)
-            )
-            for c in candidates
-        ],
-        dtype=np.float64,
-    )
+    scorers: dict[str, Callable[[Sequence[str]], float]] = {}  # by name: the question's tokens leave the name out
+    values = []
+    for c in candidates:
+        scorer = scorers.get(c.name)
+        if scorer is None:
+            scorer = scorers[c.name] = lexicon.scorer(question_tokens(facts.question, c.name))
+        values.append(scorer(path_tokens(c.relation, c.object)))
+    scores = np.array(values, dtype=np.float64)
     if not len(scores):
         return np.zeros((0, 2), dtype=np.float32)
     return np.stack([scores, scores - scores.max()], axis=1).astype(np.float32)

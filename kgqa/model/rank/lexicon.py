@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -56,11 +56,30 @@ class Lexicon:
 
     def score(self, question: Sequence[str], path: Sequence[str]) -> float:
         """Mean log-probability of the ``question`` tokens given the ``path`` tokens (and the empty token)."""
-        if not question:
-            return 0.0
-        columns = [self.table.get(x, {}) for x in (*path, NULL)]
-        share = 1.0 / len(columns)
-        return sum(math.log(FLOOR + share * sum(c.get(q, 0.0) for c in columns)) for q in question) / len(question)
+        return self.scorer(question)(path)
+
+    def scorer(self, question: Sequence[str]) -> Callable[[Sequence[str]], float]:
+        """:meth:`score` of ``question`` for any path: a question's candidates share most path tokens (their
+        relations' characters, the objects' shapes), so each token's probabilities of the question's tokens are
+        looked up once, not once per candidate."""
+        columns: dict[str, list[float]] = {}  # path token -> t(q | token) for each question token q, in order
+
+        def column(token: str) -> list[float]:
+            found = columns.get(token)
+            if found is None:
+                row = self.table.get(token, {})
+                found = columns[token] = [row.get(q, 0.0) for q in question]
+            return found
+
+        def score(path: Sequence[str]) -> float:
+            if not question:
+                return 0.0
+            chosen = [column(token) for token in (*path, NULL)]
+            share = 1.0 / len(chosen)
+            # each question token's sum over the path tokens in path order, as the plain loop adds them
+            return sum(math.log(FLOOR + share * total) for total in map(sum, zip(*chosen, strict=True))) / len(question)
+
+        return score
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / LEXICON_FILE
