@@ -51,6 +51,23 @@ def test_lexicon_learns_which_path_tokens_explain_which_words(tmp_path: Path) ->
         Lexicon.load(tmp_path)
 
 
+def test_a_question_scorer_gives_the_plain_sum_to_the_bit() -> None:
+    """One scorer for many paths (each path token's column looked up once) adds what the plain formula adds, in the
+    same order: the same float, not merely a close one (the ranker's input must not move)."""
+    lexicon = train_lexicon(TRAIN, iterations=5, progress=False)
+    words = question_tokens("戊是什么时候出生的在哪里", "戊")
+    paths = [path_tokens(r, o) for r, o in (("出生日期", "2001年"), ("地址", "北京"), ("出生地", "2001年"), ("无", ""))]
+
+    def plain(path: list[str]) -> float:
+        columns = [lexicon.table.get(x, {}) for x in (*path, "")]
+        share = 1.0 / len(columns)
+        return sum(math.log(FLOOR + share * sum(c.get(q, 0.0) for c in columns)) for q in words) / len(words)
+
+    score = lexicon.scorer(words)
+    assert [score(path) for path in paths] == [plain(path) for path in paths]
+    assert lexicon.scorer([])(paths[0]) == 0.0
+
+
 KB = [
     *VILLAGES_AND_A_FILM,
     "七里村（2012年电影）\t导演\t李四",
