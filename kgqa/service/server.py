@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import uvicorn
 
     from kgqa.service.engine import Engine
+    from kgqa.service.state import ServiceState
 
 log = logging.getLogger("kgqa.service")
 
@@ -314,10 +315,24 @@ def graceful_server_class() -> type[uvicorn.Server]:
         """uvicorn's server that tells the app when a stop signal arrives, before uvicorn stops accepting."""
 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-            state = getattr(getattr(self.config.app, "state", None), "kgqa", None)
+            state = self._app_state()
             if state is not None:
                 state.request_shutdown()
             super().handle_exit(sig, frame)
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            state = self._app_state()
+            if state is not None:
+                state.stop_accepting = self._stop_accepting
+
+        def _stop_accepting(self) -> None:
+            # closes this process's copy of the shared listening socket: the other workers keep accepting on theirs
+            for server in self.servers:
+                server.close()
+
+        def _app_state(self) -> ServiceState | None:
+            return getattr(getattr(self.config.app, "state", None), "kgqa", None)
 
     return _GracefulServer
 

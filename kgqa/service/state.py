@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from kgqa.model.candidate import Candidate
@@ -22,6 +22,15 @@ class ServiceState:
     draining: bool = False  # retiring after a reload: responses close their connections (kgqa.service.reload)
     stopping: bool = False  # SIGTERM: not ready, no new questions, the grace period runs
     loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)  # the loop serving this app
+    # closes this worker's listening socket (set by the server once it listens): the others keep accepting
+    stop_accepting: Callable[[], None] | None = field(default=None, repr=False)
+
+    def drain(self) -> None:
+        """Retiring after a reload: take no new connections (the new workers get them), and close each kept-alive
+        one after its next response, so that by SIGTERM no client still sends here."""
+        self.draining = True
+        if self.stop_accepting is not None:
+            self.stop_accepting()
 
     def begin_shutdown(self) -> None:
         """On SIGTERM: /readyz answers 503 at once (a load balancer stops sending); questions not answered within

@@ -88,6 +88,13 @@ def test_sighup_reloads_under_load_without_a_failed_request(
             time.sleep(1.0)
             _point(link, new.directory)
             _reload_and_wait(server, http, new.checksum)
+            if workers > 1:  # once the old workers drain, every new connection reaches a new one
+                deadline = time.monotonic() + 60
+                while sum("draining" in line for line in server.output) < workers:
+                    assert time.monotonic() < deadline, "".join(server.output)
+                    time.sleep(0.1)
+                for _ in range(20):
+                    assert httpx.get(f"{server.url}/readyz").json()["index"]["manifest_sha256"] == new.checksum
             time.sleep(1.0)
             answered = len(statuses)
             _point(link, corrupt)
