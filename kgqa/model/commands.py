@@ -26,17 +26,14 @@ def decode_options(args: argparse.Namespace) -> DecodeOptions:
         "constrained": not args.unconstrained,
         "lookahead": not args.no_lookahead,
         "batch_size": args.batch_size,
+        "lookahead_strength": args.lookahead_strength,
+        "search": getattr(args, "search", None),
+        "search_margin": getattr(args, "search_margin", None),
     }
     if getattr(args, "no_rerank", False):
         changes |= {"rerank_relation_weight": 0.0, "rerank_name_weight": 0.0, "use_ranker": False}
     if getattr(args, "no_ranker", False):
         changes["use_ranker"] = False
-    if args.lookahead_strength is not None:
-        changes["lookahead_strength"] = args.lookahead_strength
-    if getattr(args, "search", None):
-        changes["search"] = args.search
-    if getattr(args, "search_margin", None) is not None:
-        changes["search_margin"] = args.search_margin
     return DecodeOptions.from_training_info(read_training_info(source) if source.is_dir() else {}, **changes)
 
 

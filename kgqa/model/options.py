@@ -63,6 +63,7 @@ class DecodeOptions:
 
     @classmethod
     def from_training_info(cls, info: dict[str, Any], **changes: Any) -> DecodeOptions:
-        """The options a model was tuned with (its ``kgqa.json``), with ``changes`` on top."""
+        """The options a model was tuned with (its ``kgqa.json``), with ``changes`` on top; a change of None is no
+        change (a flag or setting left out: no option takes None)."""
         tuned = {k: v for k, v in info.get("decoding", {}).items() if k in cls.TUNED}
-        return cls(**(tuned | changes))
+        return cls(**(tuned | {k: v for k, v in changes.items() if v is not None}))

@@ -53,14 +53,13 @@ class Engine:
             raise StartupError(f"cannot load the KB index: {exc}") from exc
         try:
             info = read_training_info(settings.model) if settings.model.is_dir() else {}
-            margin = {} if settings.search_margin is None else {"search_margin": settings.search_margin}
             options = DecodeOptions.from_training_info(
                 info,
                 num_beams=settings.num_beams,
                 search=settings.search,
+                search_margin=settings.search_margin,  # None: the model's
                 use_ranker=settings.ranker,
                 batch_size=settings.max_batch_size,
-                **margin,
             )
             # int8 Linear layers are a CPU speed-up; on a GPU the model runs there as trained
             quantize = settings.quantize and default_device().type == "cpu"

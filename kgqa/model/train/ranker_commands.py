@@ -117,12 +117,11 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from kgqa.model.train.rankset import RankingSet, collect
     from kgqa.trie.manifest import sha256_file
 
-    beams = {"num_beams": args.beams} if args.beams is not None else {}
-    beams |= {"search": args.search} if args.search else {}
-    beams |= {"search_margin": args.search_margin} if args.search_margin is not None else {}
     options = DecodeOptions.from_training_info(
         read_training_info(args.model),
-        **beams,
+        num_beams=args.beams,
+        search=args.search,
+        search_margin=args.search_margin,
         anchor_names=args.anchor_names,
         anchor_paths=args.anchor_paths,
         use_ranker=False,
