@@ -111,13 +111,12 @@ async def _signal_handlers(state: ServiceState, reload_on_sighup: bool, drain_on
         reloads.add(task)
         task.add_done_callback(reloads.discard)
 
-    if reload_on_sighup:
-        loop.add_signal_handler(signal.SIGHUP, request_reload)
-
     def drain() -> None:
         state.drain()
         log.info("draining: no new connections here; each open one closes after its next response")
 
+    if reload_on_sighup:
+        loop.add_signal_handler(signal.SIGHUP, request_reload)
     if drain_on_sigusr1:
         loop.add_signal_handler(signal.SIGUSR1, drain)
     try:

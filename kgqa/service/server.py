@@ -312,7 +312,8 @@ def graceful_server_class() -> type[uvicorn.Server]:
     import uvicorn
 
     class _GracefulServer(uvicorn.Server):
-        """uvicorn's server that tells the app when a stop signal arrives, before uvicorn stops accepting."""
+        """uvicorn's server that tells the app when a stop signal arrives, before uvicorn stops accepting, and lets
+        the app stop accepting itself (a worker that drains before a reload retires it)."""
 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             state = self._app_state()

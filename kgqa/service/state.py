@@ -27,7 +27,7 @@ class ServiceState:
 
     def drain(self) -> None:
         """Retiring after a reload: take no new connections (the new workers get them), and close each kept-alive
-        one after its next response, so that by SIGTERM no client still sends here."""
+        one after its next response, so that by SIGTERM only a client idle through the whole drain is still here."""
         self.draining = True
         if self.stop_accepting is not None:
             self.stop_accepting()
