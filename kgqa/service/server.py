@@ -8,6 +8,7 @@ and the memory-mapped index through the page cache. The parent binds the socket,
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import ctypes
@@ -325,12 +326,16 @@ def graceful_server_class() -> type[uvicorn.Server]:
             await super().startup(sockets)
             state = self._app_state()
             if state is not None:
-                state.stop_accepting = self._stop_accepting
+                loop = asyncio.get_running_loop()
+                state.stop_accepting = lambda: self._stop_accepting(loop)
 
-        def _stop_accepting(self) -> None:
-            # closes this process's copy of the shared listening socket: the other workers keep accepting on theirs
+        def _stop_accepting(self, loop: asyncio.AbstractEventLoop) -> None:
+            # This process stops watching the shared listening socket; the other workers keep accepting on it.
+            # Not server.close(): a connection accepted just before would then fail to attach to the closed server
+            # (asyncio asserts it is open) and its client would get a reset. uvicorn closes the socket at shutdown.
             for server in self.servers:
-                server.close()
+                for sock in server.sockets:
+                    loop.remove_reader(sock.fileno())
 
         def _app_state(self) -> ServiceState | None:
             return getattr(getattr(self.config.app, "state", None), "kgqa", None)
