@@ -12,7 +12,6 @@ each stage's time) and writes JSON. Stages are timed by wrappers around the answ
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -23,6 +22,7 @@ from profile_stages import timed
 
 from kgqa.data import read_questions
 from kgqa.data.locate import find_data_dir
+from kgqa.data.report import markdown_table, write_json
 
 
 def main() -> int:
@@ -93,29 +93,25 @@ def main() -> int:
         f"\nms per question, {len(questions)} questions of {qa.name}, batches of {args.batch_size}, {precision}, "
         f"{args.passes} passes at each index, alternated\n"
     )
-    print(f"| measure | {first} | {second} | ratio |")
-    print("| --- | ---: | ---: | ---: |")
     rows = [("total, min of passes", min(totals[first]), min(totals[second]))]
     rows.append(("total, median", statistics.median(totals[first]), statistics.median(totals[second])))
     rows += [
         (f"{stage}, median", statistics.median(stages[first][stage]), statistics.median(stages[second][stage]))
         for _, _, stage in stages_timed
     ]
-    for measure, a, b in rows:
-        print(f"| {measure} | {a:.2f} | {b:.2f} | {b / a:.2f}× |")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        result = {
-            "questions": len(questions),
-            "batch_size": args.batch_size,
-            "precision": precision,
-            "passes": {name: [round(v, 2) for v in totals[name]] for name in names},
-            "stages": {
-                name: {s: [round(v, 2) for v in values] for s, values in stages[name].items()} for name in names
-            },
-        }
-        args.json.write_text(json.dumps(result, indent=2))
-        print(f"written {args.json}")
+    print(
+        markdown_table(
+            ("measure", first, second, "ratio"), [(m, f"{a:.2f}", f"{b:.2f}", f"{b / a:.2f}×") for m, a, b in rows]
+        )
+    )
+    result = {
+        "questions": len(questions),
+        "batch_size": args.batch_size,
+        "precision": precision,
+        "passes": {name: [round(v, 2) for v in totals[name]] for name in names},
+        "stages": {name: {s: [round(v, 2) for v in values] for s, values in stages[name].items()} for name in names},
+    }
+    write_json(args.json, result)
     return 0
 
 
