@@ -155,7 +155,7 @@ class Proposer:
             ]
         # no longer than decoding may write (max_new_tokens bounds every candidate alike)
         limit = self.options.max_new_tokens
-        return [p for p in paths if len(self.codec.encode(p.name, p.relation, p.meaning)) <= limit]
+        return [p for p in paths if self.codec.target_length(p) <= limit]
 
     def _anchored(self, paths: list[PathKey], scores: list[SegmentScores]) -> list[Candidate]:
         return [

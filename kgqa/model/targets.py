@@ -30,11 +30,18 @@ class TargetCodec:
         self.sep_token_id: int = tokenizer.sep_token_id
         self.eos_token_id: int = tokenizer.eos_token_id
         self.pad_token_id: int = tokenizer.pad_token_id
+        self._key_char_ids = {**self.char_to_id, SEP: self.sep_token_id}  # a key's characters, separators included
 
     def encode(self, name: str, relation: str, meaning: str = "") -> list[int]:
         """Target ids of a path, ending with EOS. KeyError if a character has no token (check with ``can_spell``)."""
-        key = path_key(name, relation, meaning, self.key_order)
-        return [self.sep_token_id if ch == SEP else self.char_to_id[ch] for ch in key] + [self.eos_token_id]
+        ids = list(map(self._key_char_ids.__getitem__, path_key(name, relation, meaning, self.key_order)))
+        ids.append(self.eos_token_id)
+        return ids
+
+    @staticmethod
+    def target_length(path: PathKey) -> int:
+        """The number of target ids of ``path`` (``encode``'s length): a token per character, two separators, EOS."""
+        return len(path.name) + len(path.relation) + len(path.meaning) + 3
 
     def can_spell(self, text: str) -> bool:
         return all(ch in self.char_to_id for ch in text)

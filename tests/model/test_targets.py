@@ -21,6 +21,7 @@ def test_encode_spells_the_key_and_decode_reads_it_back(tokenizer, order: str) -
     path = PathKey("守望星光", "出品公司", "韩玉玲、刘东考演唱歌曲")
     ids = codec.encode(*path)
     assert ids[-1] == codec.eos_token_id and ids.count(codec.sep_token_id) == 2
+    assert codec.target_length(path) == len(ids)
     second = "出品公司" if order == NAME_RELATION_MEANING else "韩玉玲、刘东考演唱歌曲"
     assert ids[: len("守望星光") + 1 + len(second)] == [
         *(codec.char_to_id[c] for c in "守望星光"),
