@@ -18,6 +18,7 @@ Medians of alternated calls. Prints a table and writes JSON. Needs the ``onnx`` 
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import tempfile
 import time
@@ -109,12 +110,18 @@ def median_ms(call: Callable[[], object], repeats: int) -> float:
 
 
 def compare(
-    name: str, module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], names: list[str], axes: dict, work: Path
+    name: str,
+    module: torch.nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    names: list[str],
+    axes: dict[str, dict[int, str]],
+    work: Path,
 ) -> dict[str, float | str]:
+    """``module`` on ``inputs`` in torch and, exported into ``work``, in ONNX Runtime: times and largest difference."""
     import onnxruntime
 
     module.eval()  # the exporter puts a module back in the mode it found it in: a new one trains (dropout on)
-    path = work / f"{name.split()[0]}.onnx"
+    path = work / f"{re.sub(r'[^a-z0-9]+', '-', name).strip('-')}.onnx"
     torch.onnx.export(module, inputs, str(path), dynamo=False, input_names=names, dynamic_axes=axes, opset_version=17)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
