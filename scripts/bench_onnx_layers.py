@@ -30,7 +30,7 @@ import torch
 from kgqa.data import read_questions
 from kgqa.data.locate import find_data_dir
 from kgqa.data.report import markdown_table, write_json
-from kgqa.model.decode.incremental import IncrementalDecoder, nn_embedding
+from kgqa.model.decode.incremental import IncrementalDecoder
 from kgqa.model.modeling import load_checkpoint
 
 
@@ -47,11 +47,11 @@ class EncoderCall(torch.nn.Module):
 
 
 class DecoderCall(torch.nn.Module):
-    """``IncrementalDecoder.feed``'s layers with nothing cached: the hidden states and the new keys and values."""
+    """``IncrementalDecoder.run_layers`` with nothing cached: the hidden states and the new keys and values."""
 
     def __init__(self, decoder: IncrementalDecoder) -> None:
         super().__init__()
-        self.decoder = decoder.decoder
+        self.decoder = decoder
 
     def forward(
         self,
@@ -62,27 +62,19 @@ class DecoderCall(torch.nn.Module):
         encoder_hidden: torch.Tensor,
         *cross: torch.Tensor,
     ) -> tuple[torch.Tensor, ...]:
-        from transformers.cache_utils import DynamicCache, EncoderDecoderCache
-
-        layers = len(self.decoder.layers)
+        layers = len(cross) // 2
         keys, values = cross[:layers], cross[layers:]
         empty = keys[0][:, :, :0, :]
-        cache = EncoderDecoderCache(
-            DynamicCache([(empty, empty)] * layers), DynamicCache(list(zip(keys, values, strict=True)))
+        hidden, own_keys, own_values = self.decoder.run_layers(
+            ids,
+            positions,
+            self_mask,
+            cross_mask,
+            encoder_hidden,
+            [(empty, empty)] * layers,
+            list(zip(keys, values, strict=True)),
         )
-        hidden = self.decoder.embed_tokens(ids) + nn_embedding(self.decoder.embed_positions, positions)
-        hidden = self.decoder.layernorm_embedding(hidden)
-        for layer in self.decoder.layers:  # the encoder's output is required, unused: its keys and values are cached
-            hidden = layer(
-                hidden,
-                self_mask,
-                encoder_hidden,
-                encoder_attention_mask=cross_mask,
-                past_key_values=cache,
-                use_cache=True,
-            )
-        own = cache.self_attention_cache.layers
-        return (hidden, *[layer.keys for layer in own], *[layer.values for layer in own])
+        return (hidden, *own_keys, *own_values)
 
 
 def decoder_inputs(
@@ -120,7 +112,8 @@ def compare(
     """``module`` on ``inputs`` in torch and, exported into ``work``, in ONNX Runtime: times and largest difference."""
     import onnxruntime
 
-    module.eval()  # the exporter puts a module back in the mode it found it in: a new one trains (dropout on)
+    # the exporter puts a module back in the mode it found it in, submodules too: a new one trains (dropout on)
+    module.eval()
     path = work / f"{re.sub(r'[^a-z0-9]+', '-', name).strip('-')}.onnx"
     torch.onnx.export(module, inputs, str(path), dynamo=False, input_names=names, dynamic_axes=axes, opset_version=17)
     options = onnxruntime.SessionOptions()

@@ -174,17 +174,36 @@ class IncrementalDecoder:
         cross_mask = torch.zeros((rows, 1, width, question_mask.shape[1]), dtype=dtype, device=device)
         cross_mask = cross_mask.masked_fill(~question_mask[:, None, None, :], blocked)
 
-        cache = EncoderDecoderCache(
-            DynamicCache(list(zip(past.keys, past.values, strict=True))),
-            DynamicCache(
-                [(k[questions], v[questions]) for k, v in zip(encoded.cross_keys, encoded.cross_values, strict=True)]
-            ),
+        hidden, keys, values = self.run_layers(
+            ids,
+            positions,
+            self_mask,
+            cross_mask,
+            encoded.hidden[questions],
+            list(zip(past.keys, past.values, strict=True)),
+            [(k[questions], v[questions]) for k, v in zip(encoded.cross_keys, encoded.cross_values, strict=True)],
         )
+        last = hidden if every_position else hidden[torch.arange(rows, device=device), widths - 1]
+        return last, DecoderState(keys, values, valid, past.lengths + widths)
+
+    def run_layers(
+        self,
+        ids: torch.Tensor,
+        positions: torch.Tensor,
+        self_mask: torch.Tensor,
+        cross_mask: torch.Tensor,
+        encoder_hidden: torch.Tensor,
+        past: list[tuple[torch.Tensor, torch.Tensor]],
+        cross: list[tuple[torch.Tensor, torch.Tensor]],
+    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """:meth:`feed` once its inputs are laid out: the decoder's embeddings and layers over ``ids`` at
+        ``positions`` after each layer's ``past`` keys and values, reading the question's ``cross`` ones. Returns
+        the hidden states after every fed token and each layer's keys and values, past and new."""
+        cache = EncoderDecoderCache(DynamicCache(past), DynamicCache(cross))
         decoder = self.decoder
         hidden = decoder.embed_tokens(ids) + nn_embedding(decoder.embed_positions, positions)
         hidden = decoder.layernorm_embedding(hidden)
-        encoder_hidden = encoded.hidden[questions]  # unused by the layers (its keys and values are cached), required
-        for layer in decoder.layers:
+        for layer in decoder.layers:  # the encoder's output is required, unused: its keys and values are cached
             hidden = layer(
                 hidden,
                 self_mask,
@@ -193,15 +212,8 @@ class IncrementalDecoder:
                 past_key_values=cache,
                 use_cache=True,
             )
-        last = hidden if every_position else hidden[torch.arange(rows, device=device), widths - 1]
-        self_cache = cache.self_attention_cache
-        state = DecoderState(
-            [layer.keys for layer in self_cache.layers],
-            [layer.values for layer in self_cache.layers],
-            valid,
-            past.lengths + widths,
-        )
-        return last, state
+        own = cache.self_attention_cache.layers
+        return hidden, [layer.keys for layer in own], [layer.values for layer in own]
 
     @torch.inference_mode()
     def allowed_log_probs(self, hidden: torch.Tensor, allowed: Sequence[np.ndarray]) -> list[np.ndarray]:
