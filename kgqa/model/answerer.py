@@ -26,6 +26,7 @@ from kgqa.model.rank.lexicon import LEXICON_FILE, Lexicon
 from kgqa.model.rank.matcher import MATCHER_FILE, RelationMatcher
 from kgqa.model.rank.ranker import LearnedRanker
 from kgqa.model.rank.rerank import RerankWeights
+from kgqa.model.rank.semantic import SemanticFeatures
 from kgqa.model.rank.stage import RankingStage
 from kgqa.model.targets import TargetCodec
 from kgqa.model.vocabulary import extend_for_index
@@ -54,13 +55,14 @@ class QuestionAnswerer:
         ranker: LearnedRanker | None = None,
         matcher: RelationMatcher | None = None,
         lexicon: Lexicon | None = None,
+        semantic: SemanticFeatures | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.index = index
         self.options = options or DecodeOptions()
         self.proposer = Proposer(model, tokenizer, index, self.options)
-        self.features = FeatureExtractor(index, matcher, lexicon)
+        self.features = FeatureExtractor(index, matcher, lexicon, semantic)
         self.ranker = ranker
         self.added_characters: list[str] = []  # index characters the model was extended by (kgqa.model.vocabulary)
         self.parameters = model.num_parameters()
@@ -95,7 +97,8 @@ class QuestionAnswerer:
         use_ranker = (options or DecodeOptions()).use_ranker and LearnedRanker.present(model_dir)
         matcher = RelationMatcher.load(model_dir) if use_ranker and RelationMatcher.present(model_dir) else None
         lexicon = Lexicon.load(model_dir) if use_ranker and Lexicon.present(model_dir) else None
-        answerer = cls(model, tokenizer, index, options, matcher=matcher, lexicon=lexicon)
+        semantic = SemanticFeatures.load(model_dir) if use_ranker and SemanticFeatures.present(model_dir) else None
+        answerer = cls(model, tokenizer, index, options, matcher=matcher, lexicon=lexicon, semantic=semantic)
         answerer.added_characters = added
         answerer.parameters = parameters
         if use_ranker:
@@ -105,6 +108,7 @@ class QuestionAnswerer:
                 answerer.features.names,
                 model_dir / MATCHER_FILE if matcher is not None else None,
                 model_dir / LEXICON_FILE if lexicon is not None else None,
+                **({f"{k}_file": f for k, f in semantic.files(model_dir).items()} if semantic is not None else {}),
             )
         return answerer
 
@@ -115,11 +119,13 @@ class QuestionAnswerer:
         other.proposer = self.proposer.with_options(other.options)
         return other
 
-    def with_scorers(self, matcher: RelationMatcher | None, lexicon: Lexicon | None) -> QuestionAnswerer:
-        """The same answerer whose features include ``matcher``'s and ``lexicon``'s scores (for fitting a ranker; no
-        ranker then)."""
+    def with_scorers(
+        self, matcher: RelationMatcher | None, lexicon: Lexicon | None, semantic: SemanticFeatures | None = None
+    ) -> QuestionAnswerer:
+        """The same answerer whose features include ``matcher``'s, ``lexicon``'s and ``semantic``'s columns (for
+        fitting a ranker; no ranker then)."""
         other = copy.copy(self)
-        other.features = FeatureExtractor(self.index, matcher, lexicon)
+        other.features = FeatureExtractor(self.index, matcher, lexicon, semantic)
         other.ranker = None
         return other
 

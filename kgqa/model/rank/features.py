@@ -12,15 +12,16 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from kgqa.data import normalize
 from kgqa.model.candidate import Candidate
 from kgqa.model.facts import QuestionFacts
-from kgqa.model.rank.lexicon import Lexicon, path_tokens, question_tokens
+from kgqa.model.rank.lexicon import Lexicon
 from kgqa.model.rank.matcher import RelationMatcher
+from kgqa.model.rank.semantic import SemanticFeatures
 from kgqa.trie import KBIndex, RelationStats
 
 # The kind of answer a question asks for, by its wording. Each generalises across relations never seen in training.
@@ -136,13 +137,21 @@ LEXICON_GROUP: dict[str, tuple[str, ...]] = {"lexicon": ("lexicon", "lexicon_gap
 class FeatureExtractor:
     """Feature rows for a question's candidates (one row each, columns ``self.names``)."""
 
-    def __init__(self, index: KBIndex, matcher: RelationMatcher | None = None, lexicon: Lexicon | None = None) -> None:
+    def __init__(
+        self,
+        index: KBIndex,
+        matcher: RelationMatcher | None = None,
+        lexicon: Lexicon | None = None,
+        semantic: SemanticFeatures | None = None,
+    ) -> None:
         self.index = index
         self.matcher = matcher
         self.lexicon = lexicon
+        self.semantic = semantic
         self.groups = (
             FEATURE_GROUPS
             | (LEXICON_GROUP if lexicon is not None else {})
+            | (semantic.groups if semantic is not None else {})
             | (MATCH_GROUP if matcher is not None else {})
         )
         self.names: tuple[str, ...] = tuple(name for group in self.groups.values() for name in group)
@@ -156,11 +165,12 @@ class FeatureExtractor:
             _base_rows(facts, c, stats) if c else np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32)
             for facts, c in zip(questions, candidates, strict=True)
         ]
-        if self.lexicon is not None:
-            out = [
-                np.concatenate([rows, _lexicon_columns(self.lexicon, facts, own)], axis=1)
-                for rows, facts, own in zip(out, questions, candidates, strict=True)
-            ]
+        for scorer in (self.lexicon, self.semantic):
+            if scorer is not None:
+                out = [
+                    np.concatenate([rows, scorer.columns(facts, own)], axis=1)
+                    for rows, facts, own in zip(out, questions, candidates, strict=True)
+                ]
         if self.matcher is not None:
             paths = [[(c.name, c.relation, c.meaning, c.object) for c in own] for own in candidates]
             texts = [facts.question for facts in questions]
@@ -171,21 +181,6 @@ class FeatureExtractor:
                 else:
                     out[i] = np.zeros((0, len(self.names)), dtype=np.float32)
         return [rows.astype(np.float32) for rows in out]
-
-
-def _lexicon_columns(lexicon: Lexicon, facts: QuestionFacts, candidates: Sequence[Candidate]) -> np.ndarray:
-    """The lexicon's score of each candidate and its gap to the question's best (rows × 2)."""
-    scorers: dict[str, Callable[[Sequence[str]], float]] = {}  # by name: the question's tokens leave the name out
-    values = []
-    for c in candidates:
-        scorer = scorers.get(c.name)
-        if scorer is None:
-            scorer = scorers[c.name] = lexicon.scorer(question_tokens(facts.question, c.name))
-        values.append(scorer(path_tokens(c.relation, c.object)))
-    scores = np.array(values, dtype=np.float64)
-    if not len(scores):
-        return np.zeros((0, 2), dtype=np.float32)
-    return np.stack([scores, scores - scores.max()], axis=1).astype(np.float32)
 
 
 def _base_rows(facts: QuestionFacts, candidates: Sequence[Candidate], stats: RelationStats) -> np.ndarray:

@@ -18,9 +18,12 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from kgqa.data import Question, normalize, split_head
+from kgqa.model.candidate import Candidate
+from kgqa.model.facts import QuestionFacts
 
 LEXICON_FILE = "lexicon.json"
 LEXICON_FORMAT = 1
@@ -80,6 +83,20 @@ class Lexicon:
             return sum(math.log(FLOOR + share * total) for total in map(sum, zip(*chosen, strict=True))) / len(question)
 
         return score
+
+    def columns(self, facts: QuestionFacts, candidates: Sequence[Candidate]) -> np.ndarray:
+        """The ranker's ``lexicon`` group: each candidate's score and its gap to the question's best (rows × 2)."""
+        scorers: dict[str, Callable[[Sequence[str]], float]] = {}  # by name: the question's tokens leave the name out
+        values = []
+        for c in candidates:
+            scorer = scorers.get(c.name)
+            if scorer is None:
+                scorer = scorers[c.name] = self.scorer(question_tokens(facts.question, c.name))
+            values.append(scorer(path_tokens(c.relation, c.object)))
+        scores = np.array(values, dtype=np.float64)
+        if not len(scores):
+            return np.zeros((0, 2), dtype=np.float32)
+        return np.stack([scores, scores - scores.max()], axis=1).astype(np.float32)
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / LEXICON_FILE

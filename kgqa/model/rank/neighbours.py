@@ -1,0 +1,216 @@
+"""The training questions nearest to a question, and the relations they asked for.
+
+KgCLUE words a question about a relation from a few templates (什么时候召开, 在哪里啊, 怎么来的); dev and test relations
+never occur in train, but relations that *mean* the same often do (创办时间 for 创办, 名字由来 for 得名, 功能主治 for
+适应症). So a question's template — its text without the entity name — is matched against the training questions'
+templates (TF-IDF over characters and character bigrams, cosine), and the relations of the ``NEIGHBOURS`` nearest
+become the relations the question probably means, weighted by similarity. ``kgqa.model.rank.semantic`` then compares
+a candidate's relation with them by word vectors: a relation never seen in training is judged by its meaning's
+distance to relations that were.
+
+Learned by ``kgqa ranker neighbours`` from train.json into ``neighbours.npz`` beside the model: the templates'
+normalised TF-IDF rows (CSR), the grams and their IDF, and each template's relations with their counts.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from kgqa.data import Question, normalize, split_head
+
+NEIGHBOURS_FILE = "neighbours.npz"
+NEIGHBOURS_FORMAT = 1
+NEIGHBOURS = 20  # templates consulted a question (10–40 measured within 0.1 EM_O out-of-fold: docs/evaluation.md)
+DENSE_FROM = 64  # grams in more templates than this are dense rows (171 of 10,377 grams for train.json, 3.6 MB)
+_FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # zip members' time: the same questions give the same bytes
+
+
+def template(question: str, name: str) -> str:
+    """The question without (the first occurrence of) its entity name."""
+    return normalize(question).replace(normalize(name), "", 1)
+
+
+def grams(text: str) -> set[str]:
+    """Characters and character bigrams."""
+    return {*text, *(text[i : i + 2] for i in range(len(text) - 1))}
+
+
+class TemplateNeighbours:
+    """Which training templates a question's template is nearest, and their relations."""
+
+    def __init__(
+        self,
+        gram_list: Sequence[str],
+        idf: np.ndarray,
+        indptr: np.ndarray,
+        indices: np.ndarray,
+        data: np.ndarray,
+        relations: Sequence[str],
+        relation_indptr: np.ndarray,
+        relation_ids: np.ndarray,
+        relation_counts: np.ndarray,
+    ) -> None:
+        self.gram_list = list(gram_list)
+        self.gram_id = {g: i for i, g in enumerate(self.gram_list)}
+        self.idf = idf
+        self.relations = list(relations)
+        self.relation_indptr = relation_indptr
+        self.relation_ids = relation_ids
+        self.relation_counts = relation_counts
+        self.templates = len(indptr) - 1
+        self.indptr, self.indices, self.data = indptr, indices, data  # the templates' rows (CSR), as saved
+        totals = np.add.reduceat(relation_counts, relation_indptr[:-1]) if len(relation_counts) else relation_counts
+        self._shares = relation_counts / np.repeat(
+            totals, np.diff(relation_indptr)
+        )  # each relation's share of its template
+        # postings: gram -> (templates holding it, their normalised weights), for a sparse dot product
+        by_gram = np.argsort(indices, kind="stable")
+        rows = np.repeat(np.arange(self.templates), np.diff(indptr))
+        self._post_templates = rows[by_gram]
+        self._post_weights = data[by_gram]
+        self._post_starts = np.searchsorted(indices[by_gram], np.arange(len(self.gram_list) + 1))
+        self._post_lengths = np.diff(self._post_starts)
+        self._relation_lengths = np.diff(relation_indptr)
+        # the grams in many templates (什, 么, 时候 …) hold most postings: kept as dense rows, read whole
+        frequency = np.diff(self._post_starts)
+        common = np.flatnonzero(frequency > DENSE_FROM)
+        self._dense_row = np.full(len(self.gram_list), -1, dtype=np.int64)
+        self._dense_row[common] = np.arange(len(common))
+        self._dense = np.zeros((len(common), self.templates), dtype=np.float32)
+        for row, gram in enumerate(common):
+            span = slice(self._post_starts[gram], self._post_starts[gram + 1])
+            self._dense[row, self._post_templates[span]] = self._post_weights[span]
+
+    def nearest(self, text: str, k: int = NEIGHBOURS) -> tuple[np.ndarray, np.ndarray]:
+        """The relations of the ``k`` training templates nearest ``text``: relation ids and their weights (each
+        template's cosine, shared among its relations by count), summing to 1; empty when no gram is shared."""
+        found = np.fromiter((self.gram_id[g] for g in grams(text) if g in self.gram_id), dtype=np.int64)
+        if not len(found):
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+        weights = self.idf[found]
+        weights = weights / np.linalg.norm(weights)
+        # the cosine with every template: the common grams' dense rows, plus the other grams' postings gathered at
+        # once and summed per template
+        dense = self._dense_row[found]
+        sims = weights[dense >= 0].astype(np.float32) @ self._dense[dense[dense >= 0]]
+        rare, rare_weights = found[dense < 0], weights[dense < 0]
+        if len(rare):
+            starts, lengths = self._post_starts[rare], self._post_lengths[rare]
+            ends = np.cumsum(lengths)
+            at = np.arange(ends[-1]) + np.repeat(starts - ends + lengths, lengths)
+            sims = sims + np.bincount(
+                self._post_templates[at],
+                weights=np.repeat(rare_weights, lengths) * self._post_weights[at],
+                minlength=self.templates,
+            ).astype(np.float32)
+        top = _top(sims, k)
+        if not len(top):
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+        # each template's cosine shared among its relations by count, summed per relation
+        starts, lengths = self.relation_indptr[top], self._relation_lengths[top]
+        ends = np.cumsum(lengths)
+        at = np.arange(ends[-1]) + np.repeat(starts - ends + lengths, lengths)
+        ids, inverse = np.unique(self.relation_ids[at], return_inverse=True)
+        mass = np.bincount(inverse, weights=np.repeat(sims[top].astype(np.float64), lengths) * self._shares[at])
+        return ids, mass / mass.sum()
+
+    @staticmethod
+    def present(directory: str | Path) -> bool:
+        return (Path(directory) / NEIGHBOURS_FILE).is_file()
+
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / NEIGHBOURS_FILE
+        arrays = {
+            "format": np.array([NEIGHBOURS_FORMAT]),
+            "grams": np.array(self.gram_list, dtype=str),
+            "idf": self.idf,
+            "indptr": self.indptr,
+            "indices": self.indices,
+            "data": self.data,
+            "relations": np.array(self.relations, dtype=str),
+            "relation_indptr": self.relation_indptr,
+            "relation_ids": self.relation_ids,
+            "relation_counts": self.relation_counts,
+        }
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+            for name, array in arrays.items():
+                buffer = io.BytesIO()
+                np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
+                member = zipfile.ZipInfo(f"{name}.npy", date_time=_FIXED_TIME)
+                member.compress_type = zipfile.ZIP_DEFLATED
+                archive.writestr(member, buffer.getvalue())
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> TemplateNeighbours:
+        """ValueError when the file is of another format (learn it again with ``kgqa ranker neighbours``)."""
+        with np.load(Path(directory) / NEIGHBOURS_FILE, allow_pickle=False) as arrays:
+            found = int(arrays["format"][0]) if "format" in arrays else None
+            if found != NEIGHBOURS_FORMAT:
+                raise ValueError(
+                    f"{NEIGHBOURS_FILE} is format {found}, this kgqa reads {NEIGHBOURS_FORMAT}: "
+                    "learn it again with `kgqa ranker neighbours`"
+                )
+            return cls(
+                arrays["grams"].tolist(),
+                arrays["idf"],
+                arrays["indptr"],
+                arrays["indices"],
+                arrays["data"],
+                arrays["relations"].tolist(),
+                arrays["relation_indptr"],
+                arrays["relation_ids"],
+                arrays["relation_counts"],
+            )
+
+
+def _top(sims: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` highest (positive) entries' places, in no order. Most templates are far from a question: the
+    selection runs over the first set of those near the best that has k of them, which holds the same top k."""
+    best = float(sims.max()) if len(sims) else 0.0
+    if best <= 0.0:
+        return np.zeros(0, dtype=np.int64)
+    for share in (0.8, 0.5, 0.0):
+        near = np.flatnonzero(sims > share * best) if share else np.flatnonzero(sims > 0.0)
+        if len(near) >= k:
+            break
+    if len(near) <= k:
+        return near
+    return near[np.argpartition(-sims[near], k)[:k]]
+
+
+def learn_neighbours(questions: Sequence[Question]) -> TemplateNeighbours:
+    """The templates of ``questions`` (with answers) and their relations, TF-IDF weighted."""
+    relations_of: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for q in questions:
+        if q.answer is not None:
+            relations_of[template(q.question, split_head(q.answer.subject)[0])][q.answer.predicate] += 1
+    templates = sorted(relations_of)
+    gram_list = sorted({g for t in templates for g in grams(t)})
+    gram_id = {g: i for i, g in enumerate(gram_list)}
+    rows = [sorted(gram_id[g] for g in grams(t)) for t in templates]
+    df = np.bincount([g for row in rows for g in row], minlength=len(gram_list))
+    idf = np.log(len(templates) / (1.0 + df)) + 1.0
+    indptr = np.concatenate([[0], np.cumsum([len(row) for row in rows])]).astype(np.int64)
+    indices = np.asarray([g for row in rows for g in row], dtype=np.int64)
+    data = idf[indices]
+    for t in range(len(templates)):  # each template's row to unit length: cosine by dot product
+        span = slice(indptr[t], indptr[t + 1])
+        norm = np.linalg.norm(data[span])
+        if norm > 0:
+            data[span] /= norm
+    relations = sorted({r for counts in relations_of.values() for r in counts})
+    relation_id = {r: i for i, r in enumerate(relations)}
+    pairs = [sorted((relation_id[r], n) for r, n in relations_of[t].items()) for t in templates]
+    relation_indptr = np.concatenate([[0], np.cumsum([len(p) for p in pairs])]).astype(np.int64)
+    relation_ids = np.asarray([r for p in pairs for r, _ in p], dtype=np.int64)
+    relation_counts = np.asarray([n for p in pairs for _, n in p], dtype=np.float64)
+    return TemplateNeighbours(
+        gram_list, idf, indptr, indices, data, relations, relation_indptr, relation_ids, relation_counts
+    )

@@ -1,0 +1,134 @@
+"""The ranker's meaning features: how near a path's relation is, by pretrained word vectors and Cilin synonym
+groups (``kgqa.model.rank.words``), to what the question asks.
+
+Characters cannot bridge a paraphrase (什么时候召开 asks for 会期, 怎么来的 for 得名). Two groups bridge it:
+
+- ``neighbours``: the relations of the training questions worded most like this one (``kgqa.model.rank.neighbours``)
+  against the candidate's relation, by the cosine of their word vectors (a relation's vector: the mean of its words'
+  unit vectors, renormalised): the weighted mean, the best, the gap to the question's best candidate, and how many
+  of the name's relations fit better;
+- ``words``: the question's own words against the relation's, by Cilin: the share of the relation's words that share
+  a synonym group with a question word, strictly and one level up.
+
+Like every feature, these read how a path's words relate to the question's and to training relations, never which
+relation it is: a relation renamed consistently changes only these features' inputs. A text with no word that has a
+vector (or no Cilin entry) gives 0.0. The question's words are those of the question without the candidate's name
+(``QuestionFacts.rest``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from kgqa.data import normalize
+from kgqa.model.candidate import Candidate
+from kgqa.model.facts import QuestionFacts
+from kgqa.model.rank.neighbours import NEIGHBOURS_FILE, TemplateNeighbours
+from kgqa.model.rank.words import WORDS_MANIFEST, WordKnowledge
+
+NEIGHBOURS_GROUP: dict[str, tuple[str, ...]] = {
+    "neighbours": ("neighbour_vector", "neighbour_vector_best", "neighbour_vector_gap", "neighbour_vector_rank")
+}
+WORDS_GROUP: dict[str, tuple[str, ...]] = {"words": ("relation_cilin", "relation_cilin_broad")}
+
+
+class SemanticFeatures:
+    """The ``neighbours`` (when given) and ``words`` groups' columns for a question's candidates."""
+
+    def __init__(self, words: WordKnowledge, neighbours: TemplateNeighbours | None = None) -> None:
+        self.words = words
+        self.neighbours = neighbours
+        self.groups = (NEIGHBOURS_GROUP if neighbours is not None else {}) | WORDS_GROUP
+        self.names: tuple[str, ...] = tuple(name for group in self.groups.values() for name in group)
+        # relations recur across questions: each one's vector and groups are computed once
+        self.relation_vector = lru_cache(maxsize=65536)(self._relation_vector)
+        self.cilin = lru_cache(maxsize=65536)(self._cilin)
+        self._known = (
+            np.stack([self.relation_vector(r) for r in neighbours.relations])
+            if neighbours is not None and neighbours.relations
+            else np.zeros((0, words.dimensions), dtype=np.float32)
+        )
+
+    @staticmethod
+    def present(directory: str | Path) -> bool:
+        """Whether a model directory has word files (the neighbours are optional beside them)."""
+        return WordKnowledge.present(directory)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> SemanticFeatures:
+        """WordsLoadError or ValueError when a file is missing, foreign or of another format."""
+        words = WordKnowledge.load(directory)
+        neighbours = TemplateNeighbours.load(directory) if TemplateNeighbours.present(directory) else None
+        return cls(words, neighbours)
+
+    def files(self, directory: str | Path) -> dict[str, Path | None]:
+        """The files whose sha256 a ranker fit on these features records: the word manifest (which holds the word
+        files' own sha256) and the neighbours."""
+        directory = Path(directory)
+        return {
+            "words": directory / WORDS_MANIFEST,
+            "neighbours": directory / NEIGHBOURS_FILE if self.neighbours is not None else None,
+        }
+
+    def _relation_vector(self, relation: str) -> np.ndarray:
+        vectors = self.words.unit_vectors(self.words.segment(normalize(relation), "vector"))
+        if not len(vectors):
+            return np.zeros(self.words.dimensions, dtype=np.float32)
+        mean = vectors.mean(axis=0)
+        return mean / max(float(np.linalg.norm(mean)), 1e-9)
+
+    def _cilin(self, text: str) -> tuple[tuple[frozenset[int], ...], tuple[frozenset[int], ...]]:
+        ids = self.words.segment(text, "cilin")
+        return (
+            tuple(frozenset(self.words.group_ids(i)) for i in ids),
+            tuple(frozenset(self.words.group_ids(i, broad=True)) for i in ids),
+        )
+
+    def columns(self, facts: QuestionFacts, candidates: Sequence[Candidate]) -> np.ndarray:
+        if not candidates:
+            return np.zeros((0, len(self.names)), dtype=np.float32)
+        names = list(dict.fromkeys(c.name for c in candidates))
+        blocks = []
+        if self.neighbours is not None:
+            blocks.append(self._neighbour_columns(facts, candidates, names))
+        blocks.append(self._word_columns(facts, candidates))
+        return np.concatenate(blocks, axis=1).astype(np.float32)
+
+    def _neighbour_columns(self, facts: QuestionFacts, candidates: Sequence[Candidate], names: list[str]) -> np.ndarray:
+        assert self.neighbours is not None
+        out = np.zeros((len(candidates), 4), dtype=np.float64)
+        for name in names:
+            rows = [i for i, c in enumerate(candidates) if c.name == name]
+            ids, weights = self.neighbours.nearest(facts.rest(name))
+            if not len(ids):
+                continue
+            known = self._known[ids]
+            cosines = np.stack([self.relation_vector(candidates[i].relation) for i in rows]) @ known.T
+            out[rows, 0] = cosines @ weights
+            out[rows, 1] = cosines.max(axis=1)
+            # every relation of the name, scored alike: how many fit the question's neighbours better
+            relations = sorted({p.relation for p in facts.paths(name)})
+            of_name = np.stack([self.relation_vector(r) for r in relations]) @ known.T @ weights
+            out[rows, 3] = [float((of_name > score + 1e-6).sum()) for score in out[rows, 0]]
+        out[:, 2] = out[:, 0] - out[:, 0].max()
+        return out
+
+    def _word_columns(self, facts: QuestionFacts, candidates: Sequence[Candidate]) -> np.ndarray:
+        asked: dict[str, tuple[frozenset[int], frozenset[int]]] = {}
+        rows = []
+        for c in candidates:
+            if c.name not in asked:
+                strict, broad = self.cilin(facts.rest(c.name))
+                asked[c.name] = (frozenset().union(*strict), frozenset().union(*broad))
+            strict, broad = self.cilin(normalize(c.relation))
+            rows.append([_share(strict, asked[c.name][0]), _share(broad, asked[c.name][1])])
+        return np.asarray(rows, dtype=np.float64)
+
+
+def _share(part: tuple[frozenset[int], ...], question: frozenset[int]) -> float:
+    """The share of ``part``'s words that share a Cilin group with some question word."""
+    return sum(bool(groups & question) for groups in part) / len(part) if part else 0.0
