@@ -1,15 +1,15 @@
-"""The training questions nearest to a question, and the relations they asked for.
+"""The training questions nearest to a question, and the relations and meanings they asked about.
 
 KgCLUE words a question about a relation from a few templates (什么时候召开, 在哪里啊, 怎么来的); dev and test relations
 never occur in train, but relations that *mean* the same often do (创办时间 for 创办, 名字由来 for 得名, 功能主治 for
 适应症). So a question's template — its text without the entity name — is matched against the training questions'
 templates (TF-IDF over characters and character bigrams, cosine), and the relations of the ``NEIGHBOURS`` nearest
-become the relations the question probably means, weighted by similarity. ``kgqa.model.rank.semantic`` then compares
-a candidate's relation with them by word vectors: a relation never seen in training is judged by its meaning's
-distance to relations that were.
+become the relations the question probably means, weighted by similarity; likewise the meanings (the kind of entity:
+哪个书里的角色 asks about a 小说中的人物). ``kgqa.model.rank.semantic`` compares a candidate's relation and meaning with
+them by word vectors: a relation never seen in training is judged by its distance to relations that were.
 
 Learned by ``kgqa ranker neighbours`` from train.json into ``neighbours.npz`` beside the model: the templates'
-normalised TF-IDF rows (CSR), the grams and their IDF, and each template's relations with their counts.
+normalised TF-IDF rows (CSR), the grams and their IDF, and each template's relations and meanings with their counts.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import io
 import zipfile
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +27,10 @@ from kgqa.data import Question, normalize, split_head
 
 NEIGHBOURS_FILE = "neighbours.npz"
 NEIGHBOURS_FORMAT = 1
-NEIGHBOURS = 20  # templates consulted a question (10–40 measured within 0.1 EM_O out-of-fold: docs/evaluation.md)
-DENSE_FROM = 64  # grams in more templates than this are dense rows (171 of 10,377 grams for train.json, 3.6 MB)
+NEIGHBOURS = 20  # templates consulted a question (10–40 measured within 0.2 EM_O out-of-fold: docs/evaluation.md)
+DENSE_FROM = 64  # grams in more templates than this are dense rows (283 of 10,377 grams for train.json)
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # zip members' time: the same questions give the same bytes
+_NONE = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
 
 
 def template(question: str, name: str) -> str:
@@ -41,8 +43,68 @@ def grams(text: str) -> set[str]:
     return {*text, *(text[i : i + 2] for i in range(len(text) - 1))}
 
 
+@dataclass
+class TemplateLabels:
+    """What each template's questions asked about (relations, or meanings), with counts; templates in rows (CSR)."""
+
+    names: list[str]
+    indptr: np.ndarray
+    ids: np.ndarray
+    counts: np.ndarray
+
+    def __post_init__(self) -> None:
+        self._lengths = np.diff(self.indptr)
+        totals = np.add.reduceat(self.counts, self.indptr[:-1][self._lengths > 0]) if len(self.counts) else []
+        self._shares = self.counts / np.repeat(totals, self._lengths[self._lengths > 0])  # share of its template
+
+    def of(self, templates: np.ndarray, sims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The labels of ``templates``: ids and weights (each template's cosine shared among its labels by count),
+        summing to 1; empty when these templates have none."""
+        lengths = self._lengths[templates]
+        if not lengths.sum():
+            return _NONE
+        ends = np.cumsum(lengths)
+        at = np.arange(ends[-1]) + np.repeat(self.indptr[templates] - ends + lengths, lengths)
+        ids, inverse = np.unique(self.ids[at], return_inverse=True)
+        mass = np.bincount(inverse, weights=np.repeat(sims.astype(np.float64), lengths) * self._shares[at])
+        return ids, mass / mass.sum()
+
+    def held(self, templates: np.ndarray) -> np.ndarray:
+        """Which of ``templates`` have any label (a template whose questions' entities had no meaning has none)."""
+        return self._lengths[templates] > 0
+
+    def arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        return {
+            f"{prefix}s": np.array(self.names, dtype=str),
+            f"{prefix}_indptr": self.indptr,
+            f"{prefix}_ids": self.ids,
+            f"{prefix}_counts": self.counts,
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: np.lib.npyio.NpzFile, prefix: str) -> TemplateLabels:
+        return cls(
+            arrays[f"{prefix}s"].tolist(),
+            arrays[f"{prefix}_indptr"],
+            arrays[f"{prefix}_ids"],
+            arrays[f"{prefix}_counts"],
+        )
+
+    @classmethod
+    def count(cls, per_template: Sequence[dict[str, int]]) -> TemplateLabels:
+        names = sorted({label for counts in per_template for label in counts})
+        label_id = {label: i for i, label in enumerate(names)}
+        rows = [sorted((label_id[label], n) for label, n in counts.items()) for counts in per_template]
+        return cls(
+            names,
+            np.concatenate([[0], np.cumsum([len(row) for row in rows])]).astype(np.int64),
+            np.asarray([i for row in rows for i, _ in row], dtype=np.int64),
+            np.asarray([n for row in rows for _, n in row], dtype=np.float64),
+        )
+
+
 class TemplateNeighbours:
-    """Which training templates a question's template is nearest, and their relations."""
+    """Which training templates a question's template is nearest, and what they asked about."""
 
     def __init__(
         self,
@@ -51,35 +113,24 @@ class TemplateNeighbours:
         indptr: np.ndarray,
         indices: np.ndarray,
         data: np.ndarray,
-        relations: Sequence[str],
-        relation_indptr: np.ndarray,
-        relation_ids: np.ndarray,
-        relation_counts: np.ndarray,
+        relations: TemplateLabels,
+        meanings: TemplateLabels,
     ) -> None:
         self.gram_list = list(gram_list)
         self.gram_id = {g: i for i, g in enumerate(self.gram_list)}
         self.idf = idf
-        self.relations = list(relations)
-        self.relation_indptr = relation_indptr
-        self.relation_ids = relation_ids
-        self.relation_counts = relation_counts
-        self.templates = len(indptr) - 1
         self.indptr, self.indices, self.data = indptr, indices, data  # the templates' rows (CSR), as saved
-        totals = np.add.reduceat(relation_counts, relation_indptr[:-1]) if len(relation_counts) else relation_counts
-        self._shares = relation_counts / np.repeat(
-            totals, np.diff(relation_indptr)
-        )  # each relation's share of its template
+        self.relations = relations
+        self.meanings = meanings
+        self.templates = len(indptr) - 1
         # postings: gram -> (templates holding it, their normalised weights), for a sparse dot product
         by_gram = np.argsort(indices, kind="stable")
-        rows = np.repeat(np.arange(self.templates), np.diff(indptr))
-        self._post_templates = rows[by_gram]
+        self._post_templates = np.repeat(np.arange(self.templates), np.diff(indptr))[by_gram]
         self._post_weights = data[by_gram]
         self._post_starts = np.searchsorted(indices[by_gram], np.arange(len(self.gram_list) + 1))
         self._post_lengths = np.diff(self._post_starts)
-        self._relation_lengths = np.diff(relation_indptr)
         # the grams in many templates (什, 么, 时候 …) hold most postings: kept as dense rows, read whole
-        frequency = np.diff(self._post_starts)
-        common = np.flatnonzero(frequency > DENSE_FROM)
+        common = np.flatnonzero(self._post_lengths > DENSE_FROM)
         self._dense_row = np.full(len(self.gram_list), -1, dtype=np.int64)
         self._dense_row[common] = np.arange(len(common))
         self._dense = np.zeros((len(common), self.templates), dtype=np.float32)
@@ -88,11 +139,11 @@ class TemplateNeighbours:
             self._dense[row, self._post_templates[span]] = self._post_weights[span]
 
     def nearest(self, text: str, k: int = NEIGHBOURS) -> tuple[np.ndarray, np.ndarray]:
-        """The relations of the ``k`` training templates nearest ``text``: relation ids and their weights (each
-        template's cosine, shared among its relations by count), summing to 1; empty when no gram is shared."""
+        """The ``k`` training templates nearest ``text`` (at most; those sharing no gram are left out) and their
+        cosines; pass them to ``relations.of`` or ``meanings.of``."""
         found = np.fromiter((self.gram_id[g] for g in grams(text) if g in self.gram_id), dtype=np.int64)
         if not len(found):
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+            return _NONE
         weights = self.idf[found]
         weights = weights / np.linalg.norm(weights)
         # the cosine with every template: the common grams' dense rows, plus the other grams' postings gathered at
@@ -110,15 +161,7 @@ class TemplateNeighbours:
                 minlength=self.templates,
             ).astype(np.float32)
         top = _top(sims, k)
-        if not len(top):
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-        # each template's cosine shared among its relations by count, summed per relation
-        starts, lengths = self.relation_indptr[top], self._relation_lengths[top]
-        ends = np.cumsum(lengths)
-        at = np.arange(ends[-1]) + np.repeat(starts - ends + lengths, lengths)
-        ids, inverse = np.unique(self.relation_ids[at], return_inverse=True)
-        mass = np.bincount(inverse, weights=np.repeat(sims[top].astype(np.float64), lengths) * self._shares[at])
-        return ids, mass / mass.sum()
+        return top, sims[top]
 
     @staticmethod
     def present(directory: str | Path) -> bool:
@@ -133,10 +176,8 @@ class TemplateNeighbours:
             "indptr": self.indptr,
             "indices": self.indices,
             "data": self.data,
-            "relations": np.array(self.relations, dtype=str),
-            "relation_indptr": self.relation_indptr,
-            "relation_ids": self.relation_ids,
-            "relation_counts": self.relation_counts,
+            **self.relations.arrays("relation"),
+            **self.meanings.arrays("meaning"),
         }
         with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
             for name, array in arrays.items():
@@ -163,10 +204,8 @@ class TemplateNeighbours:
                 arrays["indptr"],
                 arrays["indices"],
                 arrays["data"],
-                arrays["relations"].tolist(),
-                arrays["relation_indptr"],
-                arrays["relation_ids"],
-                arrays["relation_counts"],
+                TemplateLabels.from_arrays(arrays, "relation"),
+                TemplateLabels.from_arrays(arrays, "meaning"),
             )
 
 
@@ -177,7 +216,7 @@ def _top(sims: np.ndarray, k: int) -> np.ndarray:
     if best <= 0.0:
         return np.zeros(0, dtype=np.int64)
     for share in (0.8, 0.5, 0.0):
-        near = np.flatnonzero(sims > share * best) if share else np.flatnonzero(sims > 0.0)
+        near = np.flatnonzero(sims > share * best)
         if len(near) >= k:
             break
     if len(near) <= k:
@@ -186,11 +225,16 @@ def _top(sims: np.ndarray, k: int) -> np.ndarray:
 
 
 def learn_neighbours(questions: Sequence[Question]) -> TemplateNeighbours:
-    """The templates of ``questions`` (with answers) and their relations, TF-IDF weighted."""
+    """The templates of ``questions`` (with answers), TF-IDF weighted, with their relations and meanings."""
     relations_of: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    meanings_of: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for q in questions:
         if q.answer is not None:
-            relations_of[template(q.question, split_head(q.answer.subject)[0])][q.answer.predicate] += 1
+            name, meaning = split_head(q.answer.subject)
+            asked = template(q.question, name)
+            relations_of[asked][q.answer.predicate] += 1
+            if meaning:
+                meanings_of[asked][meaning] += 1
     templates = sorted(relations_of)
     gram_list = sorted({g for t in templates for g in grams(t)})
     gram_id = {g: i for i, g in enumerate(gram_list)}
@@ -202,15 +246,13 @@ def learn_neighbours(questions: Sequence[Question]) -> TemplateNeighbours:
     data = idf[indices]
     for t in range(len(templates)):  # each template's row to unit length: cosine by dot product
         span = slice(indptr[t], indptr[t + 1])
-        norm = np.linalg.norm(data[span])
-        if norm > 0:
-            data[span] /= norm
-    relations = sorted({r for counts in relations_of.values() for r in counts})
-    relation_id = {r: i for i, r in enumerate(relations)}
-    pairs = [sorted((relation_id[r], n) for r, n in relations_of[t].items()) for t in templates]
-    relation_indptr = np.concatenate([[0], np.cumsum([len(p) for p in pairs])]).astype(np.int64)
-    relation_ids = np.asarray([r for p in pairs for r, _ in p], dtype=np.int64)
-    relation_counts = np.asarray([n for p in pairs for _, n in p], dtype=np.float64)
+        data[span] /= np.linalg.norm(data[span])
     return TemplateNeighbours(
-        gram_list, idf, indptr, indices, data, relations, relation_indptr, relation_ids, relation_counts
+        gram_list,
+        idf,
+        indptr,
+        indices,
+        data,
+        TemplateLabels.count([relations_of[t] for t in templates]),
+        TemplateLabels.count([meanings_of.get(t, {}) for t in templates]),
     )

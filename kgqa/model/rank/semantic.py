@@ -4,9 +4,10 @@ groups (``kgqa.model.rank.words``), to what the question asks.
 Characters cannot bridge a paraphrase (什么时候召开 asks for 会期, 怎么来的 for 得名). Two groups bridge it:
 
 - ``neighbours``: the relations of the training questions worded most like this one (``kgqa.model.rank.neighbours``)
-  against the candidate's relation, by the cosine of their word vectors (a relation's vector: the mean of its words'
+  against the candidate's relation, by the cosine of their word vectors (a text's vector: the mean of its words'
   unit vectors, renormalised): the weighted mean, the best, the gap to the question's best candidate, and how many
-  of the name's relations fit better;
+  of the name's relations fit better; and the same neighbours' meanings against the candidate's meaning (the weighted
+  mean, its gap to the best homonym of the same name and relation, and how much of the neighbours had a meaning);
 - ``words``: the question's own words against the relation's, by Cilin: the share of the relation's words that share
   a synonym group with a question word, strictly and one level up.
 
@@ -31,7 +32,15 @@ from kgqa.model.rank.neighbours import NEIGHBOURS_FILE, TemplateNeighbours
 from kgqa.model.rank.words import WORDS_MANIFEST, WordKnowledge
 
 NEIGHBOURS_GROUP: dict[str, tuple[str, ...]] = {
-    "neighbours": ("neighbour_vector", "neighbour_vector_best", "neighbour_vector_gap", "neighbour_vector_rank")
+    "neighbours": (
+        "neighbour_vector",
+        "neighbour_vector_best",
+        "neighbour_vector_gap",
+        "neighbour_vector_rank",
+        "neighbour_meaning",
+        "neighbour_meaning_gap",
+        "neighbour_meaning_share",
+    )
 }
 WORDS_GROUP: dict[str, tuple[str, ...]] = {"words": ("relation_cilin", "relation_cilin_broad")}
 
@@ -45,13 +54,10 @@ class SemanticFeatures:
         self.groups = (NEIGHBOURS_GROUP if neighbours is not None else {}) | WORDS_GROUP
         self.names: tuple[str, ...] = tuple(name for group in self.groups.values() for name in group)
         # relations recur across questions: each one's vector and groups are computed once
-        self.relation_vector = lru_cache(maxsize=65536)(self._relation_vector)
-        self.cilin = lru_cache(maxsize=65536)(self._cilin)
-        self._known = (
-            np.stack([self.relation_vector(r) for r in neighbours.relations])
-            if neighbours is not None and neighbours.relations
-            else np.zeros((0, words.dimensions), dtype=np.float32)
-        )
+        self.vector = lru_cache(maxsize=8192)(self._vector)
+        self.cilin = lru_cache(maxsize=8192)(self._cilin)
+        self._relations = self._vectors(neighbours.relations.names if neighbours is not None else [])
+        self._meanings = self._vectors(neighbours.meanings.names if neighbours is not None else [])
 
     @staticmethod
     def present(directory: str | Path) -> bool:
@@ -74,8 +80,14 @@ class SemanticFeatures:
             "neighbours": directory / NEIGHBOURS_FILE if self.neighbours is not None else None,
         }
 
-    def _relation_vector(self, relation: str) -> np.ndarray:
-        vectors = self.words.unit_vectors(self.words.segment(normalize(relation), "vector"))
+    def _vectors(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.words.dimensions), dtype=np.float32)
+        return np.stack([self.vector(t) for t in texts])
+
+    def _vector(self, text: str) -> np.ndarray:
+        """A relation's or meaning's vector: the mean of its words' unit vectors, renormalised (zeros: none)."""
+        vectors = self.words.unit_vectors(self.words.segment(normalize(text), "vector"))
         if not len(vectors):
             return np.zeros(self.words.dimensions, dtype=np.float32)
         mean = vectors.mean(axis=0)
@@ -100,21 +112,30 @@ class SemanticFeatures:
 
     def _neighbour_columns(self, facts: QuestionFacts, candidates: Sequence[Candidate], names: list[str]) -> np.ndarray:
         assert self.neighbours is not None
-        out = np.zeros((len(candidates), 4), dtype=np.float64)
+        out = np.zeros((len(candidates), 7), dtype=np.float64)
         for name in names:
             rows = [i for i, c in enumerate(candidates) if c.name == name]
-            ids, weights = self.neighbours.nearest(facts.rest(name))
+            templates, sims = self.neighbours.nearest(facts.rest(name))
+            ids, weights = self.neighbours.relations.of(templates, sims)
             if not len(ids):
                 continue
-            known = self._known[ids]
-            cosines = np.stack([self.relation_vector(candidates[i].relation) for i in rows]) @ known.T
+            known = self._relations[ids]
+            cosines = self._vectors([candidates[i].relation for i in rows]) @ known.T
             out[rows, 0] = cosines @ weights
             out[rows, 1] = cosines.max(axis=1)
             # every relation of the name, scored alike: how many fit the question's neighbours better
-            relations = sorted({p.relation for p in facts.paths(name)})
-            of_name = np.stack([self.relation_vector(r) for r in relations]) @ known.T @ weights
+            of_name = self._vectors(sorted({p.relation for p in facts.paths(name)})) @ known.T @ weights
             out[rows, 3] = [float((of_name > score + 1e-6).sum()) for score in out[rows, 0]]
+            meaning_ids, meaning_weights = self.neighbours.meanings.of(templates, sims)
+            if len(meaning_ids):
+                meanings = self._vectors([candidates[i].meaning for i in rows])
+                out[rows, 4] = meanings @ self._meanings[meaning_ids].T @ meaning_weights
+                out[rows, 6] = sims[self.neighbours.meanings.held(templates)].sum() / sims.sum()
         out[:, 2] = out[:, 0] - out[:, 0].max()
+        best: dict[tuple[str, str], float] = {}
+        for c, score in zip(candidates, out[:, 4], strict=True):
+            best[(c.name, c.relation)] = max(best.get((c.name, c.relation), -np.inf), score)
+        out[:, 5] = out[:, 4] - [best[(c.name, c.relation)] for c in candidates]
         return out
 
     def _word_columns(self, facts: QuestionFacts, candidates: Sequence[Candidate]) -> np.ndarray:

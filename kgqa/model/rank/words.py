@@ -58,7 +58,7 @@ class WordKnowledge:
         self.groups = groups
         self.broad_of_group = broad_of_group
         self.info = info or {}
-        self.segment = lru_cache(maxsize=65536)(self._segment)
+        self.segment = lru_cache(maxsize=8192)(self._segment)
 
     @property
     def dimensions(self) -> int:

@@ -154,8 +154,8 @@ def _cmd_neighbours(args: argparse.Namespace) -> int:
     neighbours = learn_neighbours(read_questions(args.train))
     path = neighbours.save(args.model)
     print(
-        f"neighbours written to {path} ({neighbours.templates:,} templates, {len(neighbours.relations):,} relations,"
-        f" {time.perf_counter() - start:.1f} s)"
+        f"neighbours written to {path} ({neighbours.templates:,} templates, {len(neighbours.relations.names):,} "
+        f"relations, {len(neighbours.meanings.names):,} meanings, {time.perf_counter() - start:.1f} s)"
     )
     return 0
 

@@ -121,8 +121,8 @@ def _q(text: str, subject: str, relation: str) -> Question:
 
 
 TRAIN = [
-    _q("甲大会什么时候召开", "甲大会", "召开日期"),
-    _q("乙大会什么时候召开", "乙大会", "召开日期"),
+    _q("甲大会什么时候召开", "甲大会（学术会议）", "召开日期"),
+    _q("乙大会什么时候召开", "乙大会（体育赛事）", "召开日期"),
     _q("丙是谁的父亲", "丙", "父亲"),
     _q("丁在什么地点", "丁", "地点"),
 ]
@@ -130,15 +130,23 @@ TRAIN = [
 
 def test_neighbours_find_the_relations_of_templates_worded_alike(tmp_path: Path) -> None:
     neighbours = learn_neighbours(TRAIN)
-    assert neighbours.templates == 3 and neighbours.relations == ["召开日期", "地点", "父亲"]
-    ids, weights = neighbours.nearest("什么时候召开啊", k=2)
-    assert neighbours.relations[ids[np.argmax(weights)]] == "召开日期"
+    assert neighbours.templates == 3 and neighbours.relations.names == ["召开日期", "地点", "父亲"]
+    assert neighbours.meanings.names == ["体育赛事", "学术会议"]
+    templates, sims = neighbours.nearest("什么时候召开啊", k=2)
+    assert len(templates) == 2 and sims.max() > sims.min() > 0.0
+    ids, weights = neighbours.relations.of(templates, sims)
+    assert neighbours.relations.names[ids[np.argmax(weights)]] == "召开日期"
     assert weights.sum() == pytest.approx(1.0)
+    # the nearest template's two questions had a meaning each, half its weight to either
+    ids, weights = neighbours.meanings.of(templates, sims)
+    assert ids.tolist() == [0, 1] and weights.tolist() == pytest.approx([0.5, 0.5])
+    assert neighbours.meanings.held(templates).sum() == 1  # the other template's entity had no meaning
     assert len(neighbours.nearest("无关")[0]) == 0  # no shared gram: nothing to go on
     neighbours.save(tmp_path)
     first = (tmp_path / NEIGHBOURS_FILE).read_bytes()
     again = TemplateNeighbours.load(tmp_path)
     assert np.array_equal(again.nearest("什么时候召开啊", k=2)[1], neighbours.nearest("什么时候召开啊", k=2)[1])
+    assert again.meanings.names == neighbours.meanings.names
     learn_neighbours(TRAIN).save(tmp_path)
     assert (tmp_path / NEIGHBOURS_FILE).read_bytes() == first  # the same questions, the same bytes
 
