@@ -73,7 +73,7 @@ class Answer(Path):
     contributions: dict[str, float] = Field(
         default_factory=dict,
         description="what each feature group of the learned ranker added to the score (score, relation, "
-        "answer_kind, meaning, name, match); empty without a ranker",
+        "answer_kind, meaning, kind, name, lexicon, neighbours, words, match); empty without a ranker",
     )
 
     @classmethod
