@@ -219,7 +219,7 @@ def _top(sims: np.ndarray, k: int) -> np.ndarray:
     best = float(sims.max()) if len(sims) else 0.0
     if best <= 0.0:
         return np.zeros(0, dtype=np.int64)
-    for share in (0.8, 0.5, 0.0):
+    for share in (0.8, 0.5, 0.3, 0.15, 0.0):
         near = np.flatnonzero(sims > share * best)
         if len(near) >= k:
             break
