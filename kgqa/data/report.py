@@ -25,3 +25,16 @@ def write_json(path: Path | None, data: Any, announce: bool = True) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     if announce:
         print(f"written {path}")
+
+
+def read_versioned_json(path: Path, version: int, error: type[Exception], redo: str) -> dict[str, Any]:
+    """A JSON object whose ``format`` must be ``version``; ``error`` (its message ending with ``redo``, what to run)
+    when the file cannot be read or is of another format."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise error(f"cannot read {path.name} in {path.parent.name}: {exc}; {redo}") from exc
+    if not isinstance(data, dict) or data.get("format") != version:
+        found = data.get("format") if isinstance(data, dict) else None
+        raise error(f"{path.name} is format {found}, this kgqa reads format {version}; {redo}")
+    return data

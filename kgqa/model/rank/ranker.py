@@ -23,6 +23,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
+from kgqa.data.report import read_versioned_json
 from kgqa.model.candidate import Candidate
 from kgqa.trie.manifest import sha256_file
 
@@ -180,14 +181,7 @@ class LearnedRanker:
         """
         directory = Path(directory)
         refit = f"refit it with `kgqa ranker fit --model {directory.name}` (or pass --no-ranker)"
-        try:
-            meta = json.loads((directory / RANKER_INFO).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise RankerMismatchError(f"cannot read {RANKER_INFO} in {directory.name}: {exc}; {refit}") from exc
-        if meta.get("format") != RANKER_FORMAT:
-            raise RankerMismatchError(
-                f"{RANKER_INFO} is format {meta.get('format')}, this kgqa reads format {RANKER_FORMAT}; {refit}"
-            )
+        meta = read_versioned_json(directory / RANKER_INFO, RANKER_FORMAT, RankerMismatchError, refit)
         fingerprint = model_fingerprint(directory)
         if meta.get("model_sha256") != fingerprint:
             raise RankerMismatchError(

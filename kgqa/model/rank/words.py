@@ -16,7 +16,6 @@ A ranker fit with these features records the manifest's sha256 and refuses to lo
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import marisa_trie
 import numpy as np
 
+from kgqa.data.report import read_versioned_json
 from kgqa.trie.manifest import sha256_file
 
 WORDS_MANIFEST = "words.json"
@@ -129,14 +129,7 @@ class WordKnowledge:
         not the file its manifest's sha256 names."""
         directory = Path(directory)
         redo = f"convert them again with `kgqa ranker words --model {directory.name}`"
-        try:
-            info = json.loads((directory / WORDS_MANIFEST).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise WordsLoadError(f"cannot read {WORDS_MANIFEST} in {directory.name}: {exc}; {redo}") from exc
-        if info.get("format") != WORDS_FORMAT:
-            raise WordsLoadError(
-                f"{WORDS_MANIFEST} is format {info.get('format')}, this kgqa reads {WORDS_FORMAT}; {redo}"
-            )
+        info = read_versioned_json(directory / WORDS_MANIFEST, WORDS_FORMAT, WordsLoadError, redo)
         for name in (VOCABULARY_FILE, VECTORS_FILE, INDEX_FILE):
             path = directory / name
             if not path.is_file():
