@@ -177,6 +177,12 @@ def test_meaning_features_on_a_hand_made_kb(word_dir: Path, tmp_path: Path) -> N
     assert f["neighbour_vector"][1] > f["neighbour_vector"][0] > f["neighbour_vector"][2] == 0.0
     assert f["neighbour_vector_gap"][1] == 0.0 and f["neighbour_vector_rank"].tolist() == [1.0, 0.0, 2.0]
     assert 0.0 < f["neighbour_vector"][1] <= f["neighbour_vector_best"][1] <= 1.0
+    # no candidate has a meaning: its vector is zeros; the share of the neighbours that had one is the cosine mass of
+    # the template whose questions' entities had meanings
+    templates, sims = semantic.neighbours.nearest("什么时候召开")
+    held = sims[semantic.neighbours.meanings.held(templates)].sum() / sims.sum()
+    assert 0.0 < held < 1.0 and f["neighbour_meaning_share"].tolist() == pytest.approx([held] * 3)
+    assert f["neighbour_meaning"].tolist() == [0.0, 0.0, 0.0]
     # Cilin: no relation word shares a group with 什么时候召开's words … but 召开 would
     assert f["relation_cilin"].tolist() == [0.0, 0.0, 0.0]
     rows = extractor.rows_many([QuestionFacts("第一届大会什么时候召开", index)], [_candidates(times="举行")])[0]
