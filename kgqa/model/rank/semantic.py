@@ -1,5 +1,5 @@
-"""The ranker's meaning features: how near a path's relation is, by pretrained word vectors and Cilin synonym
-groups (``kgqa.model.rank.words``), to what the question asks.
+"""The ranker's meaning features: how near a path's relation and meaning are, by pretrained word vectors and Cilin
+synonym groups (``kgqa.model.rank.words``), to what the question asks.
 
 Characters cannot bridge a paraphrase (什么时候召开 asks for 会期, 怎么来的 for 得名). Two groups bridge it:
 
