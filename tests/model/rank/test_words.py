@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import pickle
 import zipfile
 from pathlib import Path
@@ -233,3 +234,28 @@ def test_a_ranker_refuses_other_word_files(word_dir: Path) -> None:
     manifest.write_text(manifest.read_text(encoding="utf-8").replace('"format"', '"format" ', 1), encoding="utf-8")
     with pytest.raises(RankerMismatchError, match=r"another word files.*kgqa ranker fit"):
         LearnedRanker.load(word_dir, names, words_file=manifest)
+
+
+def test_the_commands_convert_and_learn_into_the_model_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kgqa.cli import main
+
+    source = tmp_path / "test.model"
+    source.write_bytes(_source_bytes())
+    model = tmp_path / "model"
+    model.mkdir()
+    assert main(["ranker", "words", "--model", str(model), "--source", str(source)]) == 0
+    assert "7 vectors of 4" in capsys.readouterr().out
+    train = tmp_path / "train.json"
+    train.write_text(
+        "\n".join(
+            json.dumps({"id": i, "question": q.question, "answer": q.answer.format()}, ensure_ascii=False)
+            for i, q in enumerate(TRAIN)
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    assert main(["ranker", "neighbours", "--model", str(model), "--train", str(train)]) == 0
+    assert "3 templates, 3 relations, 2 meanings" in capsys.readouterr().out
+    assert SemanticFeatures.load(model).names[:1] == ("neighbour_vector",)
