@@ -194,23 +194,28 @@ class TemplateNeighbours:
 
     @classmethod
     def load(cls, directory: str | Path) -> TemplateNeighbours:
-        """ValueError when the file is of another format (learn it again with ``kgqa ranker neighbours``)."""
-        with np.load(Path(directory) / NEIGHBOURS_FILE, allow_pickle=False) as arrays:
-            found = int(arrays["format"][0]) if "format" in arrays else None
-            if found != NEIGHBOURS_FORMAT:
-                raise ValueError(
-                    f"{NEIGHBOURS_FILE} is format {found}, this kgqa reads {NEIGHBOURS_FORMAT}: "
-                    "learn it again with `kgqa ranker neighbours`"
+        """ValueError when the file cannot be read or is of another format (learn it again with ``kgqa ranker
+        neighbours``)."""
+        path = Path(directory) / NEIGHBOURS_FILE
+        redo = f"learn it again with `kgqa ranker neighbours --model {Path(directory).name} --train train.json`"
+        try:
+            with np.load(path, allow_pickle=False) as arrays:
+                found = int(arrays["format"][0]) if "format" in arrays else None
+                if found != NEIGHBOURS_FORMAT:
+                    raise ValueError(
+                        f"{NEIGHBOURS_FILE} is format {found}, this kgqa reads {NEIGHBOURS_FORMAT}; {redo}"
+                    )
+                return cls(
+                    arrays["grams"].tolist(),
+                    arrays["idf"],
+                    arrays["indptr"],
+                    arrays["indices"],
+                    arrays["data"],
+                    TemplateLabels.from_arrays(arrays, "relation"),
+                    TemplateLabels.from_arrays(arrays, "meaning"),
                 )
-            return cls(
-                arrays["grams"].tolist(),
-                arrays["idf"],
-                arrays["indptr"],
-                arrays["indices"],
-                arrays["data"],
-                TemplateLabels.from_arrays(arrays, "relation"),
-                TemplateLabels.from_arrays(arrays, "meaning"),
-            )
+        except (OSError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+            raise ValueError(f"cannot read {NEIGHBOURS_FILE} in {Path(directory).name}: {exc}; {redo}") from exc
 
 
 def _top(sims: np.ndarray, k: int) -> np.ndarray:

@@ -150,6 +150,9 @@ def test_neighbours_find_the_relations_of_templates_worded_alike(tmp_path: Path)
     assert again.meanings.names == neighbours.meanings.names
     learn_neighbours(TRAIN).save(tmp_path)
     assert (tmp_path / NEIGHBOURS_FILE).read_bytes() == first  # the same questions, the same bytes
+    (tmp_path / NEIGHBOURS_FILE).write_bytes(first[: len(first) // 2])
+    with pytest.raises(ValueError, match=r"cannot read neighbours\.npz.*kgqa ranker neighbours"):
+        TemplateNeighbours.load(tmp_path)
 
 
 KB = [
