@@ -12,6 +12,7 @@ model on a GPU answers in process: CUDA cannot be used in a forked child.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 from collections.abc import Sequence
@@ -89,6 +90,10 @@ def _start_worker(parent: int, answerer: QuestionAnswerer) -> None:
 
     die_with_parent(parent)
     torch.set_num_threads(1)  # one core a worker; one thread also keeps OpenMP's pool, unsafe after fork, unused
+    # What the worker inherited (the model, the index tables, the word files' structures) is alive until it exits:
+    # out of the garbage collector's reach, its full passes no longer walk every inherited object (answering allocates
+    # enough to run them often) nor write to their pages' headers (which copies the pages).
+    gc.freeze()
     global _answerer
     _answerer = answerer
 

@@ -93,11 +93,13 @@ class SemanticFeatures:
         mean = vectors.mean(axis=0)
         return mean / max(float(np.linalg.norm(mean)), 1e-9)
 
-    def _cilin(self, text: str) -> tuple[tuple[frozenset[int], ...], tuple[frozenset[int], ...]]:
+    def _cilin(self, text: str) -> tuple[tuple[tuple[int, ...], ...], tuple[tuple[int, ...], ...]]:
+        # tuples of ints, not sets: the garbage collector stops tracking them, and a cache of them costs its
+        # collections nothing (sets would be traversed at every full collection)
         ids = self.words.segment(text, "cilin")
         return (
-            tuple(frozenset(self.words.group_ids(i)) for i in ids),
-            tuple(frozenset(self.words.group_ids(i, broad=True)) for i in ids),
+            tuple(tuple(sorted(self.words.group_ids(i))) for i in ids),
+            tuple(tuple(sorted(self.words.group_ids(i, broad=True))) for i in ids),
         )
 
     def columns(self, facts: QuestionFacts, candidates: Sequence[Candidate]) -> np.ndarray:
@@ -144,12 +146,12 @@ class SemanticFeatures:
         for c in candidates:
             if c.name not in asked:
                 strict, broad = self.cilin(facts.rest(c.name))
-                asked[c.name] = (frozenset().union(*strict), frozenset().union(*broad))
+                asked[c.name] = (frozenset(g for w in strict for g in w), frozenset(g for w in broad for g in w))
             strict, broad = self.cilin(normalize(c.relation))
             rows.append([_share(strict, asked[c.name][0]), _share(broad, asked[c.name][1])])
         return np.asarray(rows, dtype=np.float64)
 
 
-def _share(part: tuple[frozenset[int], ...], question: frozenset[int]) -> float:
+def _share(part: tuple[tuple[int, ...], ...], question: frozenset[int]) -> float:
     """The share of ``part``'s words that share a Cilin group with some question word."""
-    return sum(bool(groups & question) for groups in part) / len(part) if part else 0.0
+    return sum(not question.isdisjoint(groups) for groups in part) / len(part) if part else 0.0
