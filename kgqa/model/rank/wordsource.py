@@ -89,7 +89,7 @@ def convert(source: str | Path | None, directory: str | Path) -> dict[str, Any]:
     broad_id = {c: i for i, c in enumerate(broad_codes)}
     broad_of_group = np.array([broad_id[c[:-2]] for c in codes], dtype=np.int32)
 
-    # vector rows in the source's order (its most frequent words first); groups by vocabulary id
+    # vector rows in the source's order; groups by vocabulary id
     size = len(vocabulary)
     rows = np.full(size, -1, dtype=np.int32)
     for row, word in enumerate(vectors):

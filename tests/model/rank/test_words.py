@@ -76,7 +76,7 @@ def test_conversion_round_trips_vectors_vocabulary_and_groups(word_dir: Path, tm
     for word, vector in VECTORS.items():
         unit = np.asarray(vector) / np.linalg.norm(vector)
         assert np.allclose(words.unit_vectors([words.vocabulary[word]])[0], unit, atol=1.0 / SCALE)
-    # rows keep the source's order (its most frequent words first)
+    # rows keep the source's order
     assert [int(words.rows[words.vocabulary[w]]) for w in VECTORS] == list(range(len(VECTORS)))
     assert words.synonyms("父亲", "爸爸") and words.synonyms("召开", "举行")
     assert not words.synonyms("父亲", "父母") and words.synonyms("父亲", "父母", broad=True)  # Ah04A01, Ah04A02
