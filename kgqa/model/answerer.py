@@ -86,8 +86,9 @@ class QuestionAnswerer:
     ) -> QuestionAnswerer:
         """``quantize``: int8 Linear layers on the CPU (see ``quantize_for_cpu``).
 
-        The model directory's learned ranker (and its relation matcher and lexicon, where it has them) are loaded
-        unless ``options.use_ranker`` is off; RankerMismatchError when they were fit for another model.
+        The model directory's learned ranker (and its relation matcher and lexicon, where it has them, and the word
+        files and neighbours, where the ranker was fit with them) are loaded unless ``options.use_ranker`` is off;
+        RankerMismatchError when they were fit for another model.
         """
         model, tokenizer = load_checkpoint(model_dir)
         parameters = model.num_parameters()  # as trained: before rows are added, before int8 packs the weights
@@ -97,7 +98,10 @@ class QuestionAnswerer:
         use_ranker = (options or DecodeOptions()).use_ranker and LearnedRanker.present(model_dir)
         matcher = RelationMatcher.load(model_dir) if use_ranker and RelationMatcher.present(model_dir) else None
         lexicon = Lexicon.load(model_dir) if use_ranker and Lexicon.present(model_dir) else None
-        semantic = SemanticFeatures.load(model_dir) if use_ranker and SemanticFeatures.present(model_dir) else None
+        # the word files and neighbours are read only for a ranker fit with them (one fit without may sit beside them)
+        semantic = None
+        if use_ranker and SemanticFeatures.present(model_dir) and LearnedRanker.fit_with(model_dir, "words"):
+            semantic = SemanticFeatures.load(model_dir, neighbours=LearnedRanker.fit_with(model_dir, "neighbours"))
         answerer = cls(model, tokenizer, index, options, matcher=matcher, lexicon=lexicon, semantic=semantic)
         answerer.added_characters = added
         answerer.parameters = parameters

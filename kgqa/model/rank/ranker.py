@@ -163,6 +163,17 @@ class LearnedRanker:
     def present(directory: str | Path) -> bool:
         return (Path(directory) / RANKER_INFO).is_file()
 
+    @staticmethod
+    def fit_with(directory: str | Path, key: str) -> bool:
+        """Whether the ranker of a model directory was fit with the features of ``key`` ("words", "lexicon" …): its
+        ``ranker.json`` records that file's sha256. False when there is no readable ``ranker.json`` (``load`` then
+        says what is wrong)."""
+        try:
+            meta = json.loads((Path(directory) / RANKER_INFO).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(meta, dict) and bool(meta.get(f"{key}_sha256"))
+
     @classmethod
     def load(
         cls,

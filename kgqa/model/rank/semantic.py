@@ -65,11 +65,12 @@ class SemanticFeatures:
         return WordKnowledge.present(directory)
 
     @classmethod
-    def load(cls, directory: str | Path) -> SemanticFeatures:
-        """WordsLoadError or ValueError when a file is missing, foreign or of another format."""
+    def load(cls, directory: str | Path, neighbours: bool = True) -> SemanticFeatures:
+        """The word files, and the neighbours where there are (``neighbours``: and are asked for); WordsLoadError
+        or ValueError when a file is missing, foreign or of another format."""
         words = WordKnowledge.load(directory)
-        neighbours = TemplateNeighbours.load(directory) if TemplateNeighbours.present(directory) else None
-        return cls(words, neighbours)
+        found = TemplateNeighbours.load(directory) if neighbours and TemplateNeighbours.present(directory) else None
+        return cls(words, found)
 
     def files(self, directory: str | Path) -> dict[str, Path | None]:
         """The files whose sha256 a ranker fit on these features records: the word manifest (which holds the word

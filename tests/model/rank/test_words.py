@@ -7,13 +7,16 @@ import gzip
 import io
 import json
 import pickle
+import shutil
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from kgqa.data import Answer, Question
+from kgqa.data import Answer, Question, read_questions
+from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
 from kgqa.model.candidate import Candidate
 from kgqa.model.facts import QuestionFacts
 from kgqa.model.rank.features import FeatureExtractor
@@ -28,6 +31,9 @@ from kgqa.model.rank.ranker import (
 from kgqa.model.rank.semantic import SemanticFeatures
 from kgqa.model.rank.words import SCALE, VECTORS_FILE, WORDS_MANIFEST, WordKnowledge, WordsLoadError
 from kgqa.model.rank.wordsource import MEMBER, convert
+from kgqa.model.train.ranker_commands import fit_all
+from kgqa.model.train.rankset import collect
+from kgqa.trie import KBIndex
 from kgqa.trie.manifest import sha256_file
 from tests.conftest import index_of_lines
 
@@ -262,3 +268,40 @@ def test_the_commands_convert_and_learn_into_the_model_directory(
     assert main(["ranker", "neighbours", "--model", str(model), "--train", str(train)]) == 0
     assert "3 templates, 3 relations, 2 meanings" in capsys.readouterr().out
     assert SemanticFeatures.load(model).names[:1] == ("neighbour_vector",)
+
+
+def test_a_ranker_fit_without_the_word_files_answers_beside_them(
+    tiny_model: Path, tiny_index: KBIndex, tiny_qa: Path, tmp_path: Path
+) -> None:
+    """Word files in the model directory are read only for a ranker fit with them: one fit without (``--no-words``)
+    loads and answers beside them; refit with them, the answerer computes their columns, and refuses to answer when
+    a file it was fit with is gone."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model, model_dir)
+    source = tmp_path / "test.model"
+    source.write_bytes(_source_bytes())
+    convert(source, model_dir)
+    learn_neighbours(TRAIN).save(model_dir)
+    questions = read_questions(tiny_qa)
+    proposing = DecodeOptions(num_beams=3, anchor_names=1, anchor_paths=4, use_ranker=False)
+    ranking = replace(proposing, use_ranker=True)
+    plain = QuestionAnswerer.load(model_dir, tiny_index, proposing)
+    small = RankerParams(rounds=10)
+    info = {"model_sha256": model_fingerprint(model_dir)}
+
+    fit_all(collect(plain, questions, progress=False), small).save(model_dir, info)
+    answerer = QuestionAnswerer.load(model_dir, tiny_index, ranking)
+    assert answerer.features.semantic is None and answerer.ranker is not None
+    assert any(answerer.answer([q.question for q in questions]))
+
+    semantic = SemanticFeatures.load(model_dir)
+    with_words = collect(plain.with_scorers(None, None, semantic), questions, progress=False)
+    files = {f"{key}_sha256": sha256_file(path) for key, path in semantic.files(model_dir).items() if path}
+    fit_all(with_words, small).save(model_dir, info | files)
+    answerer = QuestionAnswerer.load(model_dir, tiny_index, ranking)
+    assert answerer.features.semantic is not None and answerer.ranker is not None
+    assert "neighbour_vector" in answerer.ranker.feature_names
+    assert any(answerer.answer([q.question for q in questions]))
+    (model_dir / NEIGHBOURS_FILE).unlink()
+    with pytest.raises(RankerMismatchError, match="neighbours"):
+        QuestionAnswerer.load(model_dir, tiny_index, ranking)
