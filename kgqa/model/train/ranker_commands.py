@@ -18,7 +18,10 @@ from kgqa.data.report import markdown_table, write_json
 from kgqa.model.commands import add_search_flag
 
 if TYPE_CHECKING:  # torch, transformers and lightgbm load only when a command runs, not to build the parser
+    from kgqa.model.rank.lexicon import Lexicon
+    from kgqa.model.rank.matcher import RelationMatcher
     from kgqa.model.rank.ranker import LearnedRanker, RankerParams
+    from kgqa.model.rank.semantic import SemanticFeatures
     from kgqa.model.train.rankset import RankingSet
 
 FOLDS = 5
@@ -164,11 +167,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from kgqa.data import read_questions
     from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
     from kgqa.model.modeling import read_training_info, write_training_info
-    from kgqa.model.rank.lexicon import LEXICON_FILE, Lexicon
-    from kgqa.model.rank.matcher import MATCHER_FILE, RelationMatcher
+    from kgqa.model.rank.lexicon import LEXICON_FILE
+    from kgqa.model.rank.matcher import MATCHER_FILE
     from kgqa.model.rank.neighbours import NEIGHBOURS_FILE
     from kgqa.model.rank.ranker import RankerParams, model_fingerprint
-    from kgqa.model.rank.semantic import SemanticFeatures
     from kgqa.model.rank.words import WORDS_MANIFEST
     from kgqa.model.train.rankset import RankingSet, collect
     from kgqa.trie.manifest import sha256_file
@@ -188,16 +190,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         proposal_seconds = None
     else:
         answerer = QuestionAnswerer.load(args.model, args.index, options, quantize=args.quantize)
-        matcher = (
-            RelationMatcher.load(args.model) if not args.no_matcher and RelationMatcher.present(args.model) else None
-        )
-        lexicon = Lexicon.load(args.model) if not args.no_lexicon and Lexicon.present(args.model) else None
-        semantic = (
-            SemanticFeatures.load(args.model) if not args.no_words and SemanticFeatures.present(args.model) else None
-        )
-        if semantic is not None and args.no_neighbours:
-            semantic = SemanticFeatures(semantic.words)
-        answerer = answerer.with_scorers(matcher, lexicon, semantic)
+        answerer = answerer.with_scorers(*_scorers(args))
         start = time.perf_counter()
         ranking = collect(answerer, read_questions(args.qa))
         proposal_seconds = round(time.perf_counter() - start, 1)
@@ -242,6 +235,23 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         print(f"ranker written to {Path(args.model) / 'ranker.txt'}; candidate settings to kgqa.json")
     write_json(args.json, report)
     return 0
+
+
+def _scorers(args: argparse.Namespace) -> tuple[RelationMatcher | None, Lexicon | None, SemanticFeatures | None]:
+    """The matcher, lexicon and word features beside the model that ``ranker fit`` fits on (None: absent, or left
+    out by a --no-… flag)."""
+    from kgqa.model.rank.lexicon import Lexicon
+    from kgqa.model.rank.matcher import RelationMatcher
+    from kgqa.model.rank.semantic import SemanticFeatures
+
+    model = args.model
+    return (
+        RelationMatcher.load(model) if not args.no_matcher and RelationMatcher.present(model) else None,
+        Lexicon.load(model) if not args.no_lexicon and Lexicon.present(model) else None,
+        SemanticFeatures.load(model, neighbours=not args.no_neighbours)
+        if not args.no_words and SemanticFeatures.present(model)
+        else None,
+    )
 
 
 def fit_all(ranking: RankingSet, params: RankerParams) -> LearnedRanker:
