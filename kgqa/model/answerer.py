@@ -99,9 +99,10 @@ class QuestionAnswerer:
         matcher = RelationMatcher.load(model_dir) if use_ranker and RelationMatcher.present(model_dir) else None
         lexicon = Lexicon.load(model_dir) if use_ranker and Lexicon.present(model_dir) else None
         # the word files and neighbours are read only for a ranker fit with them (one fit without may sit beside them)
+        fit_with = LearnedRanker.fit_with(model_dir) if use_ranker else set()
         semantic = None
-        if use_ranker and SemanticFeatures.present(model_dir) and LearnedRanker.fit_with(model_dir, "words"):
-            semantic = SemanticFeatures.load(model_dir, neighbours=LearnedRanker.fit_with(model_dir, "neighbours"))
+        if "words" in fit_with and SemanticFeatures.present(model_dir):
+            semantic = SemanticFeatures.load(model_dir, neighbours="neighbours" in fit_with)
         answerer = cls(model, tokenizer, index, options, matcher=matcher, lexicon=lexicon, semantic=semantic)
         answerer.added_characters = added
         answerer.parameters = parameters

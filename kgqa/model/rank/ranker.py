@@ -164,15 +164,17 @@ class LearnedRanker:
         return (Path(directory) / RANKER_INFO).is_file()
 
     @staticmethod
-    def fit_with(directory: str | Path, key: str) -> bool:
-        """Whether the ranker of a model directory was fit with the features of ``key`` ("words", "lexicon" …): its
-        ``ranker.json`` records that file's sha256. False when there is no readable ``ranker.json`` (``load`` then
-        says what is wrong)."""
+    def fit_with(directory: str | Path) -> set[str]:
+        """The feature files the ranker of a model directory was fit with ("words", "lexicon" …: those whose sha256
+        its ``ranker.json`` records); empty when there is no readable ``ranker.json`` (``load`` then says what is
+        wrong)."""
         try:
             meta = json.loads((Path(directory) / RANKER_INFO).read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return False
-        return isinstance(meta, dict) and bool(meta.get(f"{key}_sha256"))
+            return set()
+        if not isinstance(meta, dict):
+            return set()
+        return {key.removesuffix("_sha256") for key, value in meta.items() if key.endswith("_sha256") and value}
 
     @classmethod
     def load(
