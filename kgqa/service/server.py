@@ -99,8 +99,7 @@ def serve(settings: ServiceSettings) -> int:
     host, port = sock.getsockname()[:2]
     print(f"kgqa serving on http://{host}:{port} (API docs at http://{host}:{port}/docs)", flush=True)
     if settings.workers == 1:
-        # as the supervisor does before forking: what is loaded lives as long as the process, and the collector's
-        # full passes over it (torch's objects, the index's, the word files') would pause answering
+        # as the supervisor before forking: what is loaded lives on, and full collections over it would pause answering
         gc.collect()
         gc.freeze()
         return 0 if _run_uvicorn(make_config(engine, reload_on_sighup=True), sock) else 1
