@@ -1,4 +1,5 @@
-"""The data room's commands: ``kgqa data locate`` and ``kgqa metrics`` (KgCLUE's official metrics of a file)."""
+"""The data room's commands: ``kgqa data locate``, ``kgqa data unanswerable`` (a mix with unanswerable questions) and
+``kgqa metrics`` (KgCLUE's official metrics of a file)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,19 @@ def add_data_commands(commands: argparse._SubParsersAction) -> None:
     metrics.add_argument("--json", type=Path, help="also write the metrics here")
     metrics.set_defaults(run=_cmd_metrics)
 
+    mix = data.add_parser(
+        "unanswerable",
+        help="a question file with unanswerable questions (entity or relation removed from the KB, out of scope) "
+        "and the reduced KB",
+    )
+    mix.add_argument("--qa", type=Path, required=True, help="KgCLUE question file with answers (dev.json)")
+    mix.add_argument("--kb", type=Path, action="append", required=True, help="knowledge file; repeat for several")
+    mix.add_argument("--out", type=Path, required=True, help="directory for questions.json, knowledge.tsv.gz")
+    mix.add_argument("--seed", type=int, default=0)
+    mix.add_argument("--entity-share", type=float, default=0.15, help="questions whose entity is removed (0.15)")
+    mix.add_argument("--relation-share", type=float, default=0.15, help="questions whose relation is removed (0.15)")
+    mix.set_defaults(run=_cmd_unanswerable)
+
 
 def _cmd_data_locate(args: argparse.Namespace) -> int:
     from kgqa.data.locate import find_data_dir, knowledge_file
@@ -35,6 +49,19 @@ def _cmd_data_locate(args: argparse.Namespace) -> int:
             f"note: {directory} has no knowledge file; `kgqa prepare` uses the question files' answer triples",
             file=sys.stderr,
         )
+    return 0
+
+
+def _cmd_unanswerable(args: argparse.Namespace) -> int:
+    from kgqa.data.questions import read_questions
+    from kgqa.data.unanswerable import make_mix
+
+    if not 0 <= args.entity_share + args.relation_share <= 1 or min(args.entity_share, args.relation_share) < 0:
+        raise ValueError("--entity-share and --relation-share are shares of the questions: each 0 or more, 1 at most")
+    manifest = make_mix(read_questions(args.qa), args.kb, args.out, args.seed, args.entity_share, args.relation_share)
+    counts = ", ".join(f"{kind} {n:,}" for kind, n in manifest["counts"].items())
+    print(f"wrote {args.out}: {counts}; {manifest['kb_triples_removed']:,} triples removed from the KB")
+    print(f"next: kgqa index build --kb {Path(args.out) / 'knowledge.tsv.gz'} --out {Path(args.out) / 'index'}")
     return 0
 
 

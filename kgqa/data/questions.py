@@ -28,6 +28,8 @@ class Question:
     id: int | str
     question: str
     answer: Answer | None = None
+    # in a mix with unanswerable questions (kgqa.data.unanswerable): answerable, entity, relation or out_of_scope
+    kind: str | None = None
 
 
 class QuestionFileError(ValueError):
@@ -75,6 +77,7 @@ def _question(record: dict) -> Question:
         id=record["id"],
         question=str(record["question"]),
         answer=parse_answer(answer) if answer is not None else None,
+        kind=str(record["kind"]) if record.get("kind") is not None else None,
     )
 
 

@@ -21,6 +21,7 @@ from kgqa.model.facts import QuestionFacts
 from kgqa.model.modeling import default_device, load_checkpoint, quantize_for_cpu
 from kgqa.model.options import DecodeOptions
 from kgqa.model.propose import Proposer
+from kgqa.model.rank.confidence import ConfidenceModel
 from kgqa.model.rank.features import FeatureExtractor
 from kgqa.model.rank.lexicon import LEXICON_FILE, Lexicon
 from kgqa.model.rank.matcher import MATCHER_FILE, RelationMatcher
@@ -115,7 +116,18 @@ class QuestionAnswerer:
                 model_dir / LEXICON_FILE if lexicon is not None else None,
                 **({f"{k}_file": f for k, f in semantic.files(model_dir).items()} if semantic is not None else {}),
             )
+            if ConfidenceModel.present(model_dir):
+                answerer.ranker.confidence = ConfidenceModel.load(model_dir, answerer.ranker.feature_names)
         return answerer
+
+    @property
+    def abstain_below(self) -> float | None:
+        """The confidence below which an answer is withheld: the options' (a setting), else the confidence model's
+        own; None without a confidence model (nothing is withheld then)."""
+        confidence = self.ranker.confidence if self.ranker is not None and self.options.use_ranker else None
+        if confidence is None:
+            return None
+        return self.options.abstain_below if self.options.abstain_below is not None else confidence.threshold
 
     def with_options(self, **changes: object) -> QuestionAnswerer:
         """The same model, index and constraint tables, other decoding options (nothing is rebuilt)."""

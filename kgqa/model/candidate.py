@@ -22,10 +22,19 @@ class Candidate:
     segments: SegmentScores | None = None  # log_probability split into name, relation and meaning
     beam_rank: int | None = None  # its place among the beam's distinct paths; None for a name-anchored candidate
     contributions: tuple[tuple[str, float], ...] = ()  # what moved its score, by feature group (learned ranker)
+    # the calibrated probability that this, the question's top answer, is right (kgqa.model.rank.confidence); None
+    # for the other candidates, and without a confidence model
+    confidence: float | None = None
 
     @property
-    def probability(self) -> float:
+    def path_probability(self) -> float:
+        """The path's probability under the model, renormalised over what the KB allows at each step: how sure the
+        decoder was among KB paths, not the chance that the answer is right (that is ``confidence``)."""
         return math.exp(self.log_probability)
+
+    def abstains(self, threshold: float) -> bool:
+        """Below the threshold, kgqa says the KB does not hold the answer (never without a confidence)."""
+        return self.confidence is not None and self.confidence < threshold
 
     @property
     def subject(self) -> str:
@@ -45,6 +54,12 @@ def kb_candidate(
     return Candidate(*path, obj, score, log_probability=score, segments=segments, beam_rank=beam_rank)
 
 
-def top_answers(results: Sequence[Sequence[Candidate]]) -> list[Answer | None]:
-    """Each question's best candidate as a KgCLUE answer; None where no KB path fitted."""
-    return [candidates[0].as_answer() if candidates else None for candidates in results]
+def top_answers(results: Sequence[Sequence[Candidate]], abstain_below: float | None = None) -> list[Answer | None]:
+    """Each question's best candidate as a KgCLUE answer; None where no KB path fitted, and with ``abstain_below``,
+    where its confidence is below it."""
+    return [
+        candidates[0].as_answer()
+        if candidates and (abstain_below is None or not candidates[0].abstains(abstain_below))
+        else None
+        for candidates in results
+    ]

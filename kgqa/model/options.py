@@ -33,6 +33,9 @@ class DecodeOptions:
     # question's best are not looked for (0: the exact top k)
     search_margin: float = 0.0
     use_ranker: bool = True  # rank by the model directory's learned ranker when it has one (kgqa.model.rank.ranker)
+    # below this confidence the answer is "the KB does not hold this" (None: the threshold the model's confidence was
+    # fit with; 0: never abstain)
+    abstain_below: float | None = None
     batch_size: int = 64
     max_new_tokens: int = 128
     max_question_chars: int = MAX_QUESTION_CHARS  # longer questions are cut
@@ -50,6 +53,8 @@ class DecodeOptions:
     )
 
     def __post_init__(self) -> None:
+        if self.abstain_below is not None and not 0 <= self.abstain_below <= 1:
+            raise ValueError(f"abstain_below is a confidence: between 0 and 1, not {self.abstain_below}")
         if self.search_margin < 0:
             raise ValueError(f"search_margin is nats below a question's best path: 0 or more, not {self.search_margin}")
 

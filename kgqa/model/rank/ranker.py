@@ -25,6 +25,7 @@ import numpy as np
 
 from kgqa.data.report import read_versioned_json
 from kgqa.model.candidate import Candidate
+from kgqa.model.rank.confidence import ConfidenceModel
 from kgqa.trie.manifest import sha256_file
 
 RANKER_FILE = "ranker.txt"
@@ -104,8 +105,15 @@ def relation_folds(relations: Sequence[str], folds: int = 5, seed: int = 0) -> n
 class LearnedRanker:
     """Scores candidates from their feature rows; the best first."""
 
-    def __init__(self, booster: lgb.Booster, feature_names: Sequence[str], groups: dict[str, Sequence[str]]) -> None:
+    def __init__(
+        self,
+        booster: lgb.Booster,
+        feature_names: Sequence[str],
+        groups: dict[str, Sequence[str]],
+        confidence: ConfidenceModel | None = None,
+    ) -> None:
         self.booster = booster
+        self.confidence = confidence  # the top answer's calibrated confidence, where the model directory has one
         self.feature_names = tuple(feature_names)
         self.groups = {g: tuple(names) for g, names in groups.items()}
         self._group_columns = {
@@ -122,7 +130,8 @@ class LearnedRanker:
         """Each question's best ``top_k`` candidates, re-scored by the ranker: one prediction over the whole batch.
 
         ``contributions``: also what each feature group added to each kept candidate's score (for the page, ``kgqa
-        ask`` and the API; a second pass over the kept rows only).
+        ask`` and the API; a second pass over the kept rows only). With a confidence model, each question's top
+        candidate carries its confidence.
         """
         sizes = [len(c) for c in candidates]
         if not any(sizes):
@@ -143,11 +152,18 @@ class LearnedRanker:
                     tuple((g, round(float(row[cols].sum()), 4)) for g, cols in self._group_columns.items())
                     for row in contrib
                 ]
+        confidences = (
+            self.confidence.of_questions(rows, scores, candidates)
+            if self.confidence is not None
+            else [None] * len(candidates)
+        )
         ranked, row = [], 0
-        for own, start, order in zip(candidates, starts, orders, strict=True):
+        for own, start, order, confidence in zip(candidates, starts, orders, confidences, strict=True):
             kept_own = []
-            for i in order:
-                extra = {"contributions": by_group[row]} if contributions else {}
+            for place, i in enumerate(order):
+                extra: dict[str, Any] = {"contributions": by_group[row]} if contributions else {}
+                if place == 0:
+                    extra["confidence"] = confidence
                 kept_own.append(replace(own[i], score=float(scores[start + i]), **extra))
                 row += 1
             ranked.append(kept_own)
@@ -175,6 +191,15 @@ class LearnedRanker:
         if not isinstance(meta, dict):
             return set()
         return {key.removesuffix("_sha256") for key, value in meta.items() if key.endswith("_sha256") and value}
+
+    @staticmethod
+    def feature_names_of(directory: str | Path) -> tuple[str, ...]:
+        """The feature columns the ranker of a model directory was fit on (empty without a readable ranker.json)."""
+        try:
+            meta = json.loads((Path(directory) / RANKER_INFO).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return ()
+        return tuple(meta.get("features", ())) if isinstance(meta, dict) else ()
 
     @classmethod
     def load(

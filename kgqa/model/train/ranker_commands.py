@@ -97,6 +97,10 @@ def add_ranker_commands(commands: argparse._SubParsersAction, default_index: Pat
     fit.add_argument("--quantize", action="store_true", help="int8 Linear layers (CPU), as the service decodes")
     fit.set_defaults(run=_cmd_fit)
 
+    from kgqa.model.train.confidence_fit import add_confidence_command
+
+    add_confidence_command(ranker, default_index)
+
 
 def _cmd_matcher(args: argparse.Namespace) -> int:
     from kgqa.data import read_questions

@@ -115,6 +115,7 @@ class RankingSet:
                     "id": q.id,
                     "question": q.question,
                     "answer": q.answer.format() if q.answer else None,
+                    "kind": q.kind,
                     "candidates": [_candidate_json(c) for c in candidates],
                 }
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -127,7 +128,10 @@ class RankingSet:
             head = json.loads(f.readline())
             rows = [json.loads(line) for line in f]
         return cls(
-            [Question(r["id"], r["question"], parse_answer(r["answer"]) if r["answer"] else None) for r in rows],
+            [
+                Question(r["id"], r["question"], parse_answer(r["answer"]) if r["answer"] else None, r.get("kind"))
+                for r in rows
+            ],
             [[_candidate_from_json(c) for c in r["candidates"]] for r in rows],
             arrays["features"],
             arrays["labels"],

@@ -1,0 +1,193 @@
+"""The answer's confidence: the probability that a question's top answer is right, calibrated, and what abstention
+compares with a threshold.
+
+Its input is one row per question, built from the ranked candidates (``question_rows``): the top candidate's ranker
+features (how name, relation and meaning fit the question), the ranker's score, its margin to the next candidate and
+to the best candidate of another name or of the same name with another relation, and the top candidate's share of
+the ranker's softmax. A LightGBM binary classifier maps it to a probability; Platt scaling, fit on its out-of-fold
+outputs, calibrates it. It is fit on a mix of answerable and unanswerable questions made from dev and the KB itself
+(``kgqa data unanswerable``), with ranker scores that are out-of-fold, as they are on questions the ranker never saw.
+
+Files, beside the ranker they were fit for: ``confidence.txt`` (LightGBM) and ``confidence.json`` (format, columns,
+Platt's two numbers, the default threshold, the ranker's sha256, the out-of-fold report). A confidence fit for
+another ranker is refused.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+
+from kgqa.data.report import read_versioned_json
+from kgqa.model.candidate import Candidate
+from kgqa.trie.manifest import sha256_file
+
+CONFIDENCE_FILE = "confidence.txt"
+CONFIDENCE_INFO = "confidence.json"
+CONFIDENCE_FORMAT = 1
+SCORE_COLUMNS = ("score", "score_gap", "score_share", "candidates", "gap_other_name", "gap_same_name")
+NO_RIVAL = 10.0  # the margin to a rival that does not exist: far above any real one
+
+
+class ConfidenceMismatchError(ValueError):
+    """The confidence model in a model directory cannot score this ranker's answers."""
+
+
+@dataclass(frozen=True)
+class ConfidenceParams:
+    learning_rate: float = 0.05
+    num_leaves: int = 7
+    min_data_in_leaf: int = 20
+    lambda_l2: float = 10.0
+    feature_fraction: float = 0.8
+    rounds: int = 200
+    seed: int = 0
+
+    def lightgbm(self) -> dict[str, Any]:
+        return {
+            "objective": "binary",
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_data_in_leaf": self.min_data_in_leaf,
+            "lambda_l2": self.lambda_l2,
+            "feature_fraction": self.feature_fraction,
+            "seed": self.seed,
+            "deterministic": True,
+            "num_threads": 1,
+            "verbose": -1,
+        }
+
+
+def confidence_columns(ranker_features: Sequence[str]) -> tuple[str, ...]:
+    return tuple(f"top_{name}" for name in ranker_features) + SCORE_COLUMNS
+
+
+def question_row(features: np.ndarray, scores: np.ndarray, candidates: Sequence[Candidate]) -> np.ndarray:
+    """The confidence's input for one question with candidates: its rows of ranker features and ranker scores."""
+    best = int(np.argmax(scores))
+    top = scores[best]
+    others = np.delete(scores, best)
+    shifted = np.exp(scores - top)
+    name, relation = candidates[best].name, candidates[best].relation
+    other_name = [s for c, s in zip(candidates, scores, strict=True) if c.name != name]
+    same_name = [s for c, s in zip(candidates, scores, strict=True) if c.name == name and c.relation != relation]
+    extra = [
+        top,
+        top - others.max() if len(others) else NO_RIVAL,
+        1.0 / shifted.sum(),
+        float(len(candidates)),
+        top - max(other_name) if other_name else NO_RIVAL,
+        top - max(same_name) if same_name else NO_RIVAL,
+    ]
+    return np.concatenate([features[best], np.asarray(extra, dtype=np.float32)]).astype(np.float32)
+
+
+def question_rows(
+    features: np.ndarray, scores: np.ndarray, candidates: Sequence[Sequence[Candidate]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows for every question that has candidates (``features``, ``scores``: all their candidates' rows, questions
+    in order), and the mask of those questions."""
+    sizes = np.array([len(c) for c in candidates], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    rows = [
+        question_row(features[start : start + size], scores[start : start + size], own)
+        for start, size, own in zip(starts, sizes, candidates, strict=True)
+        if size
+    ]
+    width = features.shape[1] + len(SCORE_COLUMNS)
+    return (np.stack(rows) if rows else np.zeros((0, width), dtype=np.float32)), sizes > 0
+
+
+def fit_booster(rows: np.ndarray, right: np.ndarray, params: ConfidenceParams) -> lgb.Booster:
+    return lgb.train(params.lightgbm(), lgb.Dataset(rows, right.astype(np.float64)), num_boost_round=params.rounds)
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def fit_platt(raw: np.ndarray, right: np.ndarray) -> tuple[float, float]:
+    """(a, b) of p = sigmoid(a·logit(raw) + b), by maximum likelihood (Newton's method on two parameters)."""
+    x, y = logit(raw), right.astype(np.float64)
+    a, b = 1.0, 0.0
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-(a * x + b)))
+        w = p * (1 - p) + 1e-9
+        grad = np.array([((p - y) * x).sum(), (p - y).sum()])
+        hess = np.array([[(w * x * x).sum(), (w * x).sum()], [(w * x).sum(), w.sum()]]) + 1e-6 * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        a, b = a - step[0], b - step[1]
+        if np.abs(step).max() < 1e-9:
+            break
+    return float(a), float(b)
+
+
+def platt(raw: np.ndarray, a: float, b: float) -> np.ndarray:
+    return 1 / (1 + np.exp(-(a * logit(raw) + b)))
+
+
+class ConfidenceModel:
+    """The probability that each question's top answer is right, and the threshold below which kgqa abstains."""
+
+    def __init__(
+        self, booster: lgb.Booster, columns: Sequence[str], calibration: tuple[float, float], threshold: float
+    ) -> None:
+        self.booster = booster
+        self.columns = tuple(columns)
+        self.calibration = calibration
+        self.threshold = threshold
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        if not len(rows):
+            return np.zeros(0, dtype=np.float64)
+        return platt(self.booster.predict(rows, num_threads=1), *self.calibration)
+
+    def of_questions(
+        self, features: np.ndarray, scores: np.ndarray, candidates: Sequence[Sequence[Candidate]]
+    ) -> list[float | None]:
+        """Each question's confidence in its top candidate (None for a question with no candidate)."""
+        rows, has = question_rows(features, scores, candidates)
+        found = iter(self.predict(rows).tolist())
+        return [next(found) if h else None for h in has]
+
+    def save(self, directory: str | Path, info: dict[str, Any]) -> None:
+        directory = Path(directory)
+        self.booster.save_model(str(directory / CONFIDENCE_FILE))
+        meta = {
+            "format": CONFIDENCE_FORMAT,
+            "columns": list(self.columns),
+            "calibration": {"method": "platt", "a": self.calibration[0], "b": self.calibration[1]},
+            "threshold": self.threshold,
+        } | info
+        (directory / CONFIDENCE_INFO).write_text(json.dumps(meta, ensure_ascii=False, indent=1) + "\n", "utf-8")
+
+    @staticmethod
+    def present(directory: str | Path) -> bool:
+        return (Path(directory) / CONFIDENCE_INFO).is_file()
+
+    @classmethod
+    def load(cls, directory: str | Path, ranker_features: Sequence[str]) -> ConfidenceModel:
+        """ConfidenceMismatchError when it was fit for another ranker (``ranker.txt``'s sha256) or other columns."""
+        directory = Path(directory)
+        refit = f"refit it with `kgqa ranker confidence --model {directory.name}` (make confidence)"
+        meta = read_versioned_json(directory / CONFIDENCE_INFO, CONFIDENCE_FORMAT, ConfidenceMismatchError, refit)
+        ranker_sha = sha256_file(directory / "ranker.txt")
+        if meta.get("ranker_sha256") != ranker_sha:
+            raise ConfidenceMismatchError(f"the confidence in {directory.name} was fit for another ranker; {refit}")
+        columns = confidence_columns(ranker_features)
+        if tuple(meta.get("columns", ())) != columns:
+            raise ConfidenceMismatchError(f"the confidence in {directory.name} was fit on other columns; {refit}")
+        try:
+            booster = lgb.Booster(model_file=str(directory / CONFIDENCE_FILE))
+            calibration = (float(meta["calibration"]["a"]), float(meta["calibration"]["b"]))
+            threshold = float(meta["threshold"])
+        except (lgb.basic.LightGBMError, KeyError, TypeError, ValueError) as exc:
+            raise ConfidenceMismatchError(f"cannot read the confidence in {directory.name}: {exc}; {refit}") from exc
+        return cls(booster, columns, calibration, threshold)

@@ -1,0 +1,218 @@
+"""``kgqa ranker confidence``: fit the answer's confidence on a mix of answerable and unanswerable questions, report
+it out-of-fold in SQuAD 2.0's terms and choose the default abstention threshold.
+
+Two candidate sets are collected (each cached): the question file on the full index (what the ranker is fit on) and
+the mix (``kgqa data unanswerable``) on the index of its reduced KB. Folds are disjoint in relations, as the
+ranker's: for each fold, a ranker fit on the other folds' questions scores the fold's mix questions, so the scores the
+confidence learns from are those of questions the ranker never saw. The confidence is then reported out-of-fold over
+the same folds, and fit on the whole mix.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from kgqa.data.report import markdown_table, write_json
+
+if TYPE_CHECKING:
+    from kgqa.model.train.rankset import RankingSet
+
+FOLDS = 5
+THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.96, 0.05))
+
+
+def add_confidence_command(ranker: argparse._SubParsersAction, default_index: Path) -> None:
+    conf = ranker.add_parser(
+        "confidence",
+        help="fit the answer's confidence on a mix with unanswerable questions; report it out-of-fold and choose "
+        "the abstention threshold",
+    )
+    conf.add_argument("--model", type=Path, required=True)
+    conf.add_argument("--index", type=Path, default=default_index, help="the full KB's index")
+    conf.add_argument("--qa", type=Path, required=True, help="the questions the ranker was fit on (dev.json)")
+    conf.add_argument("--mix", type=Path, required=True, help="a `kgqa data unanswerable` directory made from --qa")
+    conf.add_argument("--mix-index", type=Path, help="the index of the mix's KB (default: MIX/index)")
+    conf.add_argument(
+        "--cache", type=Path, help="directory for the two candidate sets: reused when there, else written"
+    )
+    conf.add_argument("--quantize", action="store_true", help="int8 Linear layers (CPU), as the service decodes")
+    conf.add_argument("--plot", type=Path, help="write the out-of-fold risk-coverage plot (PNG) here")
+    conf.add_argument("--dry-run", action="store_true", help="report only; leave the model directory as it is")
+    conf.add_argument("--json", type=Path, help="write the report as JSON")
+    conf.set_defaults(run=_cmd_confidence)
+
+
+def _cmd_confidence(args: argparse.Namespace) -> int:
+    from kgqa.data import read_questions
+    from kgqa.model.rank.confidence import ConfidenceModel, ConfidenceParams, confidence_columns, fit_booster
+    from kgqa.model.rank.ranker import RANKER_FILE, LearnedRanker
+    from kgqa.trie.manifest import sha256_file
+
+    full = _collect(args, args.index, read_questions(args.qa), "dev")
+    mix_questions = read_questions(Path(args.mix) / "questions.json")
+    mix = _collect(args, args.mix_index or Path(args.mix) / "index", mix_questions, "mix")
+    ranker_features = LearnedRanker.feature_names_of(args.model)
+    if full.feature_names != ranker_features or mix.feature_names != ranker_features:
+        raise ValueError("the candidate sets' features are not the ranker's: remove the --cache files and run again")
+
+    rows, right, kinds, folds, has = confidence_set(full, mix)
+    params = ConfidenceParams()
+    raw = out_of_fold_raw(rows, right, folds[has], params)
+    report, calibration, threshold, confidence, right_all = report_confidence(raw, right, kinds, has)
+    report["baselines_AUROC"] = baseline_aurocs(mix, rows, right_all, has)
+    print(format_confidence_report(report))
+    if args.plot:
+        from kgqa.model.plots import plot_risk_coverage
+
+        plot_risk_coverage(confidence, right_all, kinds, threshold, args.plot, "out-of-fold, dev mix")
+    if not args.dry_run:
+        model = ConfidenceModel(
+            fit_booster(rows, right, params), confidence_columns(ranker_features), calibration, threshold
+        )
+        info = {
+            "ranker_sha256": sha256_file(Path(args.model) / RANKER_FILE),
+            "fit_on": f"{Path(args.qa).name} mix ({len(kinds):,} questions; seed of the mix in its manifest)",
+            "params": asdict(params),
+            "out_of_fold": report,
+        }
+        model.save(args.model, info)
+        print(f"confidence written to {Path(args.model) / 'confidence.txt'} (threshold {threshold})")
+    write_json(args.json, report)
+    return 0
+
+
+def _collect(args: argparse.Namespace, index: Path, questions: list, name: str) -> RankingSet:
+    """The candidate set of ``questions`` on ``index``, with the features the model's ranker was fit on."""
+    from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
+    from kgqa.model.modeling import read_training_info
+    from kgqa.model.train.rankset import RankingSet, collect
+
+    cache = Path(args.cache) / name if args.cache else None
+    if cache is not None and cache.with_suffix(".npz").exists():
+        print(f"candidates from {cache}")
+        return RankingSet.load(cache)
+    options = DecodeOptions.from_training_info(read_training_info(args.model))  # the settings the ranker was fit with
+    answerer = QuestionAnswerer.load(args.model, index, options, quantize=args.quantize)
+    f = answerer.features
+    # the candidates as `kgqa ranker fit` collects them: proposed with name anchors, features of the ranker's groups
+    ranking = collect(answerer.with_options(use_ranker=False).with_scorers(f.matcher, f.lexicon, f.semantic), questions)
+    if cache is not None:
+        ranking.save(cache)
+    return ranking
+
+
+def confidence_set(
+    full: RankingSet, mix: RankingSet
+) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray, np.ndarray]:
+    """The mix's confidence rows (one per question with candidates), whether each such top answer is right, and for
+    every question its kind, fold and whether it has candidates. Ranker scores are out-of-fold: for each fold, a
+    ranker fit on ``full``'s other folds."""
+    from kgqa.data import normalize
+    from kgqa.model.rank.confidence import question_rows
+    from kgqa.model.rank.ranker import RankerParams, fit_booster, questions_with_gold, relation_folds
+
+    full_folds = relation_folds([q.answer.predicate for q in full.questions], FOLDS)  # type: ignore[union-attr]
+    fold_of = {q.id: int(f) for q, f in zip(full.questions, full_folds, strict=True)}
+    # questions not in the file (out of scope) are dealt to folds in turn
+    extra = iter(range(len(mix.questions)))
+    mix_folds = np.array([fold_of.get(q.id, next(extra) % FOLDS) for q in mix.questions], dtype=np.int64)
+    with_gold = questions_with_gold(full.labels, full.sizes)
+    scores = np.zeros(len(mix.labels), dtype=np.float64)
+    mix_rows_fold = np.repeat(mix_folds, mix.sizes)
+    for f in range(FOLDS):
+        keep = (full_folds != f) & with_gold
+        rows = full.rows_of(keep)
+        booster = fit_booster(full.features[rows], full.labels[rows], full.sizes[keep], RankerParams())
+        if (mix_rows_fold == f).any():
+            scores[mix_rows_fold == f] = booster.predict(mix.features[mix_rows_fold == f], num_threads=1)
+    rows, has = question_rows(mix.features, scores, mix.candidates)
+    right = []
+    offsets = mix.offsets
+    for i, (q, candidates) in enumerate(zip(mix.questions, mix.candidates, strict=True)):
+        if candidates:
+            top = candidates[int(np.argmax(scores[offsets[i] : offsets[i + 1]]))]
+            right.append(q.answer is not None and normalize(top.object) == normalize(q.answer.object))
+    kinds = [q.kind or "answerable" for q in mix.questions]
+    return rows, np.array(right, dtype=bool), kinds, mix_folds, has
+
+
+def out_of_fold_raw(rows: np.ndarray, right: np.ndarray, folds: np.ndarray, params: Any) -> np.ndarray:
+    """Each row's uncalibrated confidence from a model fit on the other folds (``folds``: one per row)."""
+    from kgqa.model.rank.confidence import fit_booster
+
+    raw = np.zeros(len(rows), dtype=np.float64)
+    for f in np.unique(folds):
+        booster = fit_booster(rows[folds != f], right[folds != f], params)
+        raw[folds == f] = booster.predict(rows[folds == f], num_threads=1)
+    return raw
+
+
+def report_confidence(
+    raw: np.ndarray, right: np.ndarray, kinds: Sequence[str], has: np.ndarray
+) -> tuple[dict[str, Any], tuple[float, float], float, np.ndarray, np.ndarray]:
+    """Platt-calibrate the out-of-fold outputs, choose the threshold, and report: (report, calibration, threshold,
+    every question's confidence and rightness; a question without candidates has confidence 0 and abstains)."""
+    from kgqa.data.abstention import abstention_report
+    from kgqa.model.rank.confidence import fit_platt, platt
+
+    calibration = fit_platt(raw, right)
+    confidence = np.zeros(len(kinds))
+    confidence[has] = platt(raw, *calibration)
+    right_all = np.zeros(len(kinds), dtype=bool)
+    right_all[has] = right
+    by_threshold = []
+    for t in THRESHOLDS:
+        r = abstention_report(kinds, right_all, confidence < t, confidence)
+        by_threshold.append(
+            {"threshold": t} | {k: r[k] for k in ("HasAns_EM_O", "NoAns", "overall")} | r["NoAns_by_kind"]
+        )
+    threshold = choose_threshold(by_threshold)
+    report = abstention_report(kinds, right_all, confidence < threshold, confidence)
+    report |= {"threshold": threshold, "by_threshold": by_threshold, "calibration_platt": list(calibration)}
+    return report, calibration, threshold, confidence, right_all
+
+
+def baseline_aurocs(mix: RankingSet, rows: np.ndarray, right_all: np.ndarray, has: np.ndarray) -> dict[str, Any]:
+    """AUROC of single columns used as the confidence: the ranker's (out-of-fold) score, and the top candidate's
+    share of the ranker's softmax among the question's candidates."""
+    from kgqa.data.abstention import auroc
+    from kgqa.model.rank.confidence import SCORE_COLUMNS
+
+    width = len(mix.feature_names)
+    out = {}
+    for name in ("score", "score_share", "score_gap"):
+        column = np.full(len(has), -1e9)
+        column[has] = rows[:, width + SCORE_COLUMNS.index(name)]
+        out[name] = round(auroc(column, right_all) or 0.0, 4)
+    return out
+
+
+def choose_threshold(by_threshold: Sequence[dict[str, Any]]) -> float:
+    """The threshold with the best overall accuracy on the mix (the lowest among equals)."""
+    best = max(by_threshold, key=lambda r: (r["overall"], -r["threshold"]))
+    return float(best["threshold"])
+
+
+def format_confidence_report(report: dict[str, Any]) -> str:
+    kinds = list(report["NoAns_by_kind"])
+    table = markdown_table(
+        ["threshold", "HasAns EM_O", "NoAns", *[f"NoAns {k}" for k in kinds], "overall"],
+        [
+            [r["threshold"], r["HasAns_EM_O"], r["NoAns"], *[r[k] for k in kinds], r["overall"]]
+            for r in report["by_threshold"]
+        ],
+    )
+    head = (
+        f"out-of-fold over {report['questions']:,} questions {report['counts']}: AUROC {report['AUROC']}, "
+        f"ECE (answerable) {report['ECE_answerable']}, (all) {report['ECE_all']}, "
+        f"coverage at 95% precision {report['coverage_at_95_precision']}%, "
+        f"at 99% {report['coverage_at_99_precision']}%; HasAns EM_O never abstaining "
+        f"{report['HasAns_EM_O_never_abstaining']}; chosen threshold {report['threshold']}"
+    )
+    return head + "\n\n" + table
