@@ -8,6 +8,7 @@ share it.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -53,6 +54,13 @@ def calibration_bins(confidence: np.ndarray, right: np.ndarray, bins: int = 10) 
                 }
             )
     return out
+
+
+def monotone(bins: Sequence[dict[str, float]], min_count: int = 1) -> bool:
+    """Whether answers in a higher confidence bin are right at least as often as those in any lower one (bins with
+    fewer than ``min_count`` answers left out: their accuracy is noise)."""
+    accuracies = [b["accuracy"] for b in bins if b["count"] >= min_count]
+    return all(later >= earlier for earlier, later in itertools.pairwise(accuracies))
 
 
 def expected_calibration_error(confidence: np.ndarray, right: np.ndarray, bins: int = 10) -> float:
@@ -115,6 +123,9 @@ def abstention_report(
         "ECE_answerable": round(expected_calibration_error(confidence[has], right[has]), 4),
         "ECE_all": round(expected_calibration_error(confidence, right), 4),
         "calibration_answerable": calibration_bins(confidence[has], right[has]),
+        "calibration_all": calibration_bins(confidence, right),
+        # of all questions' answers: bins of 20 or more
+        "monotone": monotone(calibration_bins(confidence, right), min_count=20),
     }
 
 

@@ -79,9 +79,9 @@ def plan_mix(
     relation_share: float,
     seed: int,
 ) -> MixPlan:
-    """Draw the entity-missing and relation-missing questions (disjoint; a relation-missing question's name must keep
-    another relation), then sort the rest into answerable and left out. ``relations_of_name``: every relation of
-    each gold name in the KB, over all its homonyms."""
+    """Draw the entity-missing and relation-missing questions (disjoint; a relation-missing question's name must
+    keep another relation, and is no entity-missing question's), then sort the rest into answerable and left out.
+    ``relations_of_name``: every relation of each gold name in the KB, over all its homonyms."""
     with_answer = [q for q in questions if q.answer is not None]
     order = list(range(len(with_answer)))
     random.Random(seed).shuffle(order)
@@ -89,13 +89,21 @@ def plan_mix(
     n_relation = round(relation_share * len(with_answer))
     entity: list[Question] = []
     relation: list[Question] = []
+    entity_names: set[str] = set()
+    removed: dict[str, set[str]] = defaultdict(set)  # relations removed so far, by name
     for i in order:
         q = with_answer[i]
-        name = split_head(q.answer.subject)[0]  # type: ignore[union-attr]
+        name, relation_name = split_head(q.answer.subject)[0], q.answer.predicate  # type: ignore[union-attr]
         if len(entity) < n_entity:
             entity.append(q)
-        elif len(relation) < n_relation and relations_of_name.get(name, set()) - {q.answer.predicate}:  # type: ignore[union-attr]
+            entity_names.add(name)
+        elif (
+            len(relation) < n_relation
+            and name not in entity_names
+            and relations_of_name.get(name, set()) - removed[name] - {relation_name}
+        ):
             relation.append(q)
+            removed[name].add(relation_name)
     chosen = {id(q) for q in entity + relation}
     plan = MixPlan(entity, relation, [], [])
     for q in with_answer:

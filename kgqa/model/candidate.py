@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from kgqa.data import Answer, join_head
 from kgqa.model.segments import SegmentScores
@@ -52,6 +53,18 @@ def kb_candidate(
     objects = index.objects(path.name, path.relation, path.meaning)
     obj = objects[0] if objects else ""
     return Candidate(*path, obj, score, log_probability=score, segments=segments, beam_rank=beam_rank)
+
+
+class Prediction(NamedTuple):
+    """A question's top answer (None: no KB path fits) and the confidence that it is right (None: no confidence
+    model), whatever the threshold: files and engines carry both, the threshold is applied where they are written."""
+
+    answer: Answer | None
+    confidence: float | None = None
+
+
+def top_predictions(results: Sequence[Sequence[Candidate]]) -> list[Prediction]:
+    return [Prediction(c[0].as_answer(), c[0].confidence) if c else Prediction(None) for c in results]
 
 
 def top_answers(results: Sequence[Sequence[Candidate]], abstain_below: float | None = None) -> list[Answer | None]:

@@ -29,6 +29,7 @@ def decode_options(args: argparse.Namespace) -> DecodeOptions:
         "lookahead_strength": args.lookahead_strength,
         "search": getattr(args, "search", None),
         "search_margin": getattr(args, "search_margin", None),
+        "abstain_below": getattr(args, "abstain_below", None),
     }
     if getattr(args, "no_rerank", False):
         changes |= {"rerank_relation_weight": 0.0, "rerank_name_weight": 0.0, "use_ranker": False}
@@ -48,6 +49,26 @@ def add_search_flag(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="best_first with the learned ranker: past top_k, paths more than this many nats below a question's "
         "best are not looked for (0: the exact top k; default: the model's)",
+    )
+
+
+def _confidence(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a confidence between 0 and 1")
+    return value
+
+
+def add_abstain_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--abstain-below",
+        type=_confidence,
+        metavar="P",
+        help="the KB does not hold an answer whose confidence is below P (default: the threshold the model's "
+        "confidence was fit with; 0: never abstain)",
     )
 
 
@@ -87,10 +108,21 @@ def _data_dir() -> Path:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from kgqa.data import read_questions
     from kgqa.model.answerer import QuestionAnswerer
-    from kgqa.model.evaluate import evaluate_file, format_metrics
+    from kgqa.model.evaluate import evaluate_file, evaluate_mix, format_metrics, format_mix, is_mix
 
     answerer = QuestionAnswerer.load(args.model, args.index, decode_options(args), quantize=args.quantize)
+    if is_mix(read_questions(args.qa)):
+        plot = args.plot or (Path(args.json).with_suffix(".png") if args.json else None)
+        result = {"label": args.label} | evaluate_mix(answerer, args.qa, _workers(args, answerer), args.out, plot)
+        print(format_mix(result))
+        print(
+            f"{result['questions']:,} questions {result['counts']} in {result['seconds']:.1f} s; abstaining below "
+            f"confidence {result['threshold']}" + (f"; risk-coverage plot {plot}" if plot else "")
+        )
+        write_json(args.json, result)
+        return 0
     result = {"label": args.label} | evaluate_file(
         answerer, args.qa, skip=args.skip, limit=args.limit, predictions_out=args.out, workers=_workers(args, answerer)
     )
@@ -101,10 +133,25 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from kgqa.model.candidate import top_answers
+    from kgqa.model.candidate import top_predictions
     from kgqa.model.evaluate import predict_file
+    from kgqa.model.rank.confidence import ConfidenceModel
 
     options = decode_options(args)
+    threshold = None
+    if args.abstain:
+        threshold = (
+            options.abstain_below if options.abstain_below is not None else ConfidenceModel.threshold_of(args.model)
+        )
+        if threshold is None or not options.use_ranker:
+            print(
+                f"kgqa: error: --abstain needs the confidence of the model's learned ranker; {args.model} has none "
+                "(fit it with `make confidence`)"
+                if threshold is None
+                else "kgqa: error: --abstain needs the ranker",
+                file=sys.stderr,
+            )
+            return 2
     if args.engine == "ray":
         from kgqa.model.ray_engine import RayNotInstalledError, import_ray, predict_with_ray
 
@@ -127,11 +174,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         workers = _workers(args, answerer)
 
         def answer_all(questions: list[str]) -> list:
-            return top_answers(answer_in_workers(answerer, questions, workers, progress=True))
+            return top_predictions(answer_in_workers(answerer, questions, workers, progress=True))
 
-    count, unanswered = predict_file(answer_all, args.qa, args.out, args.shard)
+    count, unanswered, abstained = predict_file(answer_all, args.qa, args.out, args.shard, threshold)
     shard = f" (shard {args.shard[0]}/{args.shard[1]})" if args.shard else ""
-    print(f"wrote {count:,} answers{shard} to {args.out}" + (f" ({unanswered} with no KB path)" if unanswered else ""))
+    notes = [f"{unanswered} with no KB path"] if unanswered else []
+    if threshold is not None:
+        notes.append(f"{abstained} below confidence {threshold}: the KB does not hold them")
+    print(f"wrote {count:,} answers{shard} to {args.out}" + (f" ({'; '.join(notes)})" if notes else ""))
     return 0
 
 
@@ -183,14 +233,24 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     from kgqa.model.answerer import QuestionAnswerer
 
     answerer = QuestionAnswerer.load(args.model, args.index, decode_options(args), quantize=args.quantize)
+    threshold = answerer.abstain_below
     for question, candidates in zip(
         args.questions, answerer.answer(args.questions, top_k=args.top_k, explain=True), strict=True
     ):
         print(question)
         if not candidates:
             print("  (no KB path fits this question)")
+        elif threshold is not None and candidates[0].abstains(threshold):
+            print(
+                f"  the KB does not hold this: confidence {candidates[0].confidence:.3f} is below {threshold:g}; "
+                "the nearest candidates:"
+            )
+        elif candidates[0].confidence is not None:
+            print(f"  answer: {candidates[0].object}  (confidence {candidates[0].confidence:.3f})")
         for c in candidates:
-            print(f"  p={c.probability:.3f} score={c.score:+.2f}  {c.subject} ||| {c.relation} ||| {c.object}")
+            print(
+                f"  path p={c.path_probability:.3f} score={c.score:+.2f}  {c.subject} ||| {c.relation} ||| {c.object}"
+            )
             if c.contributions:
                 moved = sorted(c.contributions, key=lambda gv: -abs(gv[1]))
                 print("      ranker: " + ", ".join(f"{group} {value:+.2f}" for group, value in moved))
@@ -287,14 +347,26 @@ def _add_evaluate_and_predict(commands: argparse._SubParsersAction, default_inde
             default=0,
             help="processes answering batches, one torch thread each (0, the default: one per CPU, at most 8)",
         )
+        add_abstain_flag(sub)
         if name == "evaluate":
             sub.add_argument("--json", type=Path, help="write the metrics and timing as JSON")
+            sub.add_argument(
+                "--plot",
+                type=Path,
+                help="a file with unanswerable questions: the risk-coverage plot (default: beside --json)",
+            )
             sub.add_argument("--label", help="name of this system in the JSON (for `kgqa bench table`)")
             sub.add_argument("--out", type=Path, help="also write the predictions (submission format)")
             sub.add_argument("--skip", type=int, default=0, help="leave out the first N questions")
             sub.add_argument("--limit", type=int, help="at most N questions (after --skip)")
         else:
             sub.add_argument("--out", type=Path, required=True, help='JSON lines {"id", "answer": "S ||| P ||| O"}')
+            sub.add_argument(
+                "--abstain",
+                action="store_true",
+                help='"answer": "" where the confidence is below the threshold, and a "confidence" on every line '
+                "(without it: KgCLUE's submission format, one answer a question)",
+            )
             _add_engine_flags(sub)
         sub.set_defaults(run=run)
 
@@ -325,6 +397,7 @@ def _add_ask(commands: argparse._SubParsersAction, default_index: Path) -> None:
     add_search_flag(ask)
     ask.add_argument("--no-ranker", action="store_true", help="not the learned ranker (the beam, re-ranked)")
     add_quantize_flag(ask)
+    add_abstain_flag(ask)
     unset = {"unconstrained": False, "no_lookahead": False, "lookahead_strength": None}
     ask.set_defaults(run=_cmd_ask, batch_size=DecodeOptions.batch_size, **unset)
 

@@ -9,13 +9,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from kgqa.data import METRIC_KEYS, Answer, Question, evaluate_answers, read_questions
+from kgqa.data.abstention import ANSWERABLE
 from kgqa.data.questions import take_shard
 from kgqa.data.report import markdown_table
 from kgqa.model.answerer import QuestionAnswerer
-from kgqa.model.candidate import top_answers
+from kgqa.model.candidate import Prediction, top_answers, top_predictions
 from kgqa.model.peer import LongestNamePeer
 from kgqa.model.workers import answer_in_workers
 from kgqa.trie import KBIndex
@@ -27,6 +29,20 @@ def write_predictions(questions: Sequence[Question], answers: Sequence[Answer | 
     with open(out, "w", encoding="utf-8") as f:
         for q, a in zip(questions, answers, strict=True):
             f.write(json.dumps({"id": q.id, "answer": a.format() if a else ""}, ensure_ascii=False) + "\n")
+
+
+def write_abstaining_predictions(
+    questions: Sequence[Question], predictions: Sequence[Prediction], out: str | Path, abstain_below: float
+) -> None:
+    """``{"id", "answer", "confidence"}`` a line: ``"answer": ""`` where no KB path fits or the confidence is below
+    ``abstain_below`` (the KB does not hold it); ``confidence`` 0 where no KB path fits."""
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", encoding="utf-8") as f:
+        for q, p in zip(questions, predictions, strict=True):
+            confidence = p.confidence if p.confidence is not None else 0.0
+            shown = p.answer is not None and confidence >= abstain_below
+            line = {"id": q.id, "answer": p.answer.format() if shown else "", "confidence": round(confidence, 4)}
+            f.write(json.dumps(line, ensure_ascii=False) + "\n")
 
 
 def _report(questions: Sequence[Question], answers: Sequence[Answer | None], seconds: float) -> dict[str, Any]:
@@ -64,19 +80,95 @@ def evaluate_file(
 
 
 def predict_file(
-    answer_all: Callable[[list[str]], list[Answer | None]],
+    answer_all: Callable[[list[str]], list[Prediction]],
     qa_file: str | Path,
     out: str | Path,
     shard: tuple[int, int] | None = None,
-) -> tuple[int, int]:
+    abstain_below: float | None = None,
+) -> tuple[int, int, int]:
     """Write the submission file of ``qa_file`` (or of its ``shard``: index, count) with the answers of
-    ``answer_all`` (any engine); returns (questions, questions with no KB path)."""
+    ``answer_all`` (any engine): KgCLUE's format, or with ``abstain_below`` the abstaining one with confidences.
+    Returns (questions, questions with no KB path, questions abstained on)."""
     questions = read_questions(qa_file)
     if shard is not None:
         questions = take_shard(questions, *shard)
-    answers = answer_all([q.question for q in questions])
-    write_predictions(questions, answers, out)
-    return len(questions), sum(a is None for a in answers)
+    predictions = answer_all([q.question for q in questions])
+    if abstain_below is None:
+        write_predictions(questions, [p.answer for p in predictions], out)
+        abstained = 0
+    else:
+        write_abstaining_predictions(questions, predictions, out, abstain_below)
+        abstained = sum(p.answer is not None and (p.confidence or 0.0) < abstain_below for p in predictions)
+    return len(questions), sum(p.answer is None for p in predictions), abstained
+
+
+def is_mix(questions: Sequence[Question]) -> bool:
+    """A question file with unanswerable questions (``kgqa data unanswerable``): it is scored in SQuAD 2.0's terms."""
+    return any(q.kind is not None for q in questions)
+
+
+def evaluate_mix(
+    answerer: QuestionAnswerer,
+    qa_file: str | Path,
+    workers: int = 1,
+    predictions_out: str | Path | None = None,
+    plot_out: str | Path | None = None,
+) -> dict[str, Any]:
+    """Answer a mix of answerable and unanswerable questions, abstaining below the answerer's threshold; HasAns
+    EM_O, NoAns accuracy by kind, overall, AUROC, coverage at 95/99% precision, ECE, and the risk-coverage plot."""
+    from kgqa.data import normalize
+    from kgqa.data.abstention import abstention_report
+
+    threshold = answerer.abstain_below
+    if threshold is None:
+        raise ValueError(
+            f"{Path(qa_file).name} holds unanswerable questions, and this model has no confidence to abstain by: "
+            "fit one with `make confidence` (or evaluate a file without them)"
+        )
+    questions = read_questions(qa_file)
+    start = time.perf_counter()
+    found = answer_in_workers(answerer, [q.question for q in questions], workers, progress=True)
+    seconds = time.perf_counter() - start
+    predictions = top_predictions(found)
+    confidence = np.array([p.confidence if p.confidence is not None else 0.0 for p in predictions])
+    right = np.array(
+        [
+            q.answer is not None and p.answer is not None and normalize(p.answer.object) == normalize(q.answer.object)
+            for q, p in zip(questions, predictions, strict=True)
+        ]
+    )
+    kinds = [q.kind or ANSWERABLE for q in questions]
+    result = abstention_report(kinds, right, confidence < threshold, confidence)
+    result |= {"threshold": threshold, "seconds": round(seconds, 2)}
+    if predictions_out:
+        write_abstaining_predictions(questions, predictions, predictions_out, threshold)
+    if plot_out:
+        from kgqa.model.plots import plot_risk_coverage
+
+        result["plot"] = Path(plot_out).name
+        plot_risk_coverage(confidence, right, kinds, threshold, plot_out, Path(qa_file).parent.name or "mix")
+    result["decoding"] = asdict(answerer.options) | {"device": str(answerer.model.device), "workers": workers}
+    return result
+
+
+def format_mix(result: dict[str, Any]) -> str:
+    kinds = list(result["NoAns_by_kind"])
+    return markdown_table(
+        ["HasAns EM_O", *[f"NoAns {k}" for k in kinds], "NoAns", "overall", "AUROC", "cov@95%P", "cov@99%P", "ECE"],
+        [
+            [
+                f"{result['HasAns_EM_O']:.2f}",
+                *(f"{result['NoAns_by_kind'][k]:.2f}" for k in kinds),
+                f"{result['NoAns']:.2f}",
+                f"{result['overall']:.2f}",
+                f"{result['AUROC']:.4f}" if result["AUROC"] is not None else "-",
+                f"{result['coverage_at_95_precision']:.2f}",
+                f"{result['coverage_at_99_precision']:.2f}",
+                f"{result['ECE_answerable']:.4f}",
+            ]
+        ],
+        numeric_from=0,
+    )
 
 
 def evaluate_peer(

@@ -10,14 +10,15 @@ optional (``pip install 'kgqa[ray]'``).
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from kgqa.data import Answer, parse_answer
+from kgqa.data import parse_answer
 from kgqa.model.answerer import DecodeOptions, QuestionAnswerer, batch_plan
-from kgqa.model.candidate import top_answers
+from kgqa.model.candidate import Prediction, top_predictions
 
 
 class RayNotInstalledError(RuntimeError):
@@ -45,8 +46,13 @@ class BatchPredictor:
         self.answerer = QuestionAnswerer.load(model, index, DecodeOptions(**options), quantize=quantize)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        answers = top_answers(self.answerer.answer([str(q) for q in batch["questions"]], top_k=1))
-        return {"rows": list(batch["rows"]), "answers": [a.format() if a else "" for a in answers]}
+        found = top_predictions(self.answerer.answer([str(q) for q in batch["questions"]], top_k=1))
+        return {
+            "rows": list(batch["rows"]),
+            "answers": [p.answer.format() if p.answer else "" for p in found],
+            # NaN for none: a column of one type
+            "confidences": [p.confidence if p.confidence is not None else float("nan") for p in found],
+        }
 
 
 def predict_with_ray(
@@ -57,8 +63,9 @@ def predict_with_ray(
     quantize: bool = False,
     address: str | None = None,
     actors: int = 2,
-) -> list[Answer | None]:
-    """The top answer of each question (None: no KB path), in input order, decoded by ``actors`` Ray actors.
+) -> list[Prediction]:
+    """The top answer of each question (None: no KB path) and its confidence, in input order, decoded by ``actors``
+    Ray actors.
 
     Without ``address`` Ray starts on this machine (its CPUs); with one (``ray://host:10001`` or ``auto``) it joins
     that cluster, whose nodes must see the model and index at the same paths.
@@ -70,7 +77,7 @@ def predict_with_ray(
     context.execution_options.preserve_order = True
     cleaned = [options.clean(q) for q in questions]
     plan = batch_plan(cleaned, options.batch_size)
-    results: list[Answer | None] = [None] * len(questions)
+    results = [Prediction(None)] * len(questions)
     if not plan:
         return results
     batches = [{"rows": batch, "questions": [cleaned[i] for i in batch]} for batch in plan]
@@ -88,6 +95,7 @@ def predict_with_ray(
         num_cpus=cpus,
     )
     for done in dataset.iter_rows():
-        for i, answer in zip(done["rows"], done["answers"], strict=True):
-            results[int(i)] = parse_answer(answer) if answer else None
+        for i, answer, confidence in zip(done["rows"], done["answers"], done["confidences"], strict=True):
+            known = confidence is not None and not math.isnan(confidence)
+            results[int(i)] = Prediction(parse_answer(answer) if answer else None, float(confidence) if known else None)
     return results

@@ -59,6 +59,7 @@ class Engine:
                 search=settings.search,
                 search_margin=settings.search_margin,  # None: the model's
                 use_ranker=settings.ranker,
+                abstain_below=settings.abstain_below,  # None: the model's
                 batch_size=settings.max_batch_size,
             )
             # int8 Linear layers are a CPU speed-up; on a GPU the model runs there as trained

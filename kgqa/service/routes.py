@@ -43,10 +43,17 @@ api = APIRouter(prefix="/v1", tags=["questions"], responses=ERRORS, dependencies
 probes = APIRouter(tags=["operations"])
 
 
-def _response(question: str, candidates: list[Candidate], took_ms: float) -> AnswerResponse:
+def _response(question: str, candidates: list[Candidate], took_ms: float, threshold: float | None) -> AnswerResponse:
     answers = [Answer.of(c) for c in candidates]
+    withheld = bool(candidates) and threshold is not None and candidates[0].abstains(threshold)
     return AnswerResponse(
-        question=question, answer=answers[0] if answers else None, candidates=answers, took_ms=took_ms
+        question=question,
+        answer=answers[0] if answers and not withheld else None,
+        reason="no_kb_path" if not answers else "below_threshold" if withheld else None,
+        confidence=candidates[0].confidence if candidates else None,
+        threshold=threshold,
+        candidates=answers,
+        took_ms=took_ms,
     )
 
 
@@ -64,7 +71,8 @@ async def answer(body: AnswerRequest, state: ReadyState, http: Response) -> Answ
     [candidates] = await state.batcher.submit(
         [body.question], body.top_k, state.settings.request_timeout_s, timing=timing
     )
-    response = _response(body.question, candidates, round(1000 * (time.perf_counter() - started), 2))
+    threshold = state.engine.answerer.abstain_below
+    response = _response(body.question, candidates, round(1000 * (time.perf_counter() - started), 2), threshold)
     if body.explain and candidates:
         response.trace = Trace.of(state.engine.explain(candidates[0]), candidates[0])
     _timed(http, timing, started)
@@ -77,8 +85,10 @@ async def answer_batch(body: BatchRequest, state: ReadyState, http: Response) ->
     timing = RequestTiming()
     results = await state.batcher.submit(body.questions, body.top_k, state.settings.request_timeout_s, timing=timing)
     took_ms = round(1000 * (time.perf_counter() - started), 2)
+    threshold = state.engine.answerer.abstain_below
     response = BatchResponse(
-        results=[_response(q, c, took_ms) for q, c in zip(body.questions, results, strict=True)], took_ms=took_ms
+        results=[_response(q, c, took_ms, threshold) for q, c in zip(body.questions, results, strict=True)],
+        took_ms=took_ms,
     )
     _timed(http, timing, started)
     return response

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -69,7 +69,15 @@ class Answer(Path):
         description="what candidates are ranked by: the learned ranker's score, or (without one) the log-probability "
         "plus re-ranking bonuses"
     )
-    probability: float = Field(description="the path's probability under the model (look-ahead re-weighted)")
+    path_probability: float = Field(
+        description="the path's probability under the model, renormalised over the KB paths at each step (look-ahead "
+        "re-weighted): how sure the decoder was among KB paths, not the chance that the answer is right"
+    )
+    confidence: float | None = Field(
+        None,
+        description="the calibrated probability that this answer is right: on the question's top candidate only, "
+        "null on the others and without a confidence model",
+    )
     contributions: dict[str, float] = Field(
         default_factory=dict,
         description="what each feature group of the learned ranker added to the score (score, relation, "
@@ -85,7 +93,8 @@ class Answer(Path):
             predicate=candidate.relation,
             object=candidate.object,
             score=candidate.score,
-            probability=candidate.probability,
+            path_probability=candidate.path_probability,
+            confidence=candidate.confidence,
             contributions=dict(candidate.contributions),
         )
 
@@ -126,8 +135,20 @@ class Trace(BaseModel):
 
 class AnswerResponse(BaseModel):
     question: str
-    answer: Answer | None = Field(description="the best candidate; null when no KB path fits the question")
-    candidates: list[Answer]
+    answer: Answer | None = Field(
+        description="the best candidate; null when no KB path fits the question, or when the KB does not hold the "
+        "answer (the best candidate's confidence is below the threshold): see reason"
+    )
+    reason: Literal["no_kb_path", "below_threshold"] | None = Field(
+        None, description="why answer is null: no KB path fits, or the confidence is below the threshold"
+    )
+    confidence: float | None = Field(
+        None, description="the best candidate's calibrated probability of being right (null without candidates)"
+    )
+    threshold: float | None = Field(
+        None, description="the confidence below which the service abstains (null: it never abstains)"
+    )
+    candidates: list[Answer] = Field(description="best first; listed also when the service abstains")
     took_ms: float
     trace: Trace | None = Field(None, description='the answer\'s path step by step, with "explain": true')
 

@@ -36,6 +36,13 @@ class ServiceSettings(BaseSettings):
         "are not looked for; unset: the model's (kgqa.json), 0: the exact top k",
     )
     ranker: bool = Field(True, description="rank candidates by the model directory's learned ranker, if it has one")
+    abstain_below: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="answer null (the KB does not hold it) when the confidence is below this; unset: the threshold "
+        "the model's confidence was fit with (confidence.json), 0: never abstain",
+    )
 
     # micro-batching: a batch starts when it is full or when its first question has waited this long
     max_batch_size: int = Field(32, ge=1, le=256, description="questions decoded together")

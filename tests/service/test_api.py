@@ -24,12 +24,27 @@ def test_the_default_model_answers_the_readmes_question(kgclue_client: TestClien
     assert body["answer"]["subject"] == "守望星光（韩玉玲、刘东考演唱歌曲）"
 
 
+def test_the_default_model_says_when_the_kb_does_not_hold_the_answer(kgclue_client: TestClient) -> None:
+    """Chit-chat gets no KB fact: answer null, the reason, the confidence and threshold, the nearest candidates."""
+    body = kgclue_client.post("/v1/answer", json={"question": "你好", "top_k": 3}).json()
+    assert body["answer"] is None and body["reason"] == "below_threshold"
+    assert 0 <= body["confidence"] < body["threshold"] <= 1
+    assert body["candidates"] and body["candidates"][0]["confidence"] == body["confidence"]
+    assert all(c["confidence"] is None for c in body["candidates"][1:])
+    answered = kgclue_client.post("/v1/answer", json={"question": QUESTION}).json()
+    assert answered["reason"] is None and answered["confidence"] >= answered["threshold"]
+    assert answered["answer"] == answered["candidates"][0]
+    never = kgclue_client.post("/v1/answer/batch", json={"questions": ["你好", QUESTION]}).json()["results"]
+    assert [r["reason"] for r in never] == ["below_threshold", None]
+
+
 def test_answer_is_a_kb_path_with_its_object(client: TestClient, engine: Engine) -> None:
     response = client.post("/v1/answer", json={"question": QUESTION, "top_k": 3})
     assert response.status_code == 200
     body = response.json()
     assert body["question"] == QUESTION
     assert body["answer"] == body["candidates"][0]
+    assert body["reason"] is None and body["threshold"] is None  # no ranker, so no confidence: never withheld
     assert 1 <= len(body["candidates"]) <= 3
     scores = [c["score"] for c in body["candidates"]]
     assert scores == sorted(scores, reverse=True)

@@ -122,7 +122,21 @@ def test_asking_by_keyboard_shows_the_object_the_path_trace_and_candidates(
     chosen, forced = (int(n) for n in re.findall(r"(\d+) (?:chosen|forced)", summary))
     assert chosen + forced == steps.count(), summary
     assert page.locator("#candidates tbody tr").count() >= 1
+    assert re.fullmatch(r"\d+\.\d%", page.locator("#answer-confidence").inner_text())  # calibrated, in percent
     assert "q=" in page.url  # the address now asks this question
+
+
+def test_a_question_the_kb_does_not_hold_says_so_and_shows_the_nearest_candidates(
+    page_on: PageOnOrigin, kgclue_live_server: ServerProcess
+) -> None:
+    page = page_on.page
+    page.goto(kgclue_live_server.url + "/?q=" + "1加1等于几")
+    page.wait_for_selector("#no-answer:not([hidden])")
+    said = page.locator("#no-answer").inner_text()
+    assert said.startswith("The KB does not hold this.") and "threshold" in said
+    assert page.locator("#status").inner_text() == "The KB does not hold this."
+    assert page.locator("#answer").is_hidden() and page.locator("#entity-section").is_hidden()
+    assert page.locator("#candidates tbody tr").count() >= 1  # the nearest candidates, still listed
 
 
 def test_a_shared_link_asks_at_load_and_the_entity_view_lists_the_subjects_triples(

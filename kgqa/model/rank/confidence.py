@@ -114,19 +114,20 @@ def logit(p: np.ndarray) -> np.ndarray:
 
 
 def fit_platt(raw: np.ndarray, right: np.ndarray) -> tuple[float, float]:
-    """(a, b) of p = sigmoid(a·logit(raw) + b), by maximum likelihood (Newton's method on two parameters)."""
+    """(a, b) of p = sigmoid(a·logit(raw) + b), by maximum likelihood."""
+    from scipy.optimize import minimize
+
     x, y = logit(raw), right.astype(np.float64)
-    a, b = 1.0, 0.0
-    for _ in range(50):
-        p = 1 / (1 + np.exp(-(a * x + b)))
-        w = p * (1 - p) + 1e-9
-        grad = np.array([((p - y) * x).sum(), (p - y).sum()])
-        hess = np.array([[(w * x * x).sum(), (w * x).sum()], [(w * x).sum(), w.sum()]]) + 1e-6 * np.eye(2)
-        step = np.linalg.solve(hess, grad)
-        a, b = a - step[0], b - step[1]
-        if np.abs(step).max() < 1e-9:
-            break
-    return float(a), float(b)
+
+    def loss(ab: np.ndarray) -> tuple[float, np.ndarray]:
+        z = ab[0] * x + ab[1]
+        p = 1 / (1 + np.exp(-z))
+        # log(1 + e^z) - y·z, summed: the negative log-likelihood, stable for large |z|
+        value = float((np.logaddexp(0, z) - y * z).sum())
+        return value, np.array([((p - y) * x).sum(), (p - y).sum()])
+
+    found = minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")
+    return float(found.x[0]), float(found.x[1])
 
 
 def platt(raw: np.ndarray, a: float, b: float) -> np.ndarray:
@@ -171,6 +172,14 @@ class ConfidenceModel:
     @staticmethod
     def present(directory: str | Path) -> bool:
         return (Path(directory) / CONFIDENCE_INFO).is_file()
+
+    @staticmethod
+    def threshold_of(directory: str | Path) -> float | None:
+        """The default threshold of a model directory's confidence (None without a readable one)."""
+        try:
+            return float(json.loads((Path(directory) / CONFIDENCE_INFO).read_text(encoding="utf-8"))["threshold"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     @classmethod
     def load(cls, directory: str | Path, ranker_features: Sequence[str]) -> ConfidenceModel:

@@ -51,10 +51,20 @@ function setStatus(text, isError = false) {
   status.classList.toggle("error", isError);
 }
 
+// why there is no answer, in words
+function noAnswerText(data) {
+  if (data.reason === "below_threshold") {
+    return `The KB does not hold this. The best candidate's confidence, ${percent(data.confidence)}, is below ` +
+      `the service's threshold of ${percent(data.threshold)}; the nearest candidates are listed below.`;
+  }
+  return "No KB path fits this question.";
+}
+
 function showAnswer(data) {
   $("result").hidden = false;
   const best = data.answer;
-  $("no-path").hidden = best !== null;
+  $("no-answer").hidden = best !== null;
+  $("no-answer").textContent = best === null ? noAnswerText(data) : "";
   $("answer").hidden = best === null;
   $("why").hidden = best === null;
   $("entity-section").hidden = best === null;  // no subject: nothing of an earlier answer stays on the page
@@ -63,7 +73,7 @@ function showAnswer(data) {
     $("answer-name").textContent = best.name;
     $("answer-meaning").textContent = best.meaning || "—";
     $("answer-relation").textContent = best.predicate;
-    $("answer-probability").textContent = percent(best.probability);
+    $("answer-confidence").textContent = best.confidence === null ? "—" : percent(best.confidence);
   }
   showTrace(data.trace);
   showCandidates(data.candidates);
@@ -114,7 +124,7 @@ function showCandidates(candidates) {
     cell(row, c.subject);
     cell(row, c.predicate);
     cell(row, c.object);
-    cell(row, percent(c.probability), "num");
+    cell(row, percent(c.path_probability), "num");
     cell(row, c.score.toFixed(3), "num");
     const moved = Object.entries(c.contributions || {})
       .filter(([, v]) => Math.abs(v) >= 0.005)
@@ -168,7 +178,10 @@ async function ask(question) {
     setStatus(`The service answered with an error: ${error.message}`, true);
     return;
   }
-  setStatus(data.answer ? `Answered in ${Math.round(data.took_ms)} ms.` : "No KB path fits this question.");
+  setStatus(
+    data.answer ? `Answered in ${Math.round(data.took_ms)} ms.` :
+      data.reason === "below_threshold" ? "The KB does not hold this." : "No KB path fits this question.",
+  );
   showAnswer(data);
   if (data.answer) await showEntity(data.answer.subject);
 }
