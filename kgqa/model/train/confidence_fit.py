@@ -1,11 +1,11 @@
 """``kgqa ranker confidence``: fit the answer's confidence on a mix of answerable and unanswerable questions, report
 it out-of-fold in SQuAD 2.0's terms and choose the default abstention threshold.
 
-Two candidate sets are collected (each cached): the question file on the full index (what the ranker is fit on) and
-the mix (``kgqa data unanswerable``) on the index of its reduced KB. Folds are disjoint in relations, as the
+Candidate sets are collected (each cached): the question file on the full index (what the ranker is fit on), and each
+mix (``kgqa data unanswerable``, one a seed) on the index of its reduced KB. Folds are disjoint in relations, as the
 ranker's: for each fold, a ranker fit on the other folds' questions scores the fold's mix questions, so the scores the
 confidence learns from are those of questions the ranker never saw. The confidence is then reported out-of-fold over
-the same folds, and fit on the whole mix.
+the same folds (a question's fold is the same in every mix), and fit on every mix.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from kgqa.model.train.rankset import RankingSet
 
 FOLDS = 5
+THRESHOLD_TOLERANCE = 0.25  # points of overall accuracy
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.96, 0.05))
 
 
@@ -36,8 +37,14 @@ def add_confidence_command(ranker: argparse._SubParsersAction, default_index: Pa
     conf.add_argument("--model", type=Path, required=True)
     conf.add_argument("--index", type=Path, default=default_index, help="the full KB's index")
     conf.add_argument("--qa", type=Path, required=True, help="the questions the ranker was fit on (dev.json)")
-    conf.add_argument("--mix", type=Path, required=True, help="a `kgqa data unanswerable` directory made from --qa")
-    conf.add_argument("--mix-index", type=Path, help="the index of the mix's KB (default: MIX/index)")
+    conf.add_argument(
+        "--mix",
+        type=Path,
+        action="append",
+        required=True,
+        help="a `kgqa data unanswerable` directory made from --qa, with the index of its KB in MIX/index; repeat for "
+        "several (other seeds: other questions made unanswerable)",
+    )
     conf.add_argument(
         "--cache", type=Path, help="directory for the two candidate sets: reused when there, else written"
     )
@@ -55,29 +62,35 @@ def _cmd_confidence(args: argparse.Namespace) -> int:
     from kgqa.trie.manifest import sha256_file
 
     full = _collect(args, args.index, read_questions(args.qa), "dev")
-    mix_questions = read_questions(Path(args.mix) / "questions.json")
-    mix = _collect(args, args.mix_index or Path(args.mix) / "index", mix_questions, "mix")
+    mixes = [
+        _collect(args, Path(mix) / "index", read_questions(Path(mix) / "questions.json"), f"mix-{Path(mix).name}")
+        for mix in args.mix
+    ]
     ranker_features = LearnedRanker.feature_names_of(args.model)
-    if full.feature_names != ranker_features or mix.feature_names != ranker_features:
+    if any(s.feature_names != ranker_features for s in (full, *mixes)):
         raise ValueError("the candidate sets' features are not the ranker's: remove the --cache files and run again")
 
-    rows, right, kinds, folds, has = confidence_set(full, mix)
+    parts = [confidence_set(full, mix) for mix in mixes]
+    rows, right = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    kinds = [k for p in parts for k in p[2]]
+    folds, has = np.concatenate([p[3] for p in parts]), np.concatenate([p[4] for p in parts])
     params = ConfidenceParams()
     raw = out_of_fold_raw(rows, right, folds[has], params)
     report, calibration, threshold, confidence, right_all = report_confidence(raw, right, kinds, has)
-    report["baselines_AUROC"] = baseline_aurocs(mix, rows, right_all, has)
+    report["mixes"] = [Path(mix).name for mix in args.mix]
+    report["baselines_AUROC"] = baseline_aurocs(len(ranker_features), rows, right_all, has)
     print(format_confidence_report(report))
     if args.plot:
         from kgqa.model.plots import plot_risk_coverage
 
-        plot_risk_coverage(confidence, right_all, kinds, threshold, args.plot, "out-of-fold, dev mix")
+        plot_risk_coverage(confidence, right_all, kinds, threshold, args.plot, "out-of-fold, dev mixes")
     if not args.dry_run:
         model = ConfidenceModel(
             fit_booster(rows, right, params), confidence_columns(ranker_features), calibration, threshold
         )
         info = {
             "ranker_sha256": sha256_file(Path(args.model) / RANKER_FILE),
-            "fit_on": f"{Path(args.qa).name} mix ({len(kinds):,} questions; seed of the mix in its manifest)",
+            "fit_on": f"{Path(args.qa).name}: mixes {', '.join(report['mixes'])} ({len(kinds):,} questions)",
             "params": asdict(params),
             "out_of_fold": report,
         }
@@ -178,13 +191,12 @@ def report_confidence(
     return report, calibration, threshold, confidence, right_all
 
 
-def baseline_aurocs(mix: RankingSet, rows: np.ndarray, right_all: np.ndarray, has: np.ndarray) -> dict[str, Any]:
+def baseline_aurocs(width: int, rows: np.ndarray, right_all: np.ndarray, has: np.ndarray) -> dict[str, Any]:
     """AUROC of single columns used as the confidence: the ranker's (out-of-fold) score, and the top candidate's
     share of the ranker's softmax among the question's candidates."""
     from kgqa.data.abstention import auroc
     from kgqa.model.rank.confidence import SCORE_COLUMNS
 
-    width = len(mix.feature_names)
     out = {}
     for name in ("score", "score_share", "score_gap"):
         column = np.full(len(has), -1e9)
@@ -193,10 +205,12 @@ def baseline_aurocs(mix: RankingSet, rows: np.ndarray, right_all: np.ndarray, ha
     return out
 
 
-def choose_threshold(by_threshold: Sequence[dict[str, Any]]) -> float:
-    """The threshold with the best overall accuracy on the mix (the lowest among equals)."""
-    best = max(by_threshold, key=lambda r: (r["overall"], -r["threshold"]))
-    return float(best["threshold"])
+def choose_threshold(by_threshold: Sequence[dict[str, Any]], tolerance: float = THRESHOLD_TOLERANCE) -> float:
+    """The lowest threshold whose overall accuracy on the mix is within ``tolerance`` points of the best (SQuAD 2.0
+    picks the best; near it the curve is flat, and a lower threshold answers more of the answerable questions, which
+    a service meets more often than this mix holds them)."""
+    best = max(r["overall"] for r in by_threshold)
+    return float(min(r["threshold"] for r in by_threshold if r["overall"] >= best - tolerance))
 
 
 def format_confidence_report(report: dict[str, Any]) -> str:
