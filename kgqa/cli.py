@@ -13,6 +13,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Every room declares its own commands; this only assembles them (each imports its heavy parts when it runs)."""
     from kgqa.bench.commands import add_bench_commands
     from kgqa.data.commands import add_data_commands
+    from kgqa.model.batch_commands import add_batch_commands
     from kgqa.model.commands import add_model_commands
     from kgqa.model.train.ranker_commands import add_ranker_commands
     from kgqa.service.commands import add_serve_command
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_commands(commands)
     add_serve_command(commands)
     add_model_commands(commands, DEFAULT_INDEX_DIR)
+    add_batch_commands(commands, DEFAULT_INDEX_DIR)
     add_ranker_commands(commands, DEFAULT_INDEX_DIR)
     return parser
 

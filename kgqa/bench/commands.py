@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kgqa.data.locate import DEFAULT_INDEX_DIR, find_data_dir
 from kgqa.data.report import markdown_table, write_json
-from kgqa.model.commands import add_quantize_flag, add_search_flag, decode_options
+from kgqa.model.flags import add_quantize_flag, add_search_flag, decode_options
 from kgqa.model.options import DEFAULT_BEAMS
 
 

@@ -55,14 +55,20 @@ def test_ray_engine_answers_exactly_as_the_local_engine(kgclue_sim_index: KBInde
     argv = ["predict", "--model", str(DEFAULT_MODEL), "--index", str(kgclue_sim_index.directory), "--qa", str(qa)]
     argv += ["--quantize"]
     assert main([*argv, "--out", str(tmp_path / "local.json")]) == 0
+    assert main([*argv, "--abstain", "--out", str(tmp_path / "local-abstain.json")]) == 0
     ray.init(num_cpus=2, include_dashboard=False)
     try:
         assert main([*argv, "--engine", "ray", "--actors", "2", "--out", str(tmp_path / "ray.json")]) == 0
+        ray_abstain = ["--engine", "ray", "--actors", "2", "--abstain", "--out", str(tmp_path / "ray-abstain.json")]
+        assert main([*argv, *ray_abstain]) == 0
     finally:
         ray.shutdown()
     local = (tmp_path / "local.json").read_text(encoding="utf-8")
     assert len(local.splitlines()) == 300
     assert (tmp_path / "ray.json").read_text(encoding="utf-8") == local
+    # the confidences too: the same numbers, and so the same abstentions
+    abstaining = (tmp_path / "local-abstain.json").read_text(encoding="utf-8")
+    assert '"confidence"' in abstaining and (tmp_path / "ray-abstain.json").read_text(encoding="utf-8") == abstaining
 
 
 def test_without_ray_the_error_says_how_to_install_it(tiny_model: Path, tiny_index: KBIndex, tiny_qa: Path) -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from kgqa.data import METRIC_KEYS
 from kgqa.data.report import markdown_table, write_json
-from kgqa.model.commands import add_search_flag
+from kgqa.model.flags import add_search_flag
 
 if TYPE_CHECKING:  # torch, transformers and lightgbm load only when a command runs, not to build the parser
     from kgqa.model.rank.lexicon import Lexicon
