@@ -118,8 +118,10 @@ confidence: index setup-dev
 		$(foreach mix,$(MIXES),--mix $(mix)) --cache $(BENCH)/confidence --plot docs/risk-coverage-oof.png \
 		--json $(BENCH)/confidence/fit.json
 
-# The default model over the first mix in SQuAD 2.0's terms (in-sample: its ranker and confidence were fit on dev)
-evaluate-unanswerable: confidence
+# The default model over the first mix (made by make confidence) in SQuAD 2.0's terms (in-sample: its ranker and
+# confidence were fit on dev)
+evaluate-unanswerable: index setup-dev
+	test -f $(BENCH)/unanswerable/dev-seed0/index/manifest.json || $(MAKE) --no-print-directory confidence
 	$(BIN)/kgqa evaluate --model $(MODEL) --index $(BENCH)/unanswerable/dev-seed0/index \
 		--qa $(BENCH)/unanswerable/dev-seed0/questions.json --json $(EVAL)/unanswerable.json
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -174,7 +175,12 @@ class QuestionAnswerer:
 
         def run(facts: list[QuestionFacts], rows: list[int]) -> list[list[Candidate]]:
             ks = [top_ks[i] for i in rows]
-            return ranking.rank(facts, self.proposer.propose(facts, max(ks), anchored), ks, explain)
+            proposed, encoded = self.proposer.propose_encoded(facts, max(ks), anchored)
+
+            def pressure(places: Sequence[int], paths: Sequence[Candidate]) -> np.ndarray:
+                return self.proposer.pressure(encoded, places, paths)
+
+            return ranking.rank(facts, proposed, ks, explain, pressure)
 
         return self._batched(questions, run, progress)
 

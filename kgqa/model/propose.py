@@ -12,7 +12,9 @@ expands their prefixes without decoder calls, and the anchored candidates take t
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
+import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -21,6 +23,7 @@ from kgqa.model.decode.beam import TransformersBeamSearch
 from kgqa.model.decode.incremental import EncodedQuestions, IncrementalDecoder
 from kgqa.model.decode.lookahead import RelationLookahead, RelationLookaheadLogitsProcessor
 from kgqa.model.decode.pathscore import PathDraft, PathScorer
+from kgqa.model.decode.pressure import pressure_rows
 from kgqa.model.decode.search import BestFirstSearch, Found
 from kgqa.model.facts import QuestionFacts
 from kgqa.model.modeling import target_order
@@ -67,10 +70,16 @@ class Proposer:
         lookahead = self.lookahead if options.lookahead else None
         return PathScorer(self.decoder, self.codec, self.constraint, lookahead, options.lookahead_strength)
 
-    @torch.inference_mode()
     def propose(self, questions: list[QuestionFacts], top_k: int, anchored: bool) -> list[list[Candidate]]:
         """Every candidate of each question, unranked: the search's (or beam's) paths, then (``anchored``)
         name-anchored ones."""
+        return self.propose_encoded(questions, top_k, anchored)[0]
+
+    @torch.inference_mode()
+    def propose_encoded(
+        self, questions: list[QuestionFacts], top_k: int, anchored: bool
+    ) -> tuple[list[list[Candidate]], EncodedQuestions]:
+        """``propose``, and the questions' encoder output (for ``pressure``)."""
         options = self.options
         num_beams = options.beam_width(top_k)
         texts = [facts.question for facts in questions]
@@ -95,11 +104,25 @@ class Proposer:
             )
             found = search.search_encoded(encoded_questions, questions, num_beams, draft, required=top_k)
             beams = [[self._found(f, rank) for rank, f in enumerate(own)] for own in found]
-            return self._with_anchored(questions, beams, encoded_questions, anchored, draft)
+            return self._with_anchored(questions, beams, encoded_questions, anchored, draft), encoded_questions
         beams, encoder_hidden = self.beam.search(input_ids, attention_mask, questions, num_beams)
-        return self._with_anchored(
-            questions, beams, self.decoder.cross_attention(encoder_hidden, attention_mask), anchored
-        )
+        encoded_questions = self.decoder.cross_attention(encoder_hidden, attention_mask)
+        return self._with_anchored(questions, beams, encoded_questions, anchored), encoded_questions
+
+    def pressure(self, encoded: EncodedQuestions, questions: Sequence[int], paths: Sequence[Candidate]) -> np.ndarray:
+        """``PRESSURE_COLUMNS`` of each candidate ``paths[i]`` of question ``questions[i]`` of ``encoded``."""
+        targets = [self.codec.encode(c.name, c.relation, c.meaning) for c in paths]
+        segments = [c.segments for c in paths]
+        sep = self.codec.sep_token_id
+        return pressure_rows(self.decoder, encoded, questions, targets, segments, sep)
+
+    @torch.inference_mode()
+    def pressure_of(self, questions: list[QuestionFacts], paths: Sequence[Candidate]) -> np.ndarray:
+        """``pressure`` of one candidate a question, the questions encoded here."""
+        texts = [facts.question for facts in questions]
+        encoded = self.tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=True)
+        encoded_questions = self.decoder.encode(encoded["input_ids"], encoded["attention_mask"])
+        return self.pressure(encoded_questions, range(len(questions)), paths)
 
     def _with_anchored(
         self,

@@ -16,7 +16,7 @@ another ranker is refused.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ import numpy as np
 
 from kgqa.data.report import read_versioned_json
 from kgqa.model.candidate import Candidate
+from kgqa.model.decode.pressure import PRESSURE_COLUMNS
 from kgqa.trie.manifest import sha256_file
 
 CONFIDENCE_FILE = "confidence.txt"
@@ -33,6 +34,8 @@ CONFIDENCE_INFO = "confidence.json"
 CONFIDENCE_FORMAT = 1
 SCORE_COLUMNS = ("score", "score_gap", "score_share", "candidates", "gap_other_name", "gap_same_name")
 NO_RIVAL = 10.0  # the margin to a rival that does not exist: far above any real one
+# (question places in the batch, their top candidates) -> one row of PRESSURE_COLUMNS each
+Pressure = Callable[[Sequence[int], Sequence[Candidate]], np.ndarray]
 
 
 class ConfidenceMismatchError(ValueError):
@@ -64,12 +67,13 @@ class ConfidenceParams:
         }
 
 
-def confidence_columns(ranker_features: Sequence[str]) -> tuple[str, ...]:
-    return tuple(f"top_{name}" for name in ranker_features) + SCORE_COLUMNS
+def confidence_columns(ranker_features: Sequence[str], pressure: bool = True) -> tuple[str, ...]:
+    return tuple(f"top_{name}" for name in ranker_features) + SCORE_COLUMNS + (PRESSURE_COLUMNS if pressure else ())
 
 
-def question_row(features: np.ndarray, scores: np.ndarray, candidates: Sequence[Candidate]) -> np.ndarray:
-    """The confidence's input for one question with candidates: its rows of ranker features and ranker scores."""
+def question_row(features: np.ndarray, scores: np.ndarray, candidates: Sequence[Candidate]) -> tuple[np.ndarray, int]:
+    """The confidence's input for one question with candidates (its rows of ranker features and ranker scores), less
+    the pressure columns; and which candidate is its top one."""
     best = int(np.argmax(scores))
     top = scores[best]
     others = np.delete(scores, best)
@@ -85,23 +89,32 @@ def question_row(features: np.ndarray, scores: np.ndarray, candidates: Sequence[
         top - max(other_name) if other_name else NO_RIVAL,
         top - max(same_name) if same_name else NO_RIVAL,
     ]
-    return np.concatenate([features[best], np.asarray(extra, dtype=np.float32)]).astype(np.float32)
+    return np.concatenate([features[best], np.asarray(extra, dtype=np.float32)]).astype(np.float32), best
 
 
 def question_rows(
-    features: np.ndarray, scores: np.ndarray, candidates: Sequence[Sequence[Candidate]]
-) -> tuple[np.ndarray, np.ndarray]:
+    features: np.ndarray,
+    scores: np.ndarray,
+    candidates: Sequence[Sequence[Candidate]],
+    pressure: Pressure | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[Candidate]]:
     """Rows for every question that has candidates (``features``, ``scores``: all their candidates' rows, questions
-    in order), and the mask of those questions."""
+    in order), the mask of those questions, and their top candidates. ``pressure`` (question places, their top
+    candidates) -> ``PRESSURE_COLUMNS`` rows: appended when given."""
     sizes = np.array([len(c) for c in candidates], dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    rows = [
-        question_row(features[start : start + size], scores[start : start + size], own)
-        for start, size, own in zip(starts, sizes, candidates, strict=True)
-        if size
-    ]
+    rows, tops, places = [], [], []
+    for place, (start, size, own) in enumerate(zip(starts, sizes, candidates, strict=True)):
+        if size:
+            row, best = question_row(features[start : start + size], scores[start : start + size], own)
+            rows.append(row)
+            tops.append(own[best])
+            places.append(place)
     width = features.shape[1] + len(SCORE_COLUMNS)
-    return (np.stack(rows) if rows else np.zeros((0, width), dtype=np.float32)), sizes > 0
+    out = np.stack(rows) if rows else np.zeros((0, width), dtype=np.float32)
+    if pressure is not None:
+        out = np.concatenate([out, pressure(places, tops).astype(np.float32)], axis=1)
+    return out, sizes > 0, tops
 
 
 def fit_booster(rows: np.ndarray, right: np.ndarray, params: ConfidenceParams) -> lgb.Booster:
@@ -150,11 +163,22 @@ class ConfidenceModel:
             return np.zeros(0, dtype=np.float64)
         return platt(self.booster.predict(rows, num_threads=1), *self.calibration)
 
+    @property
+    def uses_pressure(self) -> bool:
+        return self.columns[-len(PRESSURE_COLUMNS) :] == PRESSURE_COLUMNS
+
     def of_questions(
-        self, features: np.ndarray, scores: np.ndarray, candidates: Sequence[Sequence[Candidate]]
+        self,
+        features: np.ndarray,
+        scores: np.ndarray,
+        candidates: Sequence[Sequence[Candidate]],
+        pressure: Pressure | None = None,
     ) -> list[float | None]:
-        """Each question's confidence in its top candidate (None for a question with no candidate)."""
-        rows, has = question_rows(features, scores, candidates)
+        """Each question's confidence in its top candidate (None for a question with no candidate). ``pressure``:
+        the top candidates' ``PRESSURE_COLUMNS``, where the confidence was fit with them (ValueError without)."""
+        if self.uses_pressure and pressure is None:
+            raise ValueError("this confidence reads the constraint's pressure on the top path: pass pressure")
+        rows, has, _ = question_rows(features, scores, candidates, pressure if self.uses_pressure else None)
         found = iter(self.predict(rows).tolist())
         return [next(found) if h else None for h in has]
 
@@ -190,8 +214,8 @@ class ConfidenceModel:
         ranker_sha = sha256_file(directory / "ranker.txt")
         if meta.get("ranker_sha256") != ranker_sha:
             raise ConfidenceMismatchError(f"the confidence in {directory.name} was fit for another ranker; {refit}")
-        columns = confidence_columns(ranker_features)
-        if tuple(meta.get("columns", ())) != columns:
+        columns = tuple(meta.get("columns", ()))
+        if columns not in (confidence_columns(ranker_features), confidence_columns(ranker_features, pressure=False)):
             raise ConfidenceMismatchError(f"the confidence in {directory.name} was fit on other columns; {refit}")
         try:
             booster = lgb.Booster(model_file=str(directory / CONFIDENCE_FILE))

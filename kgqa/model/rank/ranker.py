@@ -25,7 +25,7 @@ import numpy as np
 
 from kgqa.data.report import read_versioned_json
 from kgqa.model.candidate import Candidate
-from kgqa.model.rank.confidence import ConfidenceModel
+from kgqa.model.rank.confidence import ConfidenceModel, Pressure
 from kgqa.trie.manifest import sha256_file
 
 RANKER_FILE = "ranker.txt"
@@ -126,12 +126,14 @@ class LearnedRanker:
         features: Sequence[np.ndarray],
         top_ks: Sequence[int],
         contributions: bool = False,
+        pressure: Pressure | None = None,
     ) -> list[list[Candidate]]:
         """Each question's best ``top_k`` candidates, re-scored by the ranker: one prediction over the whole batch.
 
         ``contributions``: also what each feature group added to each kept candidate's score (for the page, ``kgqa
         ask`` and the API; a second pass over the kept rows only). With a confidence model, each question's top
-        candidate carries its confidence.
+        candidate carries its confidence (``pressure``: what it reads of the top candidates' paths, see
+        ``kgqa.model.decode.pressure``).
         """
         sizes = [len(c) for c in candidates]
         if not any(sizes):
@@ -153,7 +155,7 @@ class LearnedRanker:
                     for row in contrib
                 ]
         confidences = (
-            self.confidence.of_questions(rows, scores, candidates)
+            self.confidence.of_questions(rows, scores, candidates, pressure)
             if self.confidence is not None
             else [None] * len(candidates)
         )

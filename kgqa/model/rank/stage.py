@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from kgqa.model.candidate import Candidate
 from kgqa.model.facts import QuestionFacts
+from kgqa.model.rank.confidence import Pressure
 from kgqa.model.rank.features import FeatureExtractor
 from kgqa.model.rank.ranker import LearnedRanker
 from kgqa.model.rank.rerank import RerankWeights, rerank
@@ -27,11 +28,13 @@ class RankingStage:
         proposed: Sequence[list[Candidate]],
         top_ks: Sequence[int],
         contributions: bool = False,
+        pressure: Pressure | None = None,
     ) -> list[list[Candidate]]:
         """Each question's candidates, ordered, cut to its own top_k (the one cut). ``contributions``: the learned
         ranker's per-group contributions of the kept candidates too (only where they are shown)."""
         if self.ranker is not None:
-            return self.ranker.rank(proposed, self.features.rows_many(questions, proposed), top_ks, contributions)
+            rows = self.features.rows_many(questions, proposed)
+            return self.ranker.rank(proposed, rows, top_ks, contributions, pressure)
         return [
             rerank(facts, candidates, self.weights)[:k]
             for facts, candidates, k in zip(questions, proposed, top_ks, strict=True)

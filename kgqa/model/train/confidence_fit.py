@@ -21,6 +21,9 @@ import numpy as np
 from kgqa.data.report import markdown_table, write_json
 
 if TYPE_CHECKING:
+    from kgqa.model.answerer import QuestionAnswerer
+    from kgqa.model.candidate import Candidate
+    from kgqa.model.rank.confidence import Pressure
     from kgqa.model.train.rankset import RankingSet
 
 FOLDS = 5
@@ -49,6 +52,9 @@ def add_confidence_command(ranker: argparse._SubParsersAction, default_index: Pa
         "--cache", type=Path, help="directory for the two candidate sets: reused when there, else written"
     )
     conf.add_argument("--quantize", action="store_true", help="int8 Linear layers (CPU), as the service decodes")
+    conf.add_argument(
+        "--no-pressure", action="store_true", help="leave out the constraint's pressure on the top path (ablation)"
+    )
     conf.add_argument("--plot", type=Path, help="write the out-of-fold risk-coverage plot (PNG) here")
     conf.add_argument("--dry-run", action="store_true", help="report only; leave the model directory as it is")
     conf.add_argument("--json", type=Path, help="write the report as JSON")
@@ -70,7 +76,10 @@ def _cmd_confidence(args: argparse.Namespace) -> int:
     if any(s.feature_names != ranker_features for s in (full, *mixes)):
         raise ValueError("the candidate sets' features are not the ranker's: remove the --cache files and run again")
 
-    parts = [confidence_set(full, mix) for mix in mixes]
+    parts = []
+    for directory, mix in zip(args.mix, mixes, strict=True):
+        pressure = None if args.no_pressure else _pressure(_answerer(args, Path(directory) / "index"), mix)
+        parts.append(confidence_set(full, mix, pressure))
     rows, right = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     kinds = [k for p in parts for k in p[2]]
     folds, has = np.concatenate([p[3] for p in parts]), np.concatenate([p[4] for p in parts])
@@ -86,7 +95,10 @@ def _cmd_confidence(args: argparse.Namespace) -> int:
         plot_risk_coverage(confidence, right_all, kinds, threshold, args.plot, "out-of-fold, dev mixes")
     if not args.dry_run:
         model = ConfidenceModel(
-            fit_booster(rows, right, params), confidence_columns(ranker_features), calibration, threshold
+            fit_booster(rows, right, params),
+            confidence_columns(ranker_features, pressure=not args.no_pressure),
+            calibration,
+            threshold,
         )
         info = {
             "ranker_sha256": sha256_file(Path(args.model) / RANKER_FILE),
@@ -102,16 +114,13 @@ def _cmd_confidence(args: argparse.Namespace) -> int:
 
 def _collect(args: argparse.Namespace, index: Path, questions: list, name: str) -> RankingSet:
     """The candidate set of ``questions`` on ``index``, with the features the model's ranker was fit on."""
-    from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
-    from kgqa.model.modeling import read_training_info
     from kgqa.model.train.rankset import RankingSet, collect
 
     cache = Path(args.cache) / name if args.cache else None
     if cache is not None and cache.with_suffix(".npz").exists():
         print(f"candidates from {cache}")
         return RankingSet.load(cache)
-    options = DecodeOptions.from_training_info(read_training_info(args.model))  # the settings the ranker was fit with
-    answerer = QuestionAnswerer.load(args.model, index, options, quantize=args.quantize)
+    answerer = _answerer(args, index)
     f = answerer.features
     # the candidates as `kgqa ranker fit` collects them: proposed with name anchors, features of the ranker's groups
     ranking = collect(answerer.with_options(use_ranker=False).with_scorers(f.matcher, f.lexicon, f.semantic), questions)
@@ -120,12 +129,37 @@ def _collect(args: argparse.Namespace, index: Path, questions: list, name: str) 
     return ranking
 
 
+def _answerer(args: argparse.Namespace, index: Path) -> QuestionAnswerer:
+    from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
+    from kgqa.model.modeling import read_training_info
+
+    options = DecodeOptions.from_training_info(read_training_info(args.model))  # the settings the ranker was fit with
+    return QuestionAnswerer.load(args.model, index, options, quantize=args.quantize)
+
+
+def _pressure(answerer: QuestionAnswerer, mix: RankingSet) -> Pressure:
+    """The pressure columns of top candidates of the mix's questions, in batches as answering computes them."""
+
+    def pressure(places: Sequence[int], tops: Sequence[Candidate]) -> np.ndarray:
+        from tqdm.auto import tqdm
+
+        blocks = []
+        step = answerer.options.batch_size
+        for start in tqdm(range(0, len(places), step), desc="pressure", unit="batch"):
+            texts = [answerer.options.clean(mix.questions[p].question) for p in places[start : start + step]]
+            blocks.append(answerer.proposer.pressure_of([answerer.facts(t) for t in texts], tops[start : start + step]))
+        return np.concatenate(blocks) if blocks else np.zeros((0, 0), dtype=np.float32)
+
+    return pressure
+
+
 def confidence_set(
-    full: RankingSet, mix: RankingSet
+    full: RankingSet, mix: RankingSet, pressure: Pressure | None = None
 ) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray, np.ndarray]:
     """The mix's confidence rows (one per question with candidates), whether each such top answer is right, and for
     every question its kind, fold and whether it has candidates. Ranker scores are out-of-fold: for each fold, a
-    ranker fit on ``full``'s other folds."""
+    ranker fit on ``full``'s other folds. ``pressure``: the pressure columns of the top candidates (places in the
+    mix's questions)."""
     from kgqa.data import normalize
     from kgqa.model.rank.confidence import question_rows
     from kgqa.model.rank.ranker import RankerParams, fit_booster, questions_with_gold, relation_folds
@@ -144,13 +178,12 @@ def confidence_set(
         booster = fit_booster(full.features[rows], full.labels[rows], full.sizes[keep], RankerParams())
         if (mix_rows_fold == f).any():
             scores[mix_rows_fold == f] = booster.predict(mix.features[mix_rows_fold == f], num_threads=1)
-    rows, has = question_rows(mix.features, scores, mix.candidates)
-    right = []
-    offsets = mix.offsets
-    for i, (q, candidates) in enumerate(zip(mix.questions, mix.candidates, strict=True)):
-        if candidates:
-            top = candidates[int(np.argmax(scores[offsets[i] : offsets[i + 1]]))]
-            right.append(q.answer is not None and normalize(top.object) == normalize(q.answer.object))
+    rows, has, tops = question_rows(mix.features, scores, mix.candidates, pressure)
+    answered = [q for q, h in zip(mix.questions, has, strict=True) if h]
+    right = [
+        q.answer is not None and normalize(top.object) == normalize(q.answer.object)
+        for q, top in zip(answered, tops, strict=True)
+    ]
     kinds = [q.kind or "answerable" for q in mix.questions]
     return rows, np.array(right, dtype=bool), kinds, mix_folds, has
 

@@ -133,13 +133,14 @@ def test_question_row_margins() -> None:
         Candidate("乙", "作者", "", "戊", 0.0),
     ]
     features = np.arange(6, dtype=np.float32).reshape(3, 2)
-    row = question_row(features, np.array([1.0, 3.0, 0.5]), candidates)
+    row, best = question_row(features, np.array([1.0, 3.0, 0.5]), candidates)
+    assert best == 1
     extra = dict(zip(SCORE_COLUMNS, row[2:].tolist(), strict=True))
     assert row[:2].tolist() == [2.0, 3.0]  # the top candidate's features
     assert extra["score"] == 3.0 and extra["score_gap"] == 2.0 and extra["candidates"] == 3
     assert extra["gap_other_name"] == 2.5 and extra["gap_same_name"] == 2.0
     assert abs(extra["score_share"] - 1 / (1 + np.exp(-2) + np.exp(-2.5))) < 1e-6
-    alone = question_row(features[:1], np.array([1.0]), candidates[:1])
+    alone, _ = question_row(features[:1], np.array([1.0]), candidates[:1])
     assert alone[2 + SCORE_COLUMNS.index("score_gap")] == NO_RIVAL
 
 
