@@ -126,7 +126,7 @@ class QuestionAnswerer:
         """The confidence below which an answer is withheld: the options' (a setting), else the confidence model's
         own; None without a confidence model (nothing is withheld then)."""
         confidence = self.ranker.confidence if self.ranker is not None and self.options.use_ranker else None
-        if confidence is None:
+        if confidence is None or not self.options.confidence:
             return None
         return self.options.abstain_below if self.options.abstain_below is not None else confidence.threshold
 
@@ -172,6 +172,7 @@ class QuestionAnswerer:
         # tuned on the searched paths alone (so --no-ranker ranks those alone)
         anchored = self.ranker is not None and self.options.use_ranker
         ranking = self.ranking()
+        confidence = self.options.confidence
 
         def run(facts: list[QuestionFacts], rows: list[int]) -> list[list[Candidate]]:
             ks = [top_ks[i] for i in rows]
@@ -180,7 +181,7 @@ class QuestionAnswerer:
             def pressure(places: Sequence[int], paths: Sequence[Candidate]) -> np.ndarray:
                 return self.proposer.pressure(encoded, places, paths)
 
-            return ranking.rank(facts, proposed, ks, explain, pressure)
+            return ranking.rank(facts, proposed, ks, explain, pressure if confidence else None, confidence)
 
         return self._batched(questions, run, progress)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,8 +22,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from kgqa.model.answerer import QuestionAnswerer
     from kgqa.model.evaluate import evaluate_file, evaluate_mix, format_metrics, format_mix, is_mix
 
-    answerer = QuestionAnswerer.load(args.model, args.index, decode_options(args), quantize=args.quantize)
-    if is_mix(read_questions(args.qa)):
+    mix = is_mix(read_questions(args.qa))
+    # the confidence only where the report reads it
+    options = replace(decode_options(args), confidence=mix)
+    answerer = QuestionAnswerer.load(args.model, args.index, options, quantize=args.quantize)
+    if mix:
         plot = args.plot or (Path(args.json).with_suffix(".png") if args.json else None)
         result = {"label": args.label} | evaluate_mix(answerer, args.qa, _workers(args, answerer), args.out, plot)
         print(format_mix(result))
@@ -46,7 +50,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from kgqa.model.evaluate import predict_file
     from kgqa.model.rank.confidence import ConfidenceModel
 
-    options = decode_options(args)
+    # the confidence only where the file shows it
+    options = replace(decode_options(args), confidence=args.abstain)
     threshold = None
     if args.abstain:
         threshold = (

@@ -33,6 +33,9 @@ class DecodeOptions:
     # question's best are not looked for (0: the exact top k)
     search_margin: float = 0.0
     use_ranker: bool = True  # rank by the model directory's learned ranker when it has one (kgqa.model.rank.ranker)
+    # each top answer's confidence, where the model has one (off where nothing shows it: a plain submission file; it
+    # costs a decoder pass over each top path)
+    confidence: bool = True
     # below this confidence the answer is "the KB does not hold this" (None: the threshold the model's confidence was
     # fit with; 0: never abstain)
     abstain_below: float | None = None

@@ -127,12 +127,13 @@ class LearnedRanker:
         top_ks: Sequence[int],
         contributions: bool = False,
         pressure: Pressure | None = None,
+        confidence: bool = True,
     ) -> list[list[Candidate]]:
         """Each question's best ``top_k`` candidates, re-scored by the ranker: one prediction over the whole batch.
 
         ``contributions``: also what each feature group added to each kept candidate's score (for the page, ``kgqa
-        ask`` and the API; a second pass over the kept rows only). With a confidence model, each question's top
-        candidate carries its confidence (``pressure``: what it reads of the top candidates' paths, see
+        ask`` and the API; a second pass over the kept rows only). With a confidence model (and ``confidence``), each
+        question's top candidate carries its confidence (``pressure``: what it reads of the top candidates' paths, see
         ``kgqa.model.decode.pressure``).
         """
         sizes = [len(c) for c in candidates]
@@ -156,7 +157,7 @@ class LearnedRanker:
                 ]
         confidences = (
             self.confidence.of_questions(rows, scores, candidates, pressure)
-            if self.confidence is not None
+            if self.confidence is not None and confidence
             else [None] * len(candidates)
         )
         ranked, row = [], 0

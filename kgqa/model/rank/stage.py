@@ -29,12 +29,13 @@ class RankingStage:
         top_ks: Sequence[int],
         contributions: bool = False,
         pressure: Pressure | None = None,
+        confidence: bool = True,
     ) -> list[list[Candidate]]:
         """Each question's candidates, ordered, cut to its own top_k (the one cut). ``contributions``: the learned
         ranker's per-group contributions of the kept candidates too (only where they are shown)."""
         if self.ranker is not None:
             rows = self.features.rows_many(questions, proposed)
-            return self.ranker.rank(proposed, rows, top_ks, contributions, pressure)
+            return self.ranker.rank(proposed, rows, top_ks, contributions, pressure, confidence)
         return [
             rerank(facts, candidates, self.weights)[:k]
             for facts, candidates, k in zip(questions, proposed, top_ks, strict=True)

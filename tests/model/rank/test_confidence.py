@@ -80,6 +80,10 @@ def test_a_removed_entity_abstains_and_answers_once_back(hand_made: tuple[KBInde
     never = gone.with_options(abstain_below=0.0)
     assert never.abstain_below == 0.0 and not never.answer([ASKED])[0][0].abstains(0.0)
     assert gone.with_options(use_ranker=False).abstain_below is None  # no ranker, no confidence: nothing withheld
+    unshown = gone.with_options(confidence=False)  # where nothing shows it, it is not computed
+    [quiet] = unshown.answer([ASKED], top_k=3)
+    assert unshown.abstain_below is None and all(c.confidence is None for c in quiet)
+    assert [(c.subject, c.relation, c.score) for c in quiet] == [(c.subject, c.relation, c.score) for c in asked]
 
 
 @needs_default_model
