@@ -117,7 +117,7 @@ class QuestionAnswerer:
                 model_dir / LEXICON_FILE if lexicon is not None else None,
                 **({f"{k}_file": f for k, f in semantic.files(model_dir).items()} if semantic is not None else {}),
             )
-            if ConfidenceModel.present(model_dir):
+            if answerer.options.confidence and ConfidenceModel.present(model_dir):
                 answerer.ranker.confidence = ConfidenceModel.load(model_dir, answerer.ranker.feature_names)
         return answerer
 

@@ -30,6 +30,9 @@ from kgqa.model.decode.pressure import PRESSURE_COLUMNS
 from kgqa.trie.manifest import sha256_file
 
 CONFIDENCE_FILE = "confidence.txt"
+SCREEN_FILE = "confidence_screen.txt"
+# the screen's confidences between which the pressure pass is paid for (outside, the screen's confidence stands)
+SCREEN_BAND = (0.05, 0.95)
 CONFIDENCE_INFO = "confidence.json"
 CONFIDENCE_FORMAT = 1
 SCORE_COLUMNS = ("score", "score_gap", "score_share", "candidates", "gap_other_name", "gap_same_name")
@@ -147,21 +150,42 @@ def platt(raw: np.ndarray, a: float, b: float) -> np.ndarray:
     return 1 / (1 + np.exp(-(a * logit(raw) + b)))
 
 
-class ConfidenceModel:
-    """The probability that each question's top answer is right, and the threshold below which kgqa abstains."""
+@dataclass(frozen=True)
+class Calibrated:
+    """A LightGBM classifier and the two Platt numbers that calibrate its output."""
 
-    def __init__(
-        self, booster: lgb.Booster, columns: Sequence[str], calibration: tuple[float, float], threshold: float
-    ) -> None:
-        self.booster = booster
-        self.columns = tuple(columns)
-        self.calibration = calibration
-        self.threshold = threshold
+    booster: lgb.Booster
+    calibration: tuple[float, float]
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
         if not len(rows):
             return np.zeros(0, dtype=np.float64)
         return platt(self.booster.predict(rows, num_threads=1), *self.calibration)
+
+
+class ConfidenceModel:
+    """The probability that each question's top answer is right, and the threshold below which kgqa abstains.
+
+    With the pressure columns, a *screen* (the same classifier without them) answers first; only questions it places
+    inside ``band`` (neither clearly right nor clearly not) pay for the pressure pass and get the full model's
+    confidence. Out-of-fold the two decide alike at every threshold from 0.2 to 0.3 (docs/evaluation.md).
+    """
+
+    def __init__(
+        self,
+        full: Calibrated,
+        columns: Sequence[str],
+        threshold: float,
+        screen: Calibrated | None = None,
+        band: tuple[float, float] = SCREEN_BAND,
+    ) -> None:
+        self.full = full
+        self.columns = tuple(columns)
+        self.threshold = threshold
+        self.screen = screen
+        self.band = band
+        if self.uses_pressure and screen is None:
+            raise ValueError("a confidence with the pressure columns needs its screen")
 
     @property
     def uses_pressure(self) -> bool:
@@ -175,23 +199,38 @@ class ConfidenceModel:
         pressure: Pressure | None = None,
     ) -> list[float | None]:
         """Each question's confidence in its top candidate (None for a question with no candidate). ``pressure``:
-        the top candidates' ``PRESSURE_COLUMNS``, where the confidence was fit with them (ValueError without)."""
+        the top candidates' ``PRESSURE_COLUMNS``, asked for those inside the screen's band (ValueError without,
+        where the confidence was fit with them)."""
         if self.uses_pressure and pressure is None:
             raise ValueError("this confidence reads the constraint's pressure on the top path: pass pressure")
-        rows, has, _ = question_rows(features, scores, candidates, pressure if self.uses_pressure else None)
-        found = iter(self.predict(rows).tolist())
+        rows, has, tops = question_rows(features, scores, candidates)
+        if self.screen is None:
+            confidence = self.full.predict(rows)
+        else:
+            assert pressure is not None
+            confidence = self.screen.predict(rows)
+            unsure = np.flatnonzero((confidence > self.band[0]) & (confidence < self.band[1]))
+            if len(unsure):
+                places = np.flatnonzero(has)[unsure].tolist()
+                pressed = pressure(places, [tops[i] for i in unsure]).astype(np.float32)
+                confidence[unsure] = self.full.predict(np.concatenate([rows[unsure], pressed], axis=1))
+        found = iter(confidence.tolist())
         return [next(found) if h else None for h in has]
 
     def save(self, directory: str | Path, info: dict[str, Any]) -> None:
         directory = Path(directory)
-        self.booster.save_model(str(directory / CONFIDENCE_FILE))
-        meta = {
+        self.full.booster.save_model(str(directory / CONFIDENCE_FILE))
+        meta: dict[str, Any] = {
             "format": CONFIDENCE_FORMAT,
             "columns": list(self.columns),
-            "calibration": {"method": "platt", "a": self.calibration[0], "b": self.calibration[1]},
+            "calibration": {"method": "platt", "a": self.full.calibration[0], "b": self.full.calibration[1]},
             "threshold": self.threshold,
-        } | info
-        (directory / CONFIDENCE_INFO).write_text(json.dumps(meta, ensure_ascii=False, indent=1) + "\n", "utf-8")
+        }
+        if self.screen is not None:
+            self.screen.booster.save_model(str(directory / SCREEN_FILE))
+            a, b = self.screen.calibration
+            meta["screen"] = {"file": SCREEN_FILE, "calibration": {"a": a, "b": b}, "band": list(self.band)}
+        (directory / CONFIDENCE_INFO).write_text(json.dumps(meta | info, ensure_ascii=False, indent=1) + "\n", "utf-8")
 
     @staticmethod
     def present(directory: str | Path) -> bool:
@@ -218,9 +257,19 @@ class ConfidenceModel:
         if columns not in (confidence_columns(ranker_features), confidence_columns(ranker_features, pressure=False)):
             raise ConfidenceMismatchError(f"the confidence in {directory.name} was fit on other columns; {refit}")
         try:
-            booster = lgb.Booster(model_file=str(directory / CONFIDENCE_FILE))
-            calibration = (float(meta["calibration"]["a"]), float(meta["calibration"]["b"]))
+            full = Calibrated(
+                lgb.Booster(model_file=str(directory / CONFIDENCE_FILE)),
+                (float(meta["calibration"]["a"]), float(meta["calibration"]["b"])),
+            )
+            screen, band = None, SCREEN_BAND
+            if "screen" in meta:
+                calibration = meta["screen"]["calibration"]
+                screen = Calibrated(
+                    lgb.Booster(model_file=str(directory / SCREEN_FILE)),
+                    (float(calibration["a"]), float(calibration["b"])),
+                )
+                band = (float(meta["screen"]["band"][0]), float(meta["screen"]["band"][1]))
             threshold = float(meta["threshold"])
-        except (lgb.basic.LightGBMError, KeyError, TypeError, ValueError) as exc:
+            return cls(full, columns, threshold, screen, band)
+        except (lgb.basic.LightGBMError, KeyError, TypeError, ValueError, IndexError) as exc:
             raise ConfidenceMismatchError(f"cannot read the confidence in {directory.name}: {exc}; {refit}") from exc
-        return cls(booster, columns, calibration, threshold)

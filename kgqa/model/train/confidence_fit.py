@@ -63,7 +63,17 @@ def add_confidence_command(ranker: argparse._SubParsersAction, default_index: Pa
 
 def _cmd_confidence(args: argparse.Namespace) -> int:
     from kgqa.data import read_questions
-    from kgqa.model.rank.confidence import ConfidenceModel, ConfidenceParams, confidence_columns, fit_booster
+    from kgqa.model.decode.pressure import PRESSURE_COLUMNS
+    from kgqa.model.rank.confidence import (
+        SCREEN_BAND,
+        Calibrated,
+        ConfidenceModel,
+        ConfidenceParams,
+        confidence_columns,
+        fit_booster,
+        fit_platt,
+        platt,
+    )
     from kgqa.model.rank.ranker import RANKER_FILE, LearnedRanker
     from kgqa.trie.manifest import sha256_file
 
@@ -84,8 +94,23 @@ def _cmd_confidence(args: argparse.Namespace) -> int:
     kinds = [k for p in parts for k in p[2]]
     folds, has = np.concatenate([p[3] for p in parts]), np.concatenate([p[4] for p in parts])
     params = ConfidenceParams()
-    raw = out_of_fold_raw(rows, right, folds[has], params)
-    report, calibration, threshold, confidence, right_all = report_confidence(raw, right, kinds, has)
+    screened = not args.no_pressure
+    # the screen: the same classifier without the pressure columns (each question's first look)
+    base = rows[:, : -len(PRESSURE_COLUMNS)] if screened else rows
+    raw_base = out_of_fold_raw(base, right, folds[has], params)
+    base_calibration = fit_platt(raw_base, right)
+    confidence_has = platt(raw_base, *base_calibration)
+    calibration = base_calibration
+    if screened:
+        raw_full = out_of_fold_raw(rows, right, folds[has], params)
+        calibration = fit_platt(raw_full, right)
+        unsure = (confidence_has > SCREEN_BAND[0]) & (confidence_has < SCREEN_BAND[1])
+        confidence_has = np.where(unsure, platt(raw_full, *calibration), confidence_has)
+    report, threshold, confidence, right_all = report_confidence(confidence_has, right, kinds, has)
+    report["calibration_platt"] = list(calibration)
+    if screened:
+        report |= {"screen_calibration_platt": list(base_calibration), "screen_band": list(SCREEN_BAND)}
+        report["pressure_computed_share"] = round(float(unsure.mean()), 4)
     report["mixes"] = [Path(mix).name for mix in args.mix]
     report["baselines_AUROC"] = baseline_aurocs(len(ranker_features), rows, right_all, has)
     print(format_confidence_report(report))
@@ -95,10 +120,10 @@ def _cmd_confidence(args: argparse.Namespace) -> int:
         plot_risk_coverage(confidence, right_all, kinds, threshold, args.plot, "out-of-fold, dev mixes")
     if not args.dry_run:
         model = ConfidenceModel(
-            fit_booster(rows, right, params),
-            confidence_columns(ranker_features, pressure=not args.no_pressure),
-            calibration,
+            Calibrated(fit_booster(rows, right, params), calibration),
+            confidence_columns(ranker_features, pressure=screened),
             threshold,
+            Calibrated(fit_booster(base, right, params), base_calibration) if screened else None,
         )
         info = {
             "ranker_sha256": sha256_file(Path(args.model) / RANKER_FILE),
@@ -133,7 +158,8 @@ def _answerer(args: argparse.Namespace, index: Path) -> QuestionAnswerer:
     from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
     from kgqa.model.modeling import read_training_info
 
-    options = DecodeOptions.from_training_info(read_training_info(args.model))  # the settings the ranker was fit with
+    # the settings the ranker was fit with; the confidence being refit is not read
+    options = DecodeOptions.from_training_info(read_training_info(args.model), confidence=False)
     return QuestionAnswerer.load(args.model, index, options, quantize=args.quantize)
 
 
@@ -200,16 +226,15 @@ def out_of_fold_raw(rows: np.ndarray, right: np.ndarray, folds: np.ndarray, para
 
 
 def report_confidence(
-    raw: np.ndarray, right: np.ndarray, kinds: Sequence[str], has: np.ndarray
-) -> tuple[dict[str, Any], tuple[float, float], float, np.ndarray, np.ndarray]:
-    """Platt-calibrate the out-of-fold outputs, choose the threshold, and report: (report, calibration, threshold,
-    every question's confidence and rightness; a question without candidates has confidence 0 and abstains)."""
+    confidence_has: np.ndarray, right: np.ndarray, kinds: Sequence[str], has: np.ndarray
+) -> tuple[dict[str, Any], float, np.ndarray, np.ndarray]:
+    """Choose the threshold and report, from the out-of-fold confidences of the questions with candidates: (report,
+    threshold, every question's confidence and rightness; a question without candidates has confidence 0 and
+    abstains)."""
     from kgqa.data.abstention import abstention_report
-    from kgqa.model.rank.confidence import fit_platt, platt
 
-    calibration = fit_platt(raw, right)
     confidence = np.zeros(len(kinds))
-    confidence[has] = platt(raw, *calibration)
+    confidence[has] = confidence_has
     right_all = np.zeros(len(kinds), dtype=bool)
     right_all[has] = right
     by_threshold = []
@@ -220,8 +245,8 @@ def report_confidence(
         )
     threshold = choose_threshold(by_threshold)
     report = abstention_report(kinds, right_all, confidence < threshold, confidence)
-    report |= {"threshold": threshold, "by_threshold": by_threshold, "calibration_platt": list(calibration)}
-    return report, calibration, threshold, confidence, right_all
+    report |= {"threshold": threshold, "by_threshold": by_threshold}
+    return report, threshold, confidence, right_all
 
 
 def baseline_aurocs(width: int, rows: np.ndarray, right_all: np.ndarray, has: np.ndarray) -> dict[str, Any]:
