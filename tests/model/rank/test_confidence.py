@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from kgqa.cli import main
-from kgqa.model.answerer import QuestionAnswerer
+from kgqa.model.answerer import QuestionAnswerer, batch_plan
 from kgqa.model.candidate import Candidate
 from kgqa.model.modeling import read_training_info
 from kgqa.model.options import DecodeOptions
@@ -84,6 +84,32 @@ def test_a_removed_entity_abstains_and_answers_once_back(hand_made: tuple[KBInde
     [quiet] = unshown.answer([ASKED], top_k=3)
     assert unshown.abstain_below is None and all(c.confidence is None for c in quiet)
     assert [(c.subject, c.relation, c.score) for c in quiet] == [(c.subject, c.relation, c.score) for c in asked]
+
+
+@needs_default_model
+def test_the_pressure_pass_is_paid_only_where_the_screen_is_unsure(hand_made: tuple[KBIndex, KBIndex]) -> None:
+    full, _ = hand_made
+    answerer = _answerer(full)
+    confidence = answerer.ranker.confidence  # type: ignore[union-attr]
+    assert confidence is not None and confidence.screen is not None and confidence.uses_pressure
+    asked: list[int] = []
+    pressure = answerer.proposer.pressure
+
+    def counting(encoded, places, paths):  # type: ignore[no-untyped-def]
+        asked.extend(places)
+        return pressure(encoded, places, paths)
+
+    answerer.proposer.pressure = counting  # type: ignore[method-assign]
+    questions = ["守望星光的歌手是谁？", ELSEWHERE, "刘晓华主要讲什么课啊？", "你知道龙晶用繁体字怎么写吗？", "你好"]
+    answers = answerer.answer(questions, top_k=1)
+    assert all(a[0].confidence is not None for a in answers)
+    assert len(asked) < len(questions)  # the screen settled the others
+    [batch] = batch_plan(questions, answerer.options.batch_size)  # places are positions in the batch
+    pressed = {batch[place] for place in asked}
+    low, high = confidence.band
+    for i, answer in enumerate(answers):  # a question without the pass keeps the screen's own confidence
+        if i not in pressed:
+            assert not low < answer[0].confidence < high  # type: ignore[operator]
 
 
 @needs_default_model
