@@ -3,14 +3,17 @@ compares with a threshold.
 
 Its input is one row per question, built from the ranked candidates (``question_rows``): the top candidate's ranker
 features (how name, relation and meaning fit the question), the ranker's score, its margin to the next candidate and
-to the best candidate of another name or of the same name with another relation, and the top candidate's share of
-the ranker's softmax. A LightGBM binary classifier maps it to a probability; Platt scaling, fit on its out-of-fold
-outputs, calibrates it. It is fit on a mix of answerable and unanswerable questions made from dev and the KB itself
-(``kgqa data unanswerable``), with ranker scores that are out-of-fold, as they are on questions the ranker never saw.
+to the best candidate of another name or of the same name with another relation, the top candidate's share of the
+ranker's softmax, and how hard the KB constraint pushed the model along the top path (``PRESSURE_COLUMNS``, one more
+decoder pass). A LightGBM binary classifier maps it to a probability; Platt scaling, fit on its out-of-fold outputs,
+calibrates it. A screen, the same without the pressure columns, answers first: only the questions it is unsure of
+pay for the decoder pass. Both are fit on a mix of answerable and unanswerable questions made from dev and the KB
+itself (``kgqa data unanswerable``), with ranker scores that are out-of-fold, as they are on questions the ranker
+never saw.
 
-Files, beside the ranker they were fit for: ``confidence.txt`` (LightGBM) and ``confidence.json`` (format, columns,
-Platt's two numbers, the default threshold, the ranker's sha256, the out-of-fold report). A confidence fit for
-another ranker is refused.
+Files, beside the ranker they were fit for: ``confidence.txt`` and ``confidence_screen.txt`` (LightGBM) and
+``confidence.json`` (format, columns, Platt's numbers, the screen's band, the default threshold, the ranker's
+sha256, the out-of-fold report). A confidence fit for another ranker is refused.
 """
 
 from __future__ import annotations
