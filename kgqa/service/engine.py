@@ -107,6 +107,7 @@ class Engine:
                 "added_characters": len(self.answerer.added_characters),
                 "quantized": self.quantized,
                 "ranker": self.answerer.ranker is not None and self.answerer.options.use_ranker,
+                "abstain_below": self.answerer.abstain_below,
             },
             "index": {
                 "name": self.index.directory.name,

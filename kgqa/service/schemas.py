@@ -199,6 +199,11 @@ class InfoModel(BaseModel):
     added_characters: int
     quantized: bool
     ranker: bool = Field(description="candidates are ordered by the learned ranker")
+    abstain_below: float | None = Field(
+        None,
+        description="the confidence below which the service answers null (the KB does not hold it); null: answers "
+        "carry no confidence and nothing is withheld",
+    )
     architecture: dict[str, Any] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict, description="from the model's kgqa.json")
     dev: dict[str, Any] = Field(

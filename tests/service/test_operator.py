@@ -16,7 +16,7 @@ from kgqa.service.engine import Engine
 from kgqa.service.logs import JsonFormatter
 from kgqa.service.settings import ServiceSettings
 from kgqa.trie.keys import SEP, path_key
-from tests.service.conftest import wait_ready
+from tests.service.conftest import DEFAULT_MODEL, wait_ready
 
 QUESTION = "刘晓华主要讲什么课啊？"
 
@@ -71,6 +71,11 @@ def test_info_reports_version_model_index_and_settings(kgclue_client: TestClient
     assert model["parameters"] == sum(p.numel() for p in _float_model(engine).parameters())
     assert model["vocabulary_size"] == len(engine.answerer.tokenizer)
     assert model["quantized"] is True and model["ranker"] is True
+    assert (
+        model["abstain_below"]
+        == engine.answerer.abstain_below
+        == json.loads((DEFAULT_MODEL / "confidence.json").read_text(encoding="utf-8"))["threshold"]
+    )
     assert model["training"]["train_file"] == "train.json"
     assert model["dev"]["greedy_best_epoch"]["EM_O"] > 0
     assert [r["ranking"] for r in model["dev"]["ranker_out_of_fold"]["rows"]] == [
