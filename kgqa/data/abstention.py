@@ -63,15 +63,10 @@ def monotone(bins: Sequence[dict[str, float]], min_count: int = 1) -> bool:
     return all(later >= earlier for earlier, later in itertools.pairwise(accuracies))
 
 
-def expected_calibration_error(confidence: np.ndarray, right: np.ndarray, bins: int = 10) -> float:
-    """ECE: the count-weighted mean gap between confidence and accuracy over equal-width bins."""
-    total = len(confidence)
-    if not total:
-        return 0.0
-    return float(
-        sum(b["count"] * abs(b["confidence"] - b["accuracy"]) for b in calibration_bins(confidence, right, bins))
-        / total
-    )
+def expected_calibration_error(bins: Sequence[dict[str, float]]) -> float:
+    """ECE of ``calibration_bins``: the count-weighted mean gap between confidence and accuracy."""
+    total = sum(b["count"] for b in bins)
+    return float(sum(b["count"] * abs(b["confidence"] - b["accuracy"]) for b in bins) / total) if total else 0.0
 
 
 def risk_coverage(confidence: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -108,6 +103,7 @@ def abstention_report(
     answered_right = right & ~abstained
     no_ans = {str(k): _pct(abstained[kinds_arr == k]) for k in sorted(set(kinds)) if k != ANSWERABLE}
     correct = np.where(has, answered_right, abstained)
+    bins_answerable, bins_all = calibration_bins(confidence[has], right[has]), calibration_bins(confidence, right)
     return {
         "questions": len(kinds_arr),
         "counts": {str(k): int((kinds_arr == k).sum()) for k in sorted(set(kinds))},
@@ -120,12 +116,12 @@ def abstention_report(
         "AUROC": _round(auroc(confidence, right)),
         "coverage_at_95_precision": round(100 * coverage_at_precision(confidence, right, 0.95), 2),
         "coverage_at_99_precision": round(100 * coverage_at_precision(confidence, right, 0.99), 2),
-        "ECE_answerable": round(expected_calibration_error(confidence[has], right[has]), 4),
-        "ECE_all": round(expected_calibration_error(confidence, right), 4),
-        "calibration_answerable": calibration_bins(confidence[has], right[has]),
-        "calibration_all": calibration_bins(confidence, right),
+        "ECE_answerable": round(expected_calibration_error(bins_answerable), 4),
+        "ECE_all": round(expected_calibration_error(bins_all), 4),
+        "calibration_answerable": bins_answerable,
+        "calibration_all": bins_all,
         # of all questions' answers: bins of 20 or more
-        "monotone": monotone(calibration_bins(confidence, right), min_count=20),
+        "monotone": monotone(bins_all, min_count=20),
     }
 
 

@@ -34,6 +34,11 @@ def f1_sim(a: str, b: str) -> float:
     return 2.0 * lcs_length(a, b) / (len(a) + len(b))
 
 
+def object_right(predicted: Answer | None, gold: Answer | None) -> bool:
+    """EM_O of one answer: its object is the gold object (normalised); never without both."""
+    return predicted is not None and gold is not None and normalize(predicted.object) == normalize(gold.object)
+
+
 def evaluate_answers(predictions: Sequence[Answer | None], golds: Sequence[Answer]) -> dict[str, float]:
     """Official KgCLUE metrics of predictions against gold answers, in order. ``None`` counts as an empty answer."""
     if len(predictions) != len(golds):

@@ -1,7 +1,9 @@
-"""What every command prints and writes: a markdown table, and a JSON file (UTF-8, indented, parents made)."""
+"""What every command prints and writes: a markdown table, and a JSON file (UTF-8, indented, parents made); and the
+files they read and record: versioned JSON, a file's SHA-256."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +27,12 @@ def write_json(path: Path | None, data: Any, announce: bool = True) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     if announce:
         print(f"written {path}")
+
+
+def sha256_file(path: str | Path) -> str:
+    """The hex SHA-256 of a file's bytes (index manifests, model records, the unanswerable mix's manifest)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def read_versioned_json(path: Path, version: int, error: type[Exception], redo: str) -> dict[str, Any]:

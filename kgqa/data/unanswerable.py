@@ -14,7 +14,6 @@ KB, gzip, byte-identical for the same inputs and seed.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import itertools
 import json
 import random
@@ -29,9 +28,8 @@ from tqdm.auto import tqdm
 
 from kgqa.data.knowledge import SkipCounter, Triple, iter_triples, split_head
 from kgqa.data.questions import Question
+from kgqa.data.report import sha256_file
 
-KINDS = ("answerable", "entity", "relation", "out_of_scope")
-NO_ANSWER_KINDS = KINDS[1:]
 OUT_OF_SCOPE_FILE = Path(__file__).with_name("resources") / "out_of_scope.txt"
 MIX_QUESTIONS = "questions.json"
 MIX_KB = "knowledge.tsv.gz"
@@ -175,8 +173,8 @@ def make_mix(
         "kb_triples_kept": kept,
         "kb_triples_removed": removed,
         "kb_lines_skipped": skipped.skipped_total,
-        "out_of_scope_sha256": hashlib.sha256(Path(out_of_scope).read_bytes()).hexdigest(),
-        "files": {name: _sha256(out_dir / name) for name in (MIX_QUESTIONS, MIX_KB)},
+        "out_of_scope_sha256": sha256_file(out_of_scope),
+        "files": {name: sha256_file(out_dir / name) for name in (MIX_QUESTIONS, MIX_KB)},
     }
     (out_dir / MIX_MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     return manifest
@@ -193,11 +191,3 @@ def _triples(
 
 def _id_key(q: Question) -> tuple[int, str]:
     return (0, f"{q.id:012d}") if isinstance(q.id, int) else (1, str(q.id))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

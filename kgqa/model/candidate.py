@@ -62,17 +62,15 @@ class Prediction(NamedTuple):
     answer: Answer | None
     confidence: float | None = None
 
+    def shown(self, threshold: float) -> bool:
+        """Whether an abstaining file shows the answer: there is one, and its confidence (0 without) is not below."""
+        return self.answer is not None and (self.confidence or 0.0) >= threshold
+
 
 def top_predictions(results: Sequence[Sequence[Candidate]]) -> list[Prediction]:
     return [Prediction(c[0].as_answer(), c[0].confidence) if c else Prediction(None) for c in results]
 
 
-def top_answers(results: Sequence[Sequence[Candidate]], abstain_below: float | None = None) -> list[Answer | None]:
-    """Each question's best candidate as a KgCLUE answer; None where no KB path fitted, and with ``abstain_below``,
-    where its confidence is below it."""
-    return [
-        candidates[0].as_answer()
-        if candidates and (abstain_below is None or not candidates[0].abstains(abstain_below))
-        else None
-        for candidates in results
-    ]
+def top_answers(results: Sequence[Sequence[Candidate]]) -> list[Answer | None]:
+    """Each question's best candidate as a KgCLUE answer; None where no KB path fitted."""
+    return [candidates[0].as_answer() if candidates else None for candidates in results]

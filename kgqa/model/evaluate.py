@@ -39,9 +39,8 @@ def write_abstaining_predictions(
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8") as f:
         for q, p in zip(questions, predictions, strict=True):
-            confidence = p.confidence if p.confidence is not None else 0.0
-            shown = p.answer is not None and confidence >= abstain_below
-            line = {"id": q.id, "answer": p.answer.format() if shown else "", "confidence": round(confidence, 4)}
+            answer = p.answer.format() if p.answer is not None and p.shown(abstain_below) else ""
+            line = {"id": q.id, "answer": answer, "confidence": round(p.confidence or 0.0, 4)}
             f.write(json.dumps(line, ensure_ascii=False) + "\n")
 
 
@@ -98,7 +97,7 @@ def predict_file(
         abstained = 0
     else:
         write_abstaining_predictions(questions, predictions, out, abstain_below)
-        abstained = sum(p.answer is not None and (p.confidence or 0.0) < abstain_below for p in predictions)
+        abstained = sum(p.answer is not None and not p.shown(abstain_below) for p in predictions)
     return len(questions), sum(p.answer is None for p in predictions), abstained
 
 
@@ -116,8 +115,8 @@ def evaluate_mix(
 ) -> dict[str, Any]:
     """Answer a mix of answerable and unanswerable questions, abstaining below the answerer's threshold; HasAns
     EM_O, NoAns accuracy by kind, overall, AUROC, coverage at 95/99% precision, ECE, and the risk-coverage plot."""
-    from kgqa.data import normalize
     from kgqa.data.abstention import abstention_report
+    from kgqa.data.metrics import object_right
 
     threshold = answerer.abstain_below
     if threshold is None:
@@ -131,12 +130,7 @@ def evaluate_mix(
     seconds = time.perf_counter() - start
     predictions = top_predictions(found)
     confidence = np.array([p.confidence if p.confidence is not None else 0.0 for p in predictions])
-    right = np.array(
-        [
-            q.answer is not None and p.answer is not None and normalize(p.answer.object) == normalize(q.answer.object)
-            for q, p in zip(questions, predictions, strict=True)
-        ]
-    )
+    right = np.array([object_right(p.answer, q.answer) for q, p in zip(questions, predictions, strict=True)])
     kinds = [q.kind or ANSWERABLE for q in questions]
     result = abstention_report(kinds, right, confidence < threshold, confidence)
     result |= {"threshold": threshold, "seconds": round(seconds, 2)}

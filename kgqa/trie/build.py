@@ -33,10 +33,11 @@ from tqdm import tqdm
 
 from kgqa import __version__
 from kgqa.data.knowledge import SkipCounter, Triple, iter_triples
+from kgqa.data.report import sha256_file
 from kgqa.trie.engines import ENGINES, build_shards
 from kgqa.trie.heavy import merge_heavy, save_heavy
 from kgqa.trie.keys import KEY_ORDERS, NAME_RELATION_MEANING, SEP, key_parts
-from kgqa.trie.manifest import Manifest, sha256_file
+from kgqa.trie.manifest import Manifest
 from kgqa.trie.runs import SortedRuns, merge_runs, write_sorted_runs
 from kgqa.trie.shard import ShardSummary
 from kgqa.trie.stats import RelationCounter

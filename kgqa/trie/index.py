@@ -16,8 +16,9 @@ import marisa_trie
 import numpy as np
 
 from kgqa.data.knowledge import join_head
+from kgqa.data.report import sha256_file
 from kgqa.trie.keys import END_CODE, SEP, PathKey, path_key, split_path_key
-from kgqa.trie.manifest import MANIFEST_NAME, IndexLoadError, Manifest, rebuild_hint, sha256_file
+from kgqa.trie.manifest import MANIFEST_NAME, IndexLoadError, Manifest, rebuild_hint
 from kgqa.trie.stats import RelationStats
 
 _NO_CODES = np.empty(0, dtype=np.uint32)

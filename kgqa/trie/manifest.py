@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kgqa.data.report import sha256_file
 from kgqa.trie.keys import NAME_RELATION_MEANING
 
 FORMAT = "kgqa-index"
@@ -25,12 +25,6 @@ class IndexBuildError(RuntimeError):
 
 def rebuild_hint(directory: Path) -> str:
     return f"rebuild it with: kgqa index build --kb KNOWLEDGE_FILE --out {directory}"
-
-
-def sha256_file(path: str | Path) -> str:
-    """The hex SHA-256 of a file's bytes (the index's manifest, the ranker's record of its model and matcher)."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 @dataclass

@@ -39,7 +39,7 @@ def test_ece_bins_and_monotone_on_known_labels() -> None:
     assert [(b["count"], b["accuracy"]) for b in bins] == [(4, 0.25), (4, 0.5), (4, 1.0)]
     assert monotone(bins)
     expected = (4 * abs(0.15 - 0.25) + 4 * abs(0.55 - 0.5) + 4 * abs(0.95 - 1.0)) / 12
-    assert abs(expected_calibration_error(confidence, right) - expected) < 1e-9
+    assert abs(expected_calibration_error(bins) - expected) < 1e-9
     # the same confidences, the labels of the low and middle bins swapped: no longer monotone
     swapped = np.array([1, 1, 0, 0, 1, 0, 0, 0, 1, 1, 1, 1], dtype=bool)
     assert not monotone(calibration_bins(confidence, swapped))

@@ -27,10 +27,9 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-from kgqa.data.report import read_versioned_json
+from kgqa.data.report import read_versioned_json, sha256_file
 from kgqa.model.candidate import Candidate
 from kgqa.model.decode.pressure import PRESSURE_COLUMNS
-from kgqa.trie.manifest import sha256_file
 
 CONFIDENCE_FILE = "confidence.txt"
 SCREEN_FILE = "confidence_screen.txt"
@@ -123,6 +122,11 @@ def question_rows(
     return out, sizes > 0, tops
 
 
+def unsure_of(screened: np.ndarray, band: tuple[float, float] = SCREEN_BAND) -> np.ndarray:
+    """Which of the screen's confidences fall inside ``band``: those questions get the pressure pass."""
+    return (screened > band[0]) & (screened < band[1])
+
+
 def fit_booster(rows: np.ndarray, right: np.ndarray, params: ConfidenceParams) -> lgb.Booster:
     return lgb.train(params.lightgbm(), lgb.Dataset(rows, right.astype(np.float64)), num_boost_round=params.rounds)
 
@@ -212,7 +216,7 @@ class ConfidenceModel:
         else:
             assert pressure is not None
             confidence = self.screen.predict(rows)
-            unsure = np.flatnonzero((confidence > self.band[0]) & (confidence < self.band[1]))
+            unsure = np.flatnonzero(unsure_of(confidence, self.band))
             if len(unsure):
                 places = np.flatnonzero(has)[unsure].tolist()
                 pressed = pressure(places, [tops[i] for i in unsure]).astype(np.float32)

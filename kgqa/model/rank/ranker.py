@@ -23,10 +23,9 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-from kgqa.data.report import read_versioned_json
+from kgqa.data.report import read_versioned_json, sha256_file
 from kgqa.model.candidate import Candidate
 from kgqa.model.rank.confidence import ConfidenceModel, Pressure
-from kgqa.trie.manifest import sha256_file
 
 RANKER_FILE = "ranker.txt"
 RANKER_INFO = "ranker.json"
@@ -187,22 +186,13 @@ class LearnedRanker:
         """The feature files the ranker of a model directory was fit with ("words", "lexicon" …: those whose sha256
         its ``ranker.json`` records); empty when there is no readable ``ranker.json`` (``load`` then says what is
         wrong)."""
-        try:
-            meta = json.loads((Path(directory) / RANKER_INFO).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return set()
-        if not isinstance(meta, dict):
-            return set()
+        meta = _info(directory)
         return {key.removesuffix("_sha256") for key, value in meta.items() if key.endswith("_sha256") and value}
 
     @staticmethod
     def feature_names_of(directory: str | Path) -> tuple[str, ...]:
         """The feature columns the ranker of a model directory was fit on (empty without a readable ranker.json)."""
-        try:
-            meta = json.loads((Path(directory) / RANKER_INFO).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return ()
-        return tuple(meta.get("features", ())) if isinstance(meta, dict) else ()
+        return tuple(_info(directory).get("features", ()))
 
     @classmethod
     def load(
@@ -258,6 +248,15 @@ class LearnedRanker:
                 f"{RANKER_INFO} lists {len(feature_names)}; {refit}"
             )
         return cls(booster, feature_names, meta.get("groups", {}))
+
+
+def _info(directory: str | Path) -> dict[str, Any]:
+    """A model directory's ``ranker.json`` as it is, or {} when it cannot be read (``load`` says why)."""
+    try:
+        meta = json.loads((Path(directory) / RANKER_INFO).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def questions_with_gold(labels: np.ndarray, sizes: np.ndarray) -> np.ndarray:

@@ -23,8 +23,7 @@ from pathlib import Path
 import marisa_trie
 import numpy as np
 
-from kgqa.data.report import read_versioned_json
-from kgqa.trie.manifest import sha256_file
+from kgqa.data.report import read_versioned_json, sha256_file
 
 WORDS_MANIFEST = "words.json"
 VOCABULARY_FILE = "words.marisa"

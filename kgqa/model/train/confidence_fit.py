@@ -63,6 +63,7 @@ def add_confidence_command(ranker: argparse._SubParsersAction, default_index: Pa
 
 def _cmd_confidence(args: argparse.Namespace) -> int:
     from kgqa.data import read_questions
+    from kgqa.data.report import sha256_file
     from kgqa.model.decode.pressure import PRESSURE_COLUMNS
     from kgqa.model.rank.confidence import (
         SCREEN_BAND,
@@ -73,9 +74,9 @@ def _cmd_confidence(args: argparse.Namespace) -> int:
         fit_booster,
         fit_platt,
         platt,
+        unsure_of,
     )
     from kgqa.model.rank.ranker import RANKER_FILE, LearnedRanker
-    from kgqa.trie.manifest import sha256_file
 
     full = _collect(args, args.index, read_questions(args.qa), "dev")
     mixes = [
@@ -104,7 +105,7 @@ def _cmd_confidence(args: argparse.Namespace) -> int:
     if screened:
         raw_full = out_of_fold_raw(rows, right, folds[has], params)
         calibration = fit_platt(raw_full, right)
-        unsure = (confidence_has > SCREEN_BAND[0]) & (confidence_has < SCREEN_BAND[1])
+        unsure = unsure_of(confidence_has)
         confidence_has = np.where(unsure, platt(raw_full, *calibration), confidence_has)
     report, threshold, confidence, right_all = report_confidence(confidence_has, right, kinds, has)
     report["calibration_platt"] = list(calibration)
@@ -186,7 +187,7 @@ def confidence_set(
     every question its kind, fold and whether it has candidates. Ranker scores are out-of-fold: for each fold, a
     ranker fit on ``full``'s other folds. ``pressure``: the pressure columns of the top candidates (places in the
     mix's questions)."""
-    from kgqa.data import normalize
+    from kgqa.data.metrics import object_right
     from kgqa.model.rank.confidence import question_rows
     from kgqa.model.rank.ranker import RankerParams, fit_booster, questions_with_gold, relation_folds
 
@@ -206,10 +207,7 @@ def confidence_set(
             scores[mix_rows_fold == f] = booster.predict(mix.features[mix_rows_fold == f], num_threads=1)
     rows, has, tops = question_rows(mix.features, scores, mix.candidates, pressure)
     answered = [q for q, h in zip(mix.questions, has, strict=True) if h]
-    right = [
-        q.answer is not None and normalize(top.object) == normalize(q.answer.object)
-        for q, top in zip(answered, tops, strict=True)
-    ]
+    right = [object_right(top.as_answer(), q.answer) for q, top in zip(answered, tops, strict=True)]
     kinds = [q.kind or "answerable" for q in mix.questions]
     return rows, np.array(right, dtype=bool), kinds, mix_folds, has
 

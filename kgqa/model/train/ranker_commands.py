@@ -169,6 +169,7 @@ def _cmd_neighbours(args: argparse.Namespace) -> int:
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     from kgqa.data import read_questions
+    from kgqa.data.report import sha256_file
     from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
     from kgqa.model.modeling import read_training_info, write_training_info
     from kgqa.model.rank.lexicon import LEXICON_FILE
@@ -177,7 +178,6 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from kgqa.model.rank.ranker import RankerParams, model_fingerprint
     from kgqa.model.rank.words import WORDS_MANIFEST
     from kgqa.model.train.rankset import RankingSet, collect
-    from kgqa.trie.manifest import sha256_file
 
     options = DecodeOptions.from_training_info(
         read_training_info(args.model),

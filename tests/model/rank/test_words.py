@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from kgqa.data import Answer, Question, read_questions
+from kgqa.data.report import sha256_file
 from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
 from kgqa.model.candidate import Candidate
 from kgqa.model.facts import QuestionFacts
@@ -34,7 +35,6 @@ from kgqa.model.rank.wordsource import MEMBER, convert
 from kgqa.model.train.ranker_commands import fit_all
 from kgqa.model.train.rankset import collect
 from kgqa.trie import KBIndex
-from kgqa.trie.manifest import sha256_file
 from tests.conftest import index_of_lines
 
 # Four dimensions: 父亲 and 爸爸 point the same way, 时间 and 日期 near each other, 地点 elsewhere.
