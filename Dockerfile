@@ -8,22 +8,13 @@ FROM ${PYTHON_IMAGE} AS build
 # LightGBM (the learned ranker) links the system's OpenMP runtime; pylcs is a source package (C++): g++ and the Python
 # headers (where the image's Python is Debian's own) build it here, and only the built venv goes into the image
 RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 g++ python3-dev && rm -rf /var/lib/apt/lists/*
-ARG TORCH_VERSION=2.13.0
-# Where torch's CPU build comes from. Empty: the wheel in docker/wheels/ of the build context
-# (`pip download --no-deps -d docker/wheels torch==2.13.0`). Else a package index with CPU wheels, e.g.
-# https://download.pytorch.org/whl/cpu. Never PyPI's default torch: that is a multi-GB CUDA build.
-ARG TORCH_INDEX_URL=
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-COPY docker/wheels/ /tmp/wheels/
-RUN if [ -n "$TORCH_INDEX_URL" ]; then \
-        pip install --index-url "$TORCH_INDEX_URL" "torch==$TORCH_VERSION"; \
-    else \
-        pip install /tmp/wheels/torch-"$TORCH_VERSION"+cpu-*.whl; \
-    fi
 COPY pyproject.toml README.md /tmp/src/
 COPY kgqa /tmp/src/kgqa
-RUN pip install /tmp/src && python -c "import torch, kgqa.service.app; assert not torch.cuda.is_available()"
+# The model runs on ONNX Runtime from the graphs in the model directory: no torch, no transformers in the image
+RUN pip install /tmp/src && python -c "import sys, kgqa.service.app; assert 'torch' not in sys.modules" \
+    && ! python -c "import torch" 2>/dev/null && ! python -c "import transformers" 2>/dev/null
 COPY models/kgqa-default /srv/kgqa/models/kgqa-default
 RUN chmod -R a+rX /srv/kgqa/models/kgqa-default
 

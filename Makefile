@@ -13,8 +13,8 @@ ABLATION_FLAGS ?= --max-minutes 14
 DEV = "$$($(BIN)/kgqa data locate --no-download)/dev.json"
 TRAIN = "$$($(BIN)/kgqa data locate --no-download)/train.json"
 # make's jobs write bytecode for what they import, as Python does by default, even where the environment says not
-# to: .venv holds none from pip, and without it every start would recompile transformers (an import of the service
-# took 19.4 s without bytecode, 10.7 s with it, here on 2026-11-30).
+# to: .venv holds none from pip, and without it every start would recompile what it imports (an import of the service
+# took 19.4 s without bytecode, 10.7 s with it, here on 2026-11-30, when it imported transformers).
 export PYTHONDONTWRITEBYTECODE :=
 
 .PHONY: run setup setup-dev index test lint format words train train-no-augment train-order-nmr evaluate eval-table bench-decode \
@@ -47,9 +47,9 @@ $(VENV)/.installed-index: pyproject.toml scripts/pinned.py
 		$$($(BIN)/python scripts/pinned.py $(INDEX_PACKAGES))
 	touch $@
 
-# What running needs, nothing more (make run). torch is pinned to 2.13.0: that release is the CPU wheel; an unpinned
-# torch would pull a multi-GB CUDA build. pip compiles no bytecode (all of torch's would grow .venv by a third); one
-# import of the service writes it for the modules serving uses (under make -j2 while the index builds).
+# What running needs, nothing more (make run): the model runs on ONNX Runtime from the graphs in its directory; no
+# torch, no transformers. pip compiles no bytecode; one import of the service writes it for the modules serving uses
+# (under make -j2 while the index builds).
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: $(VENV)/.installed-index
@@ -57,11 +57,13 @@ $(VENV)/.installed: $(VENV)/.installed-index
 	$(BIN)/python -c "import kgqa.service.app"
 	touch $@
 
-# The dev tools and the optional Ray engine, for the tests, training and benchmarks (the Docker image has neither).
+# torch and transformers (training, the export, the reference runtime), the dev tools and the optional Ray engine, for
+# the tests, training and benchmarks (the Docker image has none of them). torch is pinned to 2.13.0 in [train]: that
+# release is the CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
 setup-dev: $(VENV)/.installed-dev
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,ray]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[train,dev,ray]'
 	touch $@
 
 test: setup-dev lint
@@ -72,7 +74,7 @@ test: setup-dev lint
 test-browser: setup-dev
 	command -v chromium >/dev/null || (apt-get update && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium fonts-wqy-microhei)
-	$(BIN)/python -m pip install --quiet -e '.[dev,ray,browser]'
+	$(BIN)/python -m pip install --quiet -e '.[train,dev,ray,browser]'
 	KGQA_REQUIRE_BROWSER=1 KGQA_SCREENSHOT=docs/page.png $(BIN)/python -m pytest -m browser -v
 
 lint: setup-dev
@@ -83,8 +85,8 @@ format: setup-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# The default model: trained from scratch on train.json (+ KB-synthesised questions), early stopping on dev.json.
-# An interrupted run resumes from $(MODEL)/last/.
+# The default model: trained from scratch on train.json (+ KB-synthesised questions), early stopping on dev.json, then
+# exported for ONNX Runtime. An interrupted run resumes from $(MODEL)/last/.
 # Then the look-ahead strength and re-ranking weights are chosen on the first 1,000 dev questions.
 train: index setup-dev
 	$(BIN)/kgqa train --index $(INDEX) --out $(MODEL)
@@ -102,6 +104,7 @@ ranker: index setup-dev
 	$(BIN)/kgqa ranker fit --model $(MODEL) --index $(INDEX) --qa $(DEV) --quantize --search-margin 8 --ablations \
 		--fold-seeds 5 --json $(BENCH)/ranker/fit.json
 	$(MAKE) --no-print-directory confidence
+	$(BIN)/kgqa model export --model $(MODEL)
 
 # The answer's confidence and the abstention threshold of $(MODEL): dev made partly unanswerable (for each seed, 15% of
 # the questions lose their entity, 15% their relation, from every homonym; 240 out-of-scope questions), an index of
@@ -156,7 +159,7 @@ eval-table: evaluate setup-dev
 		--json $(EVAL)/no-lookahead.json --label "no look-ahead (re-ranking on)"
 	$(BIN)/kgqa evaluate --model $(MODEL) --index $(INDEX) --qa $(DEV) --no-rerank --lookahead-strength 1 \
 		--json $(EVAL)/published.json --label "published decoding (look-ahead α=1, no re-ranking)"
-	$(BIN)/kgqa evaluate --model $(MODEL) --index $(INDEX) --qa $(DEV) --unconstrained \
+	$(BIN)/kgqa evaluate --model $(MODEL) --index $(INDEX) --qa $(DEV) --unconstrained --runtime torch \
 		--json $(EVAL)/unconstrained.json --label "unconstrained decoding"
 	$(BIN)/kgqa evaluate --model $(MODEL) --index $(INDEX) --qa $(DEV) --beams 1 \
 		--json $(EVAL)/greedy.json --label "greedy (beam 1, tuned look-ahead)"
@@ -182,7 +185,7 @@ eval-table: evaluate setup-dev
 
 # Constrained vs unconstrained decoding time at the same beam and batch, side by side.
 bench-decode: index setup-dev
-	$(BIN)/kgqa bench decode --model $(MODEL) --index $(INDEX) --qa $(DEV) --json $(BENCH)/decode.json
+	$(BIN)/kgqa bench decode --model $(MODEL) --index $(INDEX) --qa $(DEV) --runtime torch --json $(BENCH)/decode.json
 
 # Index benchmark on the KgCLUE-sim KB (2.4M triples), table on stdout, JSON in $(BENCH)/.
 bench-index: setup-dev

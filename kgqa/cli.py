@@ -15,6 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     from kgqa.data.commands import add_data_commands
     from kgqa.model.batch_commands import add_batch_commands
     from kgqa.model.commands import add_model_commands
+    from kgqa.model.runtime.commands import add_runtime_commands
     from kgqa.model.train.ranker_commands import add_ranker_commands
     from kgqa.service.commands import add_serve_command
     from kgqa.trie.commands import add_index_commands
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_commands(commands)
     add_serve_command(commands)
     add_model_commands(commands, DEFAULT_INDEX_DIR)
+    add_runtime_commands(commands)
     add_batch_commands(commands, DEFAULT_INDEX_DIR)
     add_ranker_commands(commands, DEFAULT_INDEX_DIR)
     return parser

@@ -26,9 +26,15 @@ KGQA = [sys.executable, "-m", "kgqa.cli"]
 RUNS = {
     "best-first search + anchored + ranker (default)": [],
     "best-first search only (--no-ranker)": ["--no-ranker"],
-    "transformers beam + anchored + ranker (--search beam)": ["--search", "beam"],
-    "transformers beam only (--search beam --no-ranker)": ["--search", "beam", "--no-ranker"],
-    "transformers unconstrained beam (--unconstrained --no-ranker)": ["--unconstrained", "--no-ranker"],
+    # transformers' searches run on the torch runtime
+    "transformers beam + anchored + ranker (--search beam)": ["--search", "beam", "--runtime", "torch"],
+    "transformers beam only (--search beam --no-ranker)": ["--search", "beam", "--no-ranker", "--runtime", "torch"],
+    "transformers unconstrained beam (--unconstrained --no-ranker)": [
+        "--unconstrained",
+        "--no-ranker",
+        "--runtime",
+        "torch",
+    ],
 }
 BASELINE = "transformers unconstrained beam (--unconstrained --no-ranker)"
 
@@ -59,7 +65,7 @@ def changed_answers(model: Path, index: Path, questions: list, quantize: bool) -
     from kgqa.model.options import DecodeOptions
 
     options = DecodeOptions.from_training_info(read_training_info(model), search="best_first")
-    exact = QuestionAnswerer.load(model, index, options, quantize=quantize)
+    exact = QuestionAnswerer.load(model, index, options, quantize=quantize, runtime="torch")  # beam's runtime
     beam = exact.with_options(search="beam")
     texts = [q.question for q in questions]
     found, beamed = exact.answer(texts, top_k=1), beam.answer(texts, top_k=1)
@@ -92,6 +98,7 @@ def main() -> int:
     parser.add_argument("--index", type=Path, default=Path("indexes/kgclue-sim"))
     parser.add_argument("--qa", type=Path, help="default: KgCLUE's dev.json")
     parser.add_argument("--quantize", action="store_true", help="int8 Linear layers (as the service decodes)")
+    parser.add_argument("--runtime", choices=("onnx", "torch"), default="onnx", help="the best-first runs' runtime")
     parser.add_argument("--work", type=Path, default=Path("bench/search"))
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -104,7 +111,8 @@ def main() -> int:
     rows: dict[str, dict] = {}
     for n, (label, flags) in enumerate(RUNS.items()):
         out = args.work / f"run-{n}.json"
-        seconds = timed([*base, *flags, "--out", str(out)])
+        runtime = [] if "--runtime" in flags else ["--runtime", args.runtime]
+        seconds = timed([*base, *flags, *runtime, "--out", str(out)])
         rows[label] = {"seconds": round(seconds, 1), "EM_O": em_o(out, gold), "file": out.name}
         print(f"{label}: {rows[label]}", flush=True)
     for row in rows.values():

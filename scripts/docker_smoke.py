@@ -63,13 +63,9 @@ def run(command: list[str], **kwargs: object) -> subprocess.CompletedProcess[str
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--index", type=Path, default=REPO / "indexes" / "kgclue-sim")
-    parser.add_argument("--torch-wheel-dir", type=Path, default=REPO / "docker" / "wheels")
     args = parser.parse_args()
 
     engine = container_engine()
-    if not list(args.torch_wheel_dir.glob("torch-*.whl")):
-        log("fetching the CPU torch wheel into the build context")
-        run([sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(args.torch_wheel_dir), "torch==2.13.0"])
     build = [*engine, "build", "-t", IMAGE]
     if engine == ["podman"]:
         build += ["--pull=never", "--format", "docker"]  # docker format keeps HEALTHCHECK

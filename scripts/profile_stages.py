@@ -51,11 +51,12 @@ def profile(
     from kgqa.model.options import DecodeOptions
 
     options = DecodeOptions.from_training_info(read_training_info(model), search=search, batch_size=batch_size)
-    answerer = QuestionAnswerer.load(model, index, options, quantize=quantize)
+    # the torch runtime: its modules are what this profile times
+    answerer = QuestionAnswerer.load(model, index, options, quantize=quantize, runtime="torch")
     answerer.answer(questions[:8])  # warm-up: one-off costs out of the figures
     clock: dict[str, float] = defaultdict(float)
     proposer = answerer.proposer
-    encoder = answerer.model.get_encoder()
+    encoder = answerer.runtime.model.get_encoder()
     # transformers' beam search calls the encoder module; the best-first search calls its layers itself
     # (IncrementalDecoder.encode, with each decoder layer's cross-attention keys and values)
     encoder.forward = timed(clock, "encoder", encoder.forward)

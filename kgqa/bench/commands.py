@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kgqa.data.locate import DEFAULT_INDEX_DIR, find_data_dir
 from kgqa.data.report import markdown_table, write_json
-from kgqa.model.flags import add_quantize_flag, add_search_flag, decode_options
+from kgqa.model.flags import add_runtime_flags, add_search_flag, decode_options
 from kgqa.model.options import DEFAULT_BEAMS
 
 
@@ -48,7 +48,7 @@ def add_bench_commands(commands: argparse._SubParsersAction) -> None:
     bdec.add_argument("--limit", type=int, default=1000, help="questions to decode per variant (%(default)s)")
     bdec.add_argument("--beams", type=int, default=DEFAULT_BEAMS)
     add_search_flag(bdec)
-    add_quantize_flag(bdec)
+    add_runtime_flags(bdec)
     bdec.add_argument("--batch-size", type=int, default=64)
     bdec.add_argument("--rounds", type=int, default=3)
     bdec.add_argument("--json", type=Path)
@@ -106,7 +106,9 @@ def _cmd_bench_decode(args: argparse.Namespace) -> int:
     from kgqa.data.questions import read_questions
     from kgqa.model.answerer import QuestionAnswerer
 
-    answerer = QuestionAnswerer.load(args.model, args.index, decode_options(args), quantize=args.quantize)
+    answerer = QuestionAnswerer.load(
+        args.model, args.index, decode_options(args), quantize=args.quantize, runtime=args.runtime
+    )
     questions = [q.question for q in read_questions(args.qa)][: args.limit]
     result = bench_decode(answerer, questions, rounds=args.rounds)
     print(format_decode_table(result))

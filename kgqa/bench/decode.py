@@ -32,7 +32,8 @@ def bench_decode(answerer: QuestionAnswerer, questions: Sequence[str], rounds: i
     step_count = [0]
     # Decoder calls = decoding steps summed over batches: constrained outputs are real KB paths, often longer
     # (meanings) than what the unconstrained model writes, so time per step is compared too.
-    hook = answerer.model.get_decoder().register_forward_hook(lambda *_: step_count.__setitem__(0, step_count[0] + 1))
+    decoder = answerer.runtime.model.get_decoder()  # the torch runtime's (transformers' beam search)
+    hook = decoder.register_forward_hook(lambda *_: step_count.__setitem__(0, step_count[0] + 1))
     names = list(answerers)
     try:
         for r in range(rounds):
@@ -66,7 +67,7 @@ def bench_decode(answerer: QuestionAnswerer, questions: Sequence[str], rounds: i
         "rounds": rounds,
         "num_beams": answerer.options.num_beams,
         "batch_size": answerer.options.batch_size,
-        "device": str(answerer.model.device),
+        "device": str(answerer.runtime.model.device),
         "torch_threads": torch.get_num_threads(),
         "rows": rows,
     }

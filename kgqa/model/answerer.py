@@ -11,30 +11,38 @@ import copy
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from kgqa.model.candidate import Candidate
 from kgqa.model.facts import QuestionFacts
-from kgqa.model.modeling import default_device, load_checkpoint, quantize_for_cpu
 from kgqa.model.options import DecodeOptions
 from kgqa.model.propose import Proposer
+from kgqa.model.rank import MATCHER_FILE, MATCHER_INFO
 from kgqa.model.rank.confidence import ConfidenceModel
 from kgqa.model.rank.features import FeatureExtractor
 from kgqa.model.rank.lexicon import LEXICON_FILE, Lexicon
-from kgqa.model.rank.matcher import MATCHER_FILE, RelationMatcher
 from kgqa.model.rank.ranker import LearnedRanker
 from kgqa.model.rank.rerank import RerankWeights
 from kgqa.model.rank.semantic import SemanticFeatures
 from kgqa.model.rank.stage import RankingStage
+from kgqa.model.runtime import DEFAULT_RUNTIME, ModelRuntime, load_runtime
 from kgqa.model.targets import TargetCodec
-from kgqa.model.vocabulary import extend_for_index
 from kgqa.trie import KBIndex, TokenConstraint
 
+if TYPE_CHECKING:
+    from kgqa.model.rank.matcher import RelationMatcher
+
 __all__ = ["DecodeOptions", "QuestionAnswerer", "batch_plan"]
+
+
+def _load_matcher(model_dir: str | Path) -> RelationMatcher:
+    """The optional neural relation matcher (torch: imported only for a model that has one)."""
+    from kgqa.model.rank.matcher import RelationMatcher
+
+    return RelationMatcher.load(model_dir)
 
 
 def batch_plan(questions: Sequence[str], batch_size: int) -> list[list[int]]:
@@ -50,8 +58,7 @@ def batch_plan(questions: Sequence[str], batch_size: int) -> list[list[int]]:
 class QuestionAnswerer:
     def __init__(
         self,
-        model: PreTrainedModel,
-        tokenizer: PreTrainedTokenizerBase,
+        runtime: ModelRuntime,
         index: KBIndex,
         options: DecodeOptions | None = None,
         ranker: LearnedRanker | None = None,
@@ -59,15 +66,30 @@ class QuestionAnswerer:
         lexicon: Lexicon | None = None,
         semantic: SemanticFeatures | None = None,
     ) -> None:
-        self.model = model
-        self.tokenizer = tokenizer
+        self.runtime = runtime
         self.index = index
         self.options = options or DecodeOptions()
-        self.proposer = Proposer(model, tokenizer, index, self.options)
+        self.proposer = Proposer(runtime, index, self.options)
         self.features = FeatureExtractor(index, matcher, lexicon, semantic)
         self.ranker = ranker
-        self.added_characters: list[str] = []  # index characters the model was extended by (kgqa.model.vocabulary)
-        self.parameters = model.num_parameters()
+
+    @classmethod
+    def from_model(
+        cls, model: Any, tokenizer: Any, index: KBIndex, options: DecodeOptions | None = None, **scorers: Any
+    ) -> QuestionAnswerer:
+        """A transformers model in memory (being trained, or built by a test) on the torch runtime."""
+        from kgqa.model.runtime.torch_layers import torch_runtime
+
+        return cls(torch_runtime(model, tokenizer, index.alphabet), index, options, **scorers)
+
+    @property
+    def added_characters(self) -> list[str]:
+        """Index characters the model was extended by (kgqa.model.vocabulary)."""
+        return self.runtime.added_characters
+
+    @property
+    def parameters(self) -> int:
+        return self.runtime.parameters
 
     @property
     def codec(self) -> TargetCodec:
@@ -83,31 +105,28 @@ class QuestionAnswerer:
         model_dir: str | Path,
         index: KBIndex | str | Path,
         options: DecodeOptions | None = None,
-        device: torch.device | str | None = None,
         quantize: bool = False,
+        runtime: str = DEFAULT_RUNTIME,
+        threads: int | None = None,
     ) -> QuestionAnswerer:
-        """``quantize``: int8 Linear layers on the CPU (see ``quantize_for_cpu``).
+        """The model on ``runtime`` (``kgqa.model.runtime``: "onnx", or "torch", the reference); ``quantize``: its int8
+        layers; ``threads``: the runtime's threads in this process (None: its default).
 
         The model directory's learned ranker (and its relation matcher and lexicon, where it has them, and the word
         files and neighbours, where the ranker was fit with them) are loaded unless ``options.use_ranker`` is off;
         RankerMismatchError when they were fit for another model.
         """
-        model, tokenizer = load_checkpoint(model_dir)
-        parameters = model.num_parameters()  # as trained: before rows are added, before int8 packs the weights
         index = index if isinstance(index, KBIndex) else KBIndex(index)
-        added = extend_for_index(model, tokenizer, index)  # before quantizing: new rows in the float weights
-        model = quantize_for_cpu(model) if quantize else model.to(device or default_device())
+        loaded = load_runtime(model_dir, runtime, quantize, threads, alphabet=index.alphabet)
         use_ranker = (options or DecodeOptions()).use_ranker and LearnedRanker.present(model_dir)
-        matcher = RelationMatcher.load(model_dir) if use_ranker and RelationMatcher.present(model_dir) else None
+        matcher = _load_matcher(model_dir) if use_ranker and (Path(model_dir) / MATCHER_INFO).is_file() else None
         lexicon = Lexicon.load(model_dir) if use_ranker and Lexicon.present(model_dir) else None
         # the word files and neighbours are read only for a ranker fit with them (one fit without may sit beside them)
         fit_with = LearnedRanker.fit_with(model_dir) if use_ranker else set()
         semantic = None
         if "words" in fit_with and SemanticFeatures.present(model_dir):
             semantic = SemanticFeatures.load(model_dir, neighbours="neighbours" in fit_with)
-        answerer = cls(model, tokenizer, index, options, matcher=matcher, lexicon=lexicon, semantic=semantic)
-        answerer.added_characters = added
-        answerer.parameters = parameters
+        answerer = cls(loaded, index, options, matcher=matcher, lexicon=lexicon, semantic=semantic)
         if use_ranker:
             model_dir = Path(model_dir)
             answerer.ranker = LearnedRanker.load(

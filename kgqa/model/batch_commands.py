@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kgqa.data.report import write_json
-from kgqa.model.flags import add_abstain_flag, add_quantize_flag, add_search_flag, decode_options
+from kgqa.model.flags import add_abstain_flag, add_runtime_flags, add_search_flag, decode_options
 from kgqa.model.options import DEFAULT_BEAMS, DecodeOptions
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     mix = is_mix(read_questions(args.qa))
     # the confidence only where the report reads it
     options = replace(decode_options(args), confidence=mix)
-    answerer = QuestionAnswerer.load(args.model, args.index, options, quantize=args.quantize)
+    answerer = QuestionAnswerer.load(args.model, args.index, options, quantize=args.quantize, runtime=args.runtime)
     if mix:
         plot = args.plot or (Path(args.json).with_suffix(".png") if args.json else None)
         result = {"label": args.label} | evaluate_mix(answerer, args.qa, _workers(args, answerer), args.out, plot)
@@ -77,14 +77,21 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
         def answer_all(questions: list[str]) -> list:
             return predict_with_ray(
-                args.model, args.index, questions, options, args.quantize, address=args.address, actors=args.actors
+                args.model,
+                args.index,
+                questions,
+                options,
+                args.quantize,
+                address=args.address,
+                actors=args.actors,
+                runtime=args.runtime,
             )
 
     else:
         from kgqa.model.answerer import QuestionAnswerer
         from kgqa.model.workers import answer_in_workers
 
-        answerer = QuestionAnswerer.load(args.model, args.index, options, quantize=args.quantize)
+        answerer = QuestionAnswerer.load(args.model, args.index, options, quantize=args.quantize, runtime=args.runtime)
         workers = _workers(args, answerer)
 
         def answer_all(questions: list[str]) -> list:
@@ -152,7 +159,7 @@ def add_batch_commands(commands: argparse._SubParsersAction, default_index: Path
             "--decoding-from", type=Path, help="take the tuned decoding settings from this model's kgqa.json"
         )
         sub.add_argument("--unconstrained", action="store_true", help="no trie constraint (ablation)")
-        add_quantize_flag(sub)
+        add_runtime_flags(sub)
         sub.add_argument(
             "--workers",
             type=_worker_count,

@@ -8,7 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from kgqa.data.report import write_json
-from kgqa.model.flags import add_abstain_flag, add_quantize_flag, add_search_flag, decode_options
+from kgqa.model.flags import add_abstain_flag, add_runtime_flags, add_search_flag, decode_options
 from kgqa.model.options import DEFAULT_BEAMS, DecodeOptions  # light: torch loads only when a command decodes
 
 
@@ -60,7 +60,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     """Choose the look-ahead strength and the re-ranking weights on a slice of questions; record them in kgqa.json."""
     from kgqa.data.questions import read_questions
     from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
-    from kgqa.model.modeling import TRAINING_INFO_FILE
+    from kgqa.model.checkpoint import TRAINING_INFO_FILE
     from kgqa.model.train.tune import record_tuning, tune_decoding
 
     questions = read_questions(args.qa)[args.start : args.stop]
@@ -78,7 +78,9 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 def _cmd_ask(args: argparse.Namespace) -> int:
     from kgqa.model.answerer import QuestionAnswerer
 
-    answerer = QuestionAnswerer.load(args.model, args.index, decode_options(args), quantize=args.quantize)
+    answerer = QuestionAnswerer.load(
+        args.model, args.index, decode_options(args), quantize=args.quantize, runtime=args.runtime
+    )
     threshold = answerer.abstain_below
     for question, candidates in zip(
         args.questions, answerer.answer(args.questions, top_k=args.top_k, explain=True), strict=True
@@ -169,7 +171,7 @@ def _add_ask(commands: argparse._SubParsersAction, default_index: Path) -> None:
     ask.add_argument("--beams", type=int, default=DEFAULT_BEAMS)
     add_search_flag(ask)
     ask.add_argument("--no-ranker", action="store_true", help="not the learned ranker (the beam, re-ranked)")
-    add_quantize_flag(ask)
+    add_runtime_flags(ask)
     add_abstain_flag(ask)
     unset = {"unconstrained": False, "no_lookahead": False, "lookahead_strength": None}
     ask.set_defaults(run=_cmd_ask, batch_size=DecodeOptions.batch_size, **unset)

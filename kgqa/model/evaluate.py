@@ -74,7 +74,7 @@ def evaluate_file(
         return top_answers(found)
 
     result = _evaluate(qa_file, skip, limit, predictions_out, answer_all)
-    result["decoding"] = asdict(answerer.options) | {"device": str(answerer.model.device), "workers": workers}
+    result["decoding"] = asdict(answerer.options) | _runtime_of(answerer) | {"workers": workers}
     return result
 
 
@@ -141,7 +141,7 @@ def evaluate_mix(
 
         result["plot"] = Path(plot_out).name
         plot_risk_coverage(confidence, right, kinds, threshold, plot_out, Path(qa_file).parent.name or "mix")
-    result["decoding"] = asdict(answerer.options) | {"device": str(answerer.model.device), "workers": workers}
+    result["decoding"] = asdict(answerer.options) | _runtime_of(answerer) | {"workers": workers}
     return result
 
 
@@ -203,3 +203,7 @@ def _slice(questions: list[Question], skip: int, limit: int | None) -> list[Ques
 
 def format_metrics(metrics: dict[str, float]) -> str:
     return markdown_table(METRIC_KEYS, [[f"{metrics[k]:.2f}" for k in METRIC_KEYS]], numeric_from=0)
+
+
+def _runtime_of(answerer: QuestionAnswerer) -> dict[str, object]:
+    return {"runtime": answerer.runtime.name, "quantized": answerer.runtime.quantized}

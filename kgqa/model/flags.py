@@ -1,17 +1,20 @@
 """What the model's commands share: decoding options from the command line, and the flags that set them
-(--search, --quantize, --abstain-below). Light: torch loads only when a command runs."""
+(--search, --runtime, --quantize, --abstain-below). Light: torch loads only when a command runs."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import get_args
 
-from kgqa.model.options import SEARCHES, DecodeOptions
+from kgqa.model.options import SEARCHES, DecodeOptions, Runtime
+
+RUNTIMES = get_args(Runtime)
 
 
 def decode_options(args: argparse.Namespace) -> DecodeOptions:
     """Decoding options from the command line; what it leaves out comes from the model's ``kgqa.json``."""
-    from kgqa.model.modeling import read_training_info
+    from kgqa.model.checkpoint import read_training_info
 
     source = Path(getattr(args, "decoding_from", None) or args.model)
     changes: dict = {
@@ -65,5 +68,12 @@ def add_abstain_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_quantize_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quantize", action="store_true", help="int8 Linear layers (CPU): faster decoding")
+def add_runtime_flags(parser: argparse.ArgumentParser) -> None:
+    """--runtime and --quantize: what runs the model, at what precision."""
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="onnx",
+        help="onnx: ONNX Runtime on the exported graphs (default); torch: transformers, the reference",
+    )
+    parser.add_argument("--quantize", action="store_true", help="the model's int8 layers: faster decoding")

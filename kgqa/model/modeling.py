@@ -6,7 +6,6 @@ Checkpoints are transformers directories (``config.json``, ``model.safetensors``
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,12 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from kgqa.model.checkpoint import (  # noqa: F401 - the record's helpers, where training imports them
+    TRAINING_INFO_FILE,
+    CheckpointError,
+    read_training_info,
+    write_training_info,
+)
 from kgqa.model.tokenizer import SEP_TOKEN, load_tokenizer
 from kgqa.trie.keys import NAME_RELATION_MEANING
 
@@ -29,11 +34,6 @@ MODEL_SIZES: dict[str, dict[str, int]] = {
     "base": {"d_model": 384, "encoder_layers": 4, "decoder_layers": 4, "heads": 6, "ffn": 1536},
 }
 MAX_POSITIONS = 256
-TRAINING_INFO_FILE = "kgqa.json"
-
-
-class CheckpointError(ValueError):
-    """A model directory that is not a usable seq2seq checkpoint; the message says what to do."""
 
 
 def build_model(tokenizer: PreTrainedTokenizerBase, size: str = "small", dropout: float = 0.1) -> PreTrainedModel:
@@ -93,17 +93,6 @@ def save_checkpoint(
     model.save_pretrained(str(directory), safe_serialization=True)
     tokenizer.save_pretrained(str(directory))
     write_training_info(directory, info)
-
-
-def write_training_info(directory: str | Path, info: dict[str, Any]) -> None:
-    """``kgqa.json``: how the model was trained and, once tuned, its decoding settings."""
-    text = json.dumps(info, indent=2, ensure_ascii=False) + "\n"
-    (Path(directory) / TRAINING_INFO_FILE).write_text(text, encoding="utf-8")
-
-
-def read_training_info(directory: str | Path) -> dict[str, Any]:
-    path = Path(directory) / TRAINING_INFO_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def target_order(model: PreTrainedModel) -> str:

@@ -14,6 +14,8 @@ DEFAULT_BEAMS = 5  # paths proposed per question wherever none is given (CLI, se
 # best_first: our search over the index (exact top-k, kgqa.model.decode.search); beam: transformers' beam search
 Search = Literal["best_first", "beam"]
 SEARCHES: tuple[str, ...] = get_args(Search)
+# what runs the model (kgqa.model.runtime): ONNX Runtime where kgqa answers; torch, the reference it is tested against
+Runtime = Literal["onnx", "torch"]
 
 
 @dataclass(frozen=True)

@@ -13,43 +13,52 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from kgqa.model.candidate import Candidate, kb_candidate
-from kgqa.model.decode.beam import TransformersBeamSearch
 from kgqa.model.decode.incremental import EncodedQuestions, IncrementalDecoder
 from kgqa.model.decode.lookahead import RelationLookahead, RelationLookaheadLogitsProcessor
 from kgqa.model.decode.pathscore import PathDraft, PathScorer
 from kgqa.model.decode.pressure import pressure_rows
 from kgqa.model.decode.search import BestFirstSearch, Found
 from kgqa.model.facts import QuestionFacts
-from kgqa.model.modeling import target_order
 from kgqa.model.options import DecodeOptions
+from kgqa.model.runtime import ModelRuntime
 from kgqa.model.segments import SegmentScores, split_segments
 from kgqa.model.targets import TargetCodec
 from kgqa.trie import KBIndex, PathKey
 from kgqa.trie.keys import split_path_key
 
+if TYPE_CHECKING:
+    from kgqa.model.decode.beam import TransformersBeamSearch
+
 
 class Proposer:
     """Candidate paths of a batch of questions: the search's paths, then name-anchored ones."""
 
-    def __init__(
-        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, index: KBIndex, options: DecodeOptions
-    ) -> None:
-        self.model = model.eval()
-        self.tokenizer = tokenizer
+    def __init__(self, runtime: ModelRuntime, index: KBIndex, options: DecodeOptions) -> None:
+        self.runtime = runtime
+        self.tokenizer = runtime.tokenizer
         self.index = index
         self.options = options
-        self.codec = TargetCodec(tokenizer, target_order(model))
+        self.codec = TargetCodec(runtime.tokenizer, runtime.spec.target_order)
         self.constraint = self.codec.constraint(index)  # VocabularyMismatchError when the model cannot spell the KB
         self.lookahead = RelationLookahead(index)
-        self.decoder = IncrementalDecoder(model)
+        self.decoder = IncrementalDecoder(runtime)
         self.scorer = self._path_scorer()
-        self.beam = self._beam_search()
+        self._beam: TransformersBeamSearch | None = None
+        self._check_search()
+
+    def _check_search(self) -> None:
+        """transformers' beam search (and unconstrained decoding) run on the torch runtime alone: refused at load."""
+        options = self.options
+        if (options.search == "beam" or not options.constrained) and self.runtime.model is None:
+            raise ValueError(
+                "transformers' beam search (--search beam, --unconstrained) runs on the torch runtime: add "
+                "--runtime torch"
+            )
 
     def with_options(self, options: DecodeOptions) -> Proposer:
         """The same model and constraint tables under other options (nothing is rebuilt)."""
@@ -57,12 +66,21 @@ class Proposer:
         other.__dict__.update(self.__dict__)
         other.options = options
         other.scorer = other._path_scorer()
-        other.beam = other._beam_search()
+        other._beam = None
+        other._check_search()
         return other
 
-    def _beam_search(self) -> TransformersBeamSearch:
-        """transformers' beam search under the options (``search="beam"``), over the same constraint tables."""
-        return TransformersBeamSearch(self.model, self.codec, self.constraint, self.index, self.lookahead, self.options)
+    @property
+    def beam(self) -> TransformersBeamSearch:
+        """transformers' beam search under the options (``search="beam"``, or unconstrained), over the same
+        constraint tables: the torch runtime's alone."""
+        if self._beam is None:
+            from kgqa.model.decode.beam import TransformersBeamSearch
+
+            self._beam = TransformersBeamSearch(
+                self.runtime.model, self.codec, self.constraint, self.index, self.lookahead, self.options
+            )
+        return self._beam
 
     def _path_scorer(self) -> PathScorer:
         """Scores of given paths under the options' look-ahead, as the search scores them."""
@@ -75,17 +93,13 @@ class Proposer:
         name-anchored ones."""
         return self.propose_encoded(questions, top_k, anchored)[0]
 
-    @torch.inference_mode()
     def propose_encoded(
         self, questions: list[QuestionFacts], top_k: int, anchored: bool
     ) -> tuple[list[list[Candidate]], EncodedQuestions]:
         """``propose``, and the questions' encoder output (for ``pressure``)."""
         options = self.options
         num_beams = options.beam_width(top_k)
-        texts = [facts.question for facts in questions]
-        encoded = self.tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=True)
-        input_ids = encoded["input_ids"].to(self.model.device)
-        attention_mask = encoded["attention_mask"].to(self.model.device)
+        input_ids, attention_mask = self.tokenizer.batch([facts.question for facts in questions])
         anchored = anchored and bool(options.anchor_names) and options.constrained
         if options.constrained and options.search == "best_first":
             encoded_questions = self.decoder.encode(input_ids, attention_mask)
@@ -105,8 +119,8 @@ class Proposer:
             found = search.search_encoded(encoded_questions, questions, num_beams, draft, required=top_k)
             beams = [[self._found(f, rank) for rank, f in enumerate(own)] for own in found]
             return self._with_anchored(questions, beams, encoded_questions, anchored, draft), encoded_questions
-        beams, encoder_hidden = self.beam.search(input_ids, attention_mask, questions, num_beams)
-        encoded_questions = self.decoder.cross_attention(encoder_hidden, attention_mask)
+        beams = self.beam.search(input_ids, attention_mask, questions, num_beams)
+        encoded_questions = self.decoder.encode(input_ids, attention_mask)
         return self._with_anchored(questions, beams, encoded_questions, anchored), encoded_questions
 
     def pressure(self, encoded: EncodedQuestions, questions: Sequence[int], paths: Sequence[Candidate]) -> np.ndarray:
@@ -116,12 +130,9 @@ class Proposer:
         sep = self.codec.sep_token_id
         return pressure_rows(self.decoder, encoded, questions, targets, segments, sep)
 
-    @torch.inference_mode()
     def pressure_of(self, questions: list[QuestionFacts], paths: Sequence[Candidate]) -> np.ndarray:
         """``pressure`` of one candidate a question, the questions encoded here."""
-        texts = [facts.question for facts in questions]
-        encoded = self.tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=True)
-        encoded_questions = self.decoder.encode(encoded["input_ids"], encoded["attention_mask"])
+        encoded_questions = self.decoder.encode(*self.tokenizer.batch([facts.question for facts in questions]))
         return self.pressure(encoded_questions, range(len(questions)), paths)
 
     def _with_anchored(

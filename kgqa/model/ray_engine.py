@@ -19,6 +19,7 @@ from typing import Any
 from kgqa.data import parse_answer
 from kgqa.model.answerer import DecodeOptions, QuestionAnswerer, batch_plan
 from kgqa.model.candidate import Prediction, top_predictions
+from kgqa.model.runtime import DEFAULT_RUNTIME
 
 
 class RayNotInstalledError(RuntimeError):
@@ -39,11 +40,12 @@ def import_ray() -> Any:
 class BatchPredictor:
     """One actor of the pool: the model loaded once, the index mapped; answers one planned batch a call."""
 
-    def __init__(self, model: str, index: str, options: dict[str, Any], quantize: bool, threads: int) -> None:
-        import torch
-
-        torch.set_num_threads(threads)
-        self.answerer = QuestionAnswerer.load(model, index, DecodeOptions(**options), quantize=quantize)
+    def __init__(
+        self, model: str, index: str, options: dict[str, Any], quantize: bool, threads: int, runtime: str
+    ) -> None:
+        self.answerer = QuestionAnswerer.load(
+            model, index, DecodeOptions(**options), quantize=quantize, runtime=runtime, threads=threads
+        )
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         found = top_predictions(self.answerer.answer([str(q) for q in batch["questions"]], top_k=1))
@@ -63,6 +65,7 @@ def predict_with_ray(
     quantize: bool = False,
     address: str | None = None,
     actors: int = 2,
+    runtime: str = DEFAULT_RUNTIME,
 ) -> list[Prediction]:
     """The top answer of each question (None: no KB path) and its confidence, in input order, decoded by ``actors``
     Ray actors.
@@ -90,6 +93,7 @@ def predict_with_ray(
             "options": asdict(options),
             "quantize": quantize,
             "threads": cpus,
+            "runtime": runtime,
         },
         concurrency=actors,
         num_cpus=cpus,

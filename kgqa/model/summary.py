@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kgqa.model.modeling import read_training_info
+from kgqa.model.checkpoint import read_training_info
 from kgqa.model.rank.ranker import RANKER_INFO
 
 # the training settings worth showing (the rest are paths and evaluation knobs)

@@ -10,18 +10,22 @@ target's token sequence is exactly its index key's character sequence and the tr
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from transformers import PreTrainedTokenizerBase
-
-from kgqa.model.tokenizer import single_char_vocab
+from kgqa.model.tokenizer import QuestionTokenizer, single_char_vocab
 from kgqa.trie import SEP, KBIndex, PathKey, TokenConstraint, VocabularyMismatchError, path_key, split_path_key
 from kgqa.trie.keys import NAME_RELATION_MEANING
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 class TargetCodec:
     """Encodes KB paths as target token ids and decodes generated ids back to paths."""
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, key_order: str = NAME_RELATION_MEANING) -> None:
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerBase | QuestionTokenizer, key_order: str = NAME_RELATION_MEANING
+    ) -> None:
         self.key_order = key_order
         if tokenizer.sep_token_id is None or tokenizer.eos_token_id is None:
             raise VocabularyMismatchError("the tokenizer needs a separator and an end-of-sequence token")

@@ -36,11 +36,10 @@ def usable_cpus() -> int:
 
 
 def default_workers(answerer: QuestionAnswerer) -> int:
-    """One worker per usable CPU (at most ``MAX_DEFAULT_WORKERS``) for a model on the CPU where processes can be
-    forked; otherwise 1 (in process)."""
+    """One worker per usable CPU (at most ``MAX_DEFAULT_WORKERS``) where processes can be forked; otherwise 1 (in
+    process)."""
     forkable = "fork" in multiprocessing.get_all_start_methods()
-    on_cpu = forkable and answerer.model.device.type == "cpu"
-    return min(usable_cpus(), MAX_DEFAULT_WORKERS) if on_cpu else 1
+    return min(usable_cpus(), MAX_DEFAULT_WORKERS) if forkable else 1
 
 
 def answer_in_workers(
@@ -86,10 +85,9 @@ def answer_in_workers(
 
 
 def _start_worker(parent: int, answerer: QuestionAnswerer) -> None:
-    import torch
-
     die_with_parent(parent)
-    torch.set_num_threads(1)  # one core a worker; one thread also keeps OpenMP's pool, unsafe after fork, unused
+    # one core a worker; one thread also keeps a runtime's thread pool, unsafe after fork, unused
+    answerer.runtime.layers.set_threads(1)
     # What the worker inherited (the model, the index tables, the word files' structures) is alive until it exits:
     # out of the garbage collector's reach, its full passes no longer walk every inherited object (answering allocates
     # enough to run them often) nor write to their pages' headers (which copies the pages).

@@ -10,9 +10,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from functools import partial
 
-import torch
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
@@ -96,7 +94,8 @@ def _micro_batcher(state: ServiceState) -> MicroBatcher:
         beam_width=lambda top_k: state.engine.answerer.options.beam_width(top_k),  # the engine of the moment
         on_batch=metrics.record_batch,
         on_queue_depth=metrics.QUEUE_DEPTH.set,
-        thread_setup=partial(torch.set_num_threads, settings.threads_per_worker()),
+        # the decoding thread's share of the cores (torch's thread count is set per thread)
+        thread_setup=lambda: state.engine.answerer.runtime.layers.set_threads(settings.threads_per_worker()),
     )
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 # older spellings kept working
-_ALIASES = {"torch_threads": ["--threads"]}
+_ALIASES = {"threads": ["--torch-threads"]}
 
 
 def add_serve_command(commands: argparse._SubParsersAction) -> None:

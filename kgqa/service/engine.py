@@ -13,8 +13,8 @@ from kgqa import __version__
 from kgqa.data import split_head
 from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
 from kgqa.model.candidate import Candidate
+from kgqa.model.checkpoint import CheckpointError, read_training_info
 from kgqa.model.decode.explain import PathTrace, trace_path
-from kgqa.model.modeling import CheckpointError, default_device, read_training_info
 from kgqa.model.summary import model_summary
 from kgqa.service.settings import ServiceSettings
 from kgqa.trie import KBIndex
@@ -62,9 +62,14 @@ class Engine:
                 abstain_below=settings.abstain_below,  # None: the model's
                 batch_size=settings.max_batch_size,
             )
-            # int8 Linear layers are a CPU speed-up; on a GPU the model runs there as trained
-            quantize = settings.quantize and default_device().type == "cpu"
-            answerer = QuestionAnswerer.load(settings.model, index, options, quantize=quantize)
+            answerer = QuestionAnswerer.load(
+                settings.model,
+                index,
+                options,
+                quantize=settings.quantize,
+                runtime=settings.runtime,
+                threads=settings.threads_per_worker(),
+            )
         except VocabularyMismatchError as exc:
             raise StartupError(
                 f"the model at {settings.model} does not fit the index at {settings.index}: {exc}"
@@ -74,7 +79,7 @@ class Engine:
                 f"cannot load the model at {settings.model}: {exc}. Point --model (KGQA_MODEL) at a directory "
                 "written by kgqa train, e.g. models/kgqa-default"
             ) from exc
-        return cls(answerer, quantized=quantize, model_path=settings.model)
+        return cls(answerer, quantized=settings.quantize, model_path=settings.model)
 
     def describe(self) -> dict[str, object]:
         """What is being served: the index (manifest checksum, triples, when built) and the model."""
@@ -88,6 +93,7 @@ class Engine:
             },
             "model": {
                 "path": str(self.model_path),
+                "runtime": self.answerer.runtime.name,
                 "quantized": self.quantized,
                 "added_characters": len(self.answerer.added_characters),
             },
@@ -103,7 +109,8 @@ class Engine:
             | {
                 "name": self.model_summary.get("name", self.model_path.name),
                 "parameters": self.answerer.parameters,
-                "vocabulary_size": len(self.answerer.tokenizer),
+                "vocabulary_size": len(self.answerer.runtime.tokenizer),
+                "runtime": self.answerer.runtime.name,
                 "added_characters": len(self.answerer.added_characters),
                 "quantized": self.quantized,
                 "ranker": self.answerer.ranker is not None and self.answerer.options.use_ranker,

@@ -183,7 +183,8 @@ class ServedIndex(BaseModel):
 
 class ServedModel(BaseModel):
     path: str
-    quantized: bool = Field(description="int8 Linear layers")
+    runtime: str = Field(description="what runs the model: onnx (ONNX Runtime) or torch (the reference)")
+    quantized: bool = Field(description="int8 layers")
     added_characters: int = Field(description="index characters the model had no token for, added at load")
 
 
@@ -197,6 +198,7 @@ class InfoModel(BaseModel):
     parameters: int = Field(description="parameters stored in model.safetensors")
     vocabulary_size: int = Field(description="tokens, including characters added at load for this index")
     added_characters: int
+    runtime: str = Field(description="what runs the model: onnx (ONNX Runtime) or torch (the reference)")
     quantized: bool
     ranker: bool = Field(description="candidates are ordered by the learned ranker")
     abstain_below: float | None = Field(

@@ -10,7 +10,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from kgqa.data.locate import DEFAULT_INDEX_DIR
-from kgqa.model.options import DEFAULT_BEAMS, Search
+from kgqa.model.options import DEFAULT_BEAMS, Runtime, Search
 
 
 class ServiceSettings(BaseSettings):
@@ -23,8 +23,9 @@ class ServiceSettings(BaseSettings):
     host: str = Field("127.0.0.1", description="0.0.0.0 listens on every interface")
     port: int = Field(8000, ge=0, le=65535, description="0 picks a free port")
     workers: int = Field(1, ge=1, le=64, description="worker processes, forked after loading")
-    torch_threads: int = Field(0, ge=0, description="per worker; 0: the CPU count divided among the workers")
-    quantize: bool = Field(True, description="int8 Linear layers on the CPU: about 1.4-2× faster decoding")
+    threads: int = Field(0, ge=0, description="the model runtime's threads per worker; 0: the CPUs ÷ the workers")
+    runtime: Runtime = Field("onnx", description="onnx: ONNX Runtime (no torch); torch: transformers, the reference")
+    quantize: bool = Field(True, description="the model's int8 layers")
     num_beams: int = Field(DEFAULT_BEAMS, ge=1, le=20, description="paths proposed per question (widened to top_k)")
     search: Search = Field(
         "best_first", description="best_first: kgqa's exact top-k search; beam: transformers' beam search"
@@ -93,4 +94,4 @@ class ServiceSettings(BaseSettings):
         return None if isinstance(value, str) and not value.strip() else value
 
     def threads_per_worker(self) -> int:
-        return self.torch_threads or max(1, (os.cpu_count() or 1) // self.workers)
+        return self.threads or max(1, (os.cpu_count() or 1) // self.workers)

@@ -20,7 +20,7 @@ def test_default_model_on_the_first_200_dev_questions(kgclue_sim_index: KBIndex,
     if not (DEFAULT_MODEL / "config.json").is_file():
         pytest.skip("no default model in models/kgqa-default (make train)")
     options = DecodeOptions.from_training_info(read_training_info(DEFAULT_MODEL))
-    answerer = QuestionAnswerer.load(DEFAULT_MODEL, kgclue_sim_index, options, device="cpu")
+    answerer = QuestionAnswerer.load(DEFAULT_MODEL, kgclue_sim_index, options)
     questions = read_questions(kgclue_dir / "dev.json")[:200]
     results = answerer.answer([q.question for q in questions], top_k=3)
     for candidates in results:
@@ -41,7 +41,7 @@ def test_unconstrained_decoding_may_leave_the_kb_but_never_invents_objects(
     if not (DEFAULT_MODEL / "config.json").is_file():
         pytest.skip("no default model in models/kgqa-default (make train)")
     options = DecodeOptions(constrained=False, use_ranker=False)
-    answerer = QuestionAnswerer.load(DEFAULT_MODEL, kgclue_sim_index, options, device="cpu")
+    answerer = QuestionAnswerer.load(DEFAULT_MODEL, kgclue_sim_index, options, runtime="torch")
     questions = [q.question for q in read_questions(kgclue_dir / "dev.json")[:40]]
     candidates = [c for cs in answerer.answer(questions, top_k=3) for c in cs]
     assert len(candidates) >= 40, "unconstrained decoding gave too few splittable paths to check"
@@ -57,7 +57,7 @@ def test_the_shipped_search_margin_keeps_a_requests_top_k_exact(kgclue_sim_index
         pytest.skip("no default model in models/kgqa-default (make train)")
     options = DecodeOptions.from_training_info(read_training_info(DEFAULT_MODEL))
     assert options.search_margin > 0
-    answerer = QuestionAnswerer.load(DEFAULT_MODEL, kgclue_sim_index, options, device="cpu")
+    answerer = QuestionAnswerer.load(DEFAULT_MODEL, kgclue_sim_index, options)
     exact = answerer.with_options(search_margin=0.0)
     facts = [answerer.facts(q.question) for q in read_questions(kgclue_dir / "dev.json")[:24]]
 

@@ -69,7 +69,7 @@ def test_info_reports_version_model_index_and_settings(kgclue_client: TestClient
     model = info["model"]
     assert model["name"] == "kgqa-default"
     assert model["parameters"] == sum(p.numel() for p in _float_model(engine).parameters())
-    assert model["vocabulary_size"] == len(engine.answerer.tokenizer)
+    assert model["vocabulary_size"] == len(engine.answerer.runtime.tokenizer)
     assert model["quantized"] is True and model["ranker"] is True
     assert (
         model["abstain_below"]

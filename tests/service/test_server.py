@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -20,8 +21,8 @@ from kgqa.bench.process import ServerProcess, child_pids
 from kgqa.data import split_head
 from kgqa.service.app import create_app
 from kgqa.service.engine import Engine
-from kgqa.service.server import WORKER_MIN_LIFETIME_S, graceful_server_class
 from kgqa.service.settings import ServiceSettings
+from kgqa.service.worker import graceful_server_class
 from tests.conftest import TINY_KB
 from tests.service.conftest import wait_ready
 
@@ -188,7 +189,6 @@ def test_sigterm_to_the_real_server_never_answers_500(
 
 def test_two_workers_serve_replace_a_dead_one_and_shut_down(service_settings: ServiceSettings) -> None:
     server = ServerProcess(service_settings.model, service_settings.index, "--workers", "2").start()
-    started = time.monotonic()
     try:
         with httpx.Client(base_url=server.url, timeout=60) as http:
             for _ in range(4):
@@ -201,7 +201,7 @@ def test_two_workers_serve_replace_a_dead_one_and_shut_down(service_settings: Se
 
             workers = child_pids(server.pid)
             assert len(workers) == 2
-            time.sleep(max(0.0, WORKER_MIN_LIFETIME_S + 0.5 - (time.monotonic() - started)))
+            # a worker killed right after it served (the service answered through both): replaced, not fatal
             killed = min(workers)
             os.kill(killed, signal.SIGKILL)  # a worker dies (out of memory, say): the parent forks another
             deadline = time.monotonic() + 30
@@ -262,3 +262,21 @@ def test_schema_fuzzing_finds_no_5xx(live_server: ServerProcess) -> None:
         check()
     assert {call.rsplit(" ", 1)[0] for call in calls} >= {"POST /v1/answer", "POST /v1/answer/batch"}
     assert any(call.endswith(" 422") for call in calls) and any(call.endswith(" 200") for call in calls)
+
+
+def test_a_worker_that_dies_before_it_is_ready_stops_the_service(service_settings: ServiceSettings) -> None:
+    """Killed before its warm-up answered (as a worker that cannot start would die): another would die too, so the
+    parent stops the service (exit 1) rather than forking in a loop."""
+    server = ServerProcess(service_settings.model, service_settings.index, "--workers", "2")
+    server.process = subprocess.Popen(server.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        workers: set[int] = set()
+        while not workers and time.monotonic() < deadline:
+            workers = child_pids(server.pid)
+            time.sleep(0.005)  # a worker is ready after its warm-up question: far longer than this
+        os.kill(min(workers), signal.SIGKILL)
+        assert server.process.wait(timeout=60) == 1
+        assert "before it was ready; stopping" in server.process.stdout.read()  # type: ignore[union-attr]
+    finally:
+        server.stop()

@@ -120,7 +120,7 @@ def test_every_setting_is_a_serve_flag() -> None:
     assert set(ServiceSettings.model_fields) <= set(vars(args))
     given = {name: value for name, value in vars(args).items() if name in ServiceSettings.model_fields}
     settings = ServiceSettings(**{name: value for name, value in given.items() if value is not None})
-    assert (settings.graceful_shutdown_s, settings.torch_threads, settings.ranker) == (2.5, 3, False)
+    assert (settings.graceful_shutdown_s, settings.threads, settings.ranker) == (2.5, 3, False)
     assert (settings.log_format, settings.port, settings.quantize) == ("json", 0, True)
     with pytest.raises(SystemExit):
         parser.parse_args(["serve", "--log-format", "xml"])  # a Literal's choices are the flag's

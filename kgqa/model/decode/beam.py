@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from transformers import GenerationConfig, LogitsProcessorList, PreTrainedModel
 
@@ -46,20 +47,17 @@ class TransformersBeamSearch:
 
     @torch.inference_mode()
     def search(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, questions: list[QuestionFacts], num_beams: int
-    ) -> tuple[list[list[Candidate]], torch.Tensor]:
-        """(each question's candidates, the encoder's output) for a tokenized batch."""
+        self, input_ids: np.ndarray, attention_mask: np.ndarray, questions: list[QuestionFacts], num_beams: int
+    ) -> list[list[Candidate]]:
+        """Each question's candidates for a tokenized batch."""
+        input_ids, attention_mask = torch.from_numpy(input_ids), torch.from_numpy(attention_mask)
         processors, constraint = self._processors(questions, num_beams)
         # last: it sees the scores the search ranks by (transformers keeps them only with output_scores, at a cost)
         recorder = PathScoreRecorder(num_beams, self.codec.eos_token_id, normalize=num_beams == 1 and not processors)
         processors.append(recorder)
-        encoder_outputs = self.model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask)
-        # kept aside: generate expands encoder_outputs to one row per beam in place
-        encoder_hidden = encoder_outputs.last_hidden_state
         out = self.model.generate(
             input_ids=input_ids,
             attention_mask=attention_mask,
-            encoder_outputs=encoder_outputs,
             generation_config=self._generation_config(num_beams),
             logits_processor=processors,
         )
@@ -70,7 +68,7 @@ class TransformersBeamSearch:
             rows = range(q * num_beams, (q + 1) * num_beams)
             hypotheses = [(sequences[r], recorder.score(q, sequences[r])) for r in rows]
             beams.append(self._candidates(q, hypotheses, recorder, completed))
-        return beams, encoder_hidden
+        return beams
 
     def _processors(
         self, questions: list[QuestionFacts], num_beams: int

@@ -18,19 +18,8 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor
 
-from kgqa.model.decode.step import DecodingStep
+from kgqa.model.decode.step import DecodingStep, determined_key
 from kgqa.trie import TokenConstraint
-
-
-def determined_key(constraint: TokenConstraint, prefix: str | None, allowed: np.ndarray) -> str | None:
-    """The one KB key a prefix leads to, when decoding may end there (``end_when_determined``); else None.
-
-    ``allowed``: the constraint's answer for ``prefix``. One way on (a single token, not EOS) is necessary for one key
-    ahead; only then is the trie asked.
-    """
-    if len(allowed) == 1 and allowed[0] != constraint.eos_token_id:
-        return constraint.completion_of(prefix)
-    return None
 
 
 class KBConstraintLogitsProcessor(LogitsProcessor):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kgqa.model.candidate import Candidate
-from kgqa.model.decode.constrained import determined_key
+from kgqa.model.decode.step import determined_key
 from kgqa.model.targets import TargetCodec
 from kgqa.trie import TokenConstraint
 from kgqa.trie.keys import key_parts

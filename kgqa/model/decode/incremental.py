@@ -1,11 +1,12 @@
-"""The BART decoder run one step of a search at a time, with a batched key/value cache reordered by index.
+"""The decoder run one step of a search at a time, with a batched key/value cache reordered by index.
 
-transformers stays the model definition: its embeddings, decoder layers (with their attention implementation) and
-cache classes. What is ours is how rows are fed. A search step feeds each row a *run* of tokens — the token it chose
-and the characters the KB then forces — in one call, so rows feed different numbers of tokens: they are padded on the
-right, the cache keeps a validity mask per row, and each row's positions continue from its own length. Only the
-hidden state after a row's last real token is returned: the search asks the output layer about that position alone,
-and only for the tokens the KB allows there (``allowed_log_probs``).
+The layers run on a runtime (``kgqa.model.runtime``: ONNX Runtime, or torch as the reference) through two calls,
+"encode these questions" and "feed these tokens after this cache"; everything around them is numpy and written once.
+A search step feeds each row a *run* of tokens — the token it chose and the characters the KB then forces — in one
+call, so rows feed different numbers of tokens: they are padded on the right, the cache keeps a validity mask per
+row, and each row's positions continue from its own length. Only the hidden state after a row's last real token is
+returned: the search asks the output layer about that position alone, and only for the tokens the KB allows there
+(``allowed_log_probs``).
 
 A run may also be a tree (``tree_layout``): several KB paths' distinct prefixes in one row, each token seeing only its
 own ancestors, as in tree attention. Such a row then serves each prefix as a state (``StateRow`` with the prefix's
@@ -19,20 +20,21 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-import torch
-from transformers import DynamicCache, EncoderDecoderCache, PreTrainedModel
-from transformers.masking_utils import create_bidirectional_mask
+
+from kgqa.model.runtime import ModelLayers, ModelRuntime
+
+BLOCKED = np.finfo(np.float32).min  # an additive attention mask's "never": the softmax gives it no weight
 
 
 @dataclass
 class DecoderState:
-    """The self-attention keys and values of a batch of rows after a step (one tensor pair a layer), which slots are
+    """The self-attention keys and values of a batch of rows after a step (one array pair a layer), which slots are
     real (``valid``: rows × slots) and how many real tokens each row has fed (its next position)."""
 
-    keys: list[torch.Tensor]  # per layer: rows × heads × slots × head size
-    values: list[torch.Tensor]
-    valid: torch.Tensor  # rows × slots, bool
-    lengths: torch.Tensor  # rows, long
+    keys: list[np.ndarray]  # per layer: rows × heads × slots × head size, float32
+    values: list[np.ndarray]
+    valid: np.ndarray  # rows × slots, bool
+    lengths: np.ndarray  # rows, int64
 
 
 class StateRow(NamedTuple):
@@ -71,77 +73,62 @@ def tree_layout(parents: Sequence[Sequence[int]]) -> TreeLayout:
 
 @dataclass
 class EncodedQuestions:
-    """The encoder's output for a batch of questions, with each decoder layer's cross-attention keys and values
-    computed once (every search step of every row of a question reuses them)."""
+    """A batch of questions encoded: their mask and each decoder layer's cross-attention keys and values, computed
+    once (every search step of every row of a question reuses them)."""
 
-    hidden: torch.Tensor  # questions × length × d_model
-    mask: torch.Tensor  # questions × length (1: a real token)
-    cross_keys: list[torch.Tensor]  # per layer: questions × heads × length × head size
-    cross_values: list[torch.Tensor]
+    mask: np.ndarray  # questions × length (1: a real token)
+    cross_keys: list[np.ndarray]  # per layer: questions × heads × length × head size
+    cross_values: list[np.ndarray]
 
 
 class IncrementalDecoder:
-    """Feeds runs of target tokens to a BART decoder and keeps the cache of each row (see the module's docstring)."""
+    """Feeds runs of target tokens to the decoder and keeps the cache of each row (see the module's docstring)."""
 
-    def __init__(self, model: PreTrainedModel) -> None:
-        if not model.config.tie_word_embeddings:
-            raise ValueError("allowed-only logits need the output layer tied to the token embeddings")
-        self.model = model
-        self.decoder = model.get_decoder()
-        self.start_token_id = int(model.config.decoder_start_token_id)
-        self.pad_token_id = int(model.config.pad_token_id)
-        # the tied output matrix in float (an int8 model quantizes its output Linear, never the embedding it shares)
-        self.output_weight = model.get_input_embeddings().weight
-        self.output_bias = model.final_logits_bias[0]
-        self.device = self.output_weight.device  # index tensors come from the CPU; the search's state lives here
+    def __init__(self, runtime: ModelRuntime) -> None:
+        self.runtime = runtime
+        self.layers: ModelLayers = runtime.layers
+        self.spec = runtime.spec
+        self.start_token_id = self.spec.start_token_id
+        self.pad_token_id = self.spec.pad_token_id
 
-    @torch.inference_mode()
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> EncodedQuestions:
-        """The encoder's output, its layers called as ``BartEncoder.forward`` calls them (the same embeddings, mask
-        and layers, so the same numbers) without the wrappers around that forward, which cost a question answered
-        alone as much as a third of the encoder (1.2 of 4.2 ms on a 2-core CPU)."""
-        input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
-        encoder = self.model.get_encoder()
-        embeds = encoder.embed_tokens(input_ids)
-        hidden = encoder.layernorm_embedding(embeds + encoder.embed_positions(embeds[:, :, -1]).to(embeds.device))
-        mask = create_bidirectional_mask(config=encoder.config, inputs_embeds=embeds, attention_mask=attention_mask)
-        for layer in encoder.layers:
-            hidden = layer(hidden, mask)
-        return self.cross_attention(hidden, attention_mask)
+    @property
+    def output_weight(self) -> np.ndarray:
+        """The tied output matrix, float32 (vocabulary × d_model)."""
+        return self.runtime.output.weight
 
-    def cross_attention(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> EncodedQuestions:
-        keys, values = [], []
-        for layer in self.decoder.layers:
-            attention = layer.encoder_attn
-            shape = (*hidden.shape[:-1], -1, attention.head_dim)
-            keys.append(attention.k_proj(hidden).view(shape).transpose(1, 2))
-            values.append(attention.v_proj(hidden).view(shape).transpose(1, 2))
-        return EncodedQuestions(hidden, attention_mask, keys, values)
+    @property
+    def output_bias(self) -> np.ndarray:
+        return self.runtime.output.bias
+
+    def encode(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> EncodedQuestions:
+        """The questions' cross-attention keys and values for every decoder layer."""
+        input_ids = np.asarray(input_ids, dtype=np.int64)
+        attention_mask = np.ascontiguousarray(attention_mask, dtype=np.int64)
+        embeds = self.runtime.output.embed(input_ids, self.spec.embed_scale)
+        cross = self.layers.encode(embeds, attention_mask)
+        layers = len(cross) // 2
+        return EncodedQuestions(attention_mask, cross[:layers], cross[layers:])
 
     def empty_state(self, rows: int) -> DecoderState:
         """The state before the first token: nothing cached."""
-        layers = len(self.decoder.layers)
-        attention = self.decoder.layers[0].self_attn
-        empty = torch.zeros(
-            (rows, attention.num_heads, 0, attention.head_dim), dtype=self.output_weight.dtype, device=self.device
-        )
+        spec = self.spec
+        empty = np.zeros((rows, spec.decoder_heads, 0, spec.head_dim), dtype=np.float32)
         return DecoderState(
-            [empty] * layers,
-            [empty] * layers,
-            torch.zeros((rows, 0), dtype=torch.bool, device=self.device),
-            torch.zeros(rows, dtype=torch.long, device=self.device),
+            [empty] * spec.decoder_layers,
+            [empty] * spec.decoder_layers,
+            np.zeros((rows, 0), dtype=bool),
+            np.zeros(rows, dtype=np.int64),
         )
 
-    @torch.inference_mode()
     def feed(
         self,
         past: DecoderState,
         runs: Sequence[Sequence[int]],
-        questions: torch.Tensor,
+        questions: Sequence[int] | np.ndarray,
         encoded: EncodedQuestions,
         every_position: bool = False,
         layout: TreeLayout | None = None,
-    ) -> tuple[torch.Tensor, DecoderState]:
+    ) -> tuple[np.ndarray, DecoderState]:
         """Feed ``runs[r]`` (at least one token) after row ``r`` of ``past``, a row of question ``questions[r]``.
 
         Returns the decoder's hidden state after each row's last fed token (rows × d_model; with ``every_position``,
@@ -149,84 +136,53 @@ class IncrementalDecoder:
         tree (``tree_layout``): a token sees the row's past and its own ancestors, at its depth's position.
         """
         rows = len(runs)
-        device = self.device
-        questions = questions.to(device)
+        questions = np.asarray(questions, dtype=np.int64)
         width = max(len(run) for run in runs)
-        ids = torch.tensor([[*run, *[self.pad_token_id] * (width - len(run))] for run in runs], dtype=torch.long)
-        ids = ids.to(device)
-        widths = torch.tensor([len(run) for run in runs], dtype=torch.long, device=device)
-        offsets = torch.arange(width, device=device)
+        ids = np.full((rows, width), self.pad_token_id, dtype=np.int64)
+        for r, run in enumerate(runs):
+            ids[r, : len(run)] = run
+        widths = np.fromiter((len(run) for run in runs), dtype=np.int64, count=rows)
+        offsets = np.arange(width)
         new_valid = offsets[None, :] < widths[:, None]
         if layout is None:
             # each row's positions continue from its own length (padding reuses its last position; it is masked)
-            depth = torch.minimum(offsets[None, :], (widths - 1)[:, None])
+            depth = np.minimum(offsets[None, :], (widths - 1)[:, None])
             within = (offsets[None, :] <= offsets[:, None])[None, :, :]  # new query j sees new keys up to j
         else:
-            depth = torch.from_numpy(layout.depth).to(device)
-            within = torch.from_numpy(layout.sees).to(device)
+            depth, within = layout.depth, layout.sees
         positions = past.lengths[:, None] + depth
-        valid = torch.cat([past.valid, new_valid], dim=1)
-        sees = torch.cat([past.valid[:, None, :].expand(rows, width, -1), within & new_valid[:, None, :]], dim=2)
-        dtype = self.output_weight.dtype
-        blocked = torch.finfo(dtype).min
-        self_mask = torch.zeros(sees.shape, dtype=dtype, device=device).masked_fill(~sees, blocked)[:, None]
-        question_mask = encoded.mask[questions].bool()
-        cross_mask = torch.zeros((rows, 1, width, question_mask.shape[1]), dtype=dtype, device=device)
-        cross_mask = cross_mask.masked_fill(~question_mask[:, None, None, :], blocked)
-
-        hidden, keys, values = self.run_layers(
-            ids,
-            positions,
-            self_mask,
-            cross_mask,
-            encoded.hidden[questions],
-            list(zip(past.keys, past.values, strict=True)),
-            [(k[questions], v[questions]) for k, v in zip(encoded.cross_keys, encoded.cross_values, strict=True)],
+        valid = np.concatenate([past.valid, new_valid], axis=1)
+        sees = np.concatenate(
+            [np.broadcast_to(past.valid[:, None, :], (rows, width, past.valid.shape[1])), within & new_valid[:, None]],
+            axis=2,
         )
-        last = hidden if every_position else hidden[torch.arange(rows, device=device), widths - 1]
-        return last, DecoderState(keys, values, valid, past.lengths + widths)
+        self_mask = np.where(sees, np.float32(0), BLOCKED).astype(np.float32)[:, None]
+        question_mask = encoded.mask[questions].astype(bool)
+        cross_mask = np.where(question_mask, np.float32(0), BLOCKED).astype(np.float32)[:, None, None, :]
+        cross_mask = np.ascontiguousarray(np.broadcast_to(cross_mask, (rows, 1, width, question_mask.shape[1])))
+        caches = [
+            *past.keys,
+            *past.values,
+            *[k[questions] for k in encoded.cross_keys],
+            *[v[questions] for v in encoded.cross_values],
+        ]
+        embeds = self.runtime.output.embed(ids, self.spec.embed_scale)
+        hidden, *own = self.layers.decode(embeds, positions, self_mask, cross_mask, caches)
+        layers = len(own) // 2
+        last = hidden if every_position else hidden[np.arange(rows), widths - 1]
+        return last, DecoderState(own[:layers], own[layers:], valid, past.lengths + widths)
 
-    def run_layers(
-        self,
-        ids: torch.Tensor,
-        positions: torch.Tensor,
-        self_mask: torch.Tensor,
-        cross_mask: torch.Tensor,
-        encoder_hidden: torch.Tensor,
-        past: list[tuple[torch.Tensor, torch.Tensor]],
-        cross: list[tuple[torch.Tensor, torch.Tensor]],
-    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
-        """:meth:`feed` once its inputs are laid out: the decoder's embeddings and layers over ``ids`` at
-        ``positions`` after each layer's ``past`` keys and values, reading the question's ``cross`` ones. Returns
-        the hidden states after every fed token and each layer's keys and values, past and new."""
-        cache = EncoderDecoderCache(DynamicCache(past), DynamicCache(cross))
-        decoder = self.decoder
-        hidden = decoder.embed_tokens(ids) + nn_embedding(decoder.embed_positions, positions)
-        hidden = decoder.layernorm_embedding(hidden)
-        for layer in decoder.layers:  # the encoder's output is required, unused: its keys and values are cached
-            hidden = layer(
-                hidden,
-                self_mask,
-                encoder_hidden,
-                encoder_attention_mask=cross_mask,
-                past_key_values=cache,
-                use_cache=True,
-            )
-        own = cache.self_attention_cache.layers
-        return hidden, [layer.keys for layer in own], [layer.values for layer in own]
-
-    @torch.inference_mode()
-    def allowed_log_probs(self, hidden: torch.Tensor, allowed: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def allowed_log_probs(self, hidden: np.ndarray, allowed: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Log-probabilities of each row's allowed tokens, renormalised over them: logits only for those tokens (rows
         of the tied output matrix), never a full-vocabulary row. Equal to the masked full softmax."""
         counts = np.fromiter((len(a) for a in allowed), dtype=np.int64, count=len(allowed))
         wide = counts > self.output_weight.shape[0] // 32  # many allowed (a name's first character): one matmul
-        out: list[np.ndarray] = [np.empty(0)] * len(allowed)
+        out: list[np.ndarray] = [np.empty(0, dtype=np.float32)] * len(allowed)
         # wide and narrow rows apart (each row is renormalised over its own tokens: the same numbers), so no index
         # runs over every logit of the batch (a batch's first characters are 650,000 of them at 20M triples)
         for rows, logits_of in (
             (np.flatnonzero(wide), self._wide_logits),
-            (np.flatnonzero(~wide), self._narrow_logits),
+            (np.flatnonzero(~wide & (counts > 0)), self._narrow_logits),
         ):
             if len(rows):
                 ids = np.concatenate([allowed[r] for r in rows]).astype(np.int64, copy=False)
@@ -235,22 +191,23 @@ class IncrementalDecoder:
                     out[r] = values
         return out
 
-    def _wide_logits(self, hidden: torch.Tensor, rows: np.ndarray, counts: np.ndarray, ids: np.ndarray) -> torch.Tensor:
+    def _wide_logits(self, hidden: np.ndarray, rows: np.ndarray, counts: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """Rows ``rows``' logits of ``ids`` (``counts`` a row), from one matmul over the whole output matrix."""
-        device = hidden.device
         vocabulary = self.output_weight.shape[0]
-        dense = hidden[torch.from_numpy(rows).to(device)] @ self.output_weight.T + self.output_bias
+        dense = hidden[rows] @ self.output_weight.T + self.output_bias
         flat = np.repeat(np.arange(len(rows)) * vocabulary, counts) + ids  # positions in dense, flattened
-        return dense.reshape(-1)[torch.from_numpy(flat).to(device)]
+        return dense.reshape(-1)[flat]
 
-    def _narrow_logits(
-        self, hidden: torch.Tensor, rows: np.ndarray, counts: np.ndarray, ids: np.ndarray
-    ) -> torch.Tensor:
+    def _narrow_logits(self, hidden: np.ndarray, rows: np.ndarray, counts: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """Rows ``rows``' logits of ``ids`` (``counts`` a row), from those rows of the output matrix alone."""
-        device = hidden.device
-        token = torch.from_numpy(ids).to(device)
-        own = hidden[torch.from_numpy(np.repeat(rows, counts)).to(device)]
-        return (own * self.output_weight[token]).sum(dim=-1) + self.output_bias[token]
+        own = hidden[np.repeat(rows, counts)]
+        return np.einsum("ij,ij->i", own, self.output_weight[ids]) + self.output_bias[ids]
+
+    def full_log_probs(self, hidden: np.ndarray) -> np.ndarray:
+        """Log-probabilities over the whole vocabulary (rows × vocabulary), as the model without the KB gives them."""
+        logits = hidden @ self.output_weight.T + self.output_bias
+        top = logits.max(axis=1, keepdims=True)
+        return logits - (top + np.log(np.exp(logits - top).sum(axis=1, keepdims=True)))
 
 
 PASS_POSITIONS = 8192  # positions (rows × the longest run) fed in one decoder call at most
@@ -279,22 +236,15 @@ def width_passes(widths: Sequence[int], limit: int = PASS_POSITIONS, cost: int =
     return passes[::-1]
 
 
-def _log_softmax_rows(logits: torch.Tensor, counts: np.ndarray) -> list[np.ndarray]:
-    """``logits`` of consecutive rows (``counts`` a row), each renormalised over its own: log-softmax by row."""
-    device = logits.device
-    rows = torch.from_numpy(np.repeat(np.arange(len(counts)), counts)).to(device)
-    row_max = torch.full((len(counts),), float("-inf"), dtype=logits.dtype, device=device).scatter_reduce(
-        0, rows, logits, reduce="amax"
-    )
-    sums = torch.zeros_like(row_max).index_add_(0, rows, torch.exp(logits - row_max[rows]))
-    values = (logits - (row_max + torch.log(sums))[rows]).cpu().numpy()
-    return np.split(values, np.cumsum(counts)[:-1])
-
-
-def nn_embedding(embedding: torch.nn.Embedding, positions: torch.Tensor) -> torch.Tensor:
-    """BART's learned positions for a rows × width grid of per-row positions (its module takes one range for all)."""
-    offset = getattr(embedding, "offset", 0)
-    return torch.nn.functional.embedding(positions + offset, embedding.weight)
+def _log_softmax_rows(logits: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:
+    """``logits`` of consecutive rows (``counts`` a row, each ≥ 1), each renormalised over its own: log-softmax by
+    row."""
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rows = np.repeat(np.arange(len(counts)), counts)
+    row_max = np.maximum.reduceat(logits, starts)
+    sums = np.add.reduceat(np.exp(logits - row_max[rows]), starts)
+    values = (logits - (row_max + np.log(sums))[rows]).astype(np.float32, copy=False)
+    return np.split(values, starts[1:])
 
 
 def gather_rows(rows: Sequence[StateRow]) -> tuple[DecoderState, list[int]]:
@@ -311,9 +261,8 @@ def gather_rows(rows: Sequence[StateRow]) -> tuple[DecoderState, list[int]]:
     real: list[list[np.ndarray]] = []  # per group, per row: the slots it sees
     lengths: list[list[int]] = []
     for state, own, _ in groups.values():
-        valid, length = state.valid.cpu().numpy(), state.lengths.cpu().numpy()
-        real.append([np.flatnonzero(valid[r.row] if r.visible is None else r.visible) for r in own])
-        lengths.append([int(length[r.row]) if r.visible is None else r.length for r in own])
+        real.append([np.flatnonzero(state.valid[r.row] if r.visible is None else r.visible) for r in own])
+        lengths.append([int(state.lengths[r.row]) if r.visible is None else r.length for r in own])
     slots = max(len(seen) for own in real for seen in own)
     parts = []
     for (state, own, _), seen, length in zip(groups.values(), real, lengths, strict=True):
@@ -324,15 +273,12 @@ def gather_rows(rows: Sequence[StateRow]) -> tuple[DecoderState, list[int]]:
             where[i, : len(kept)] = kept
             packed[i, : len(kept)] = True
         at = np.array([r.row for r in own], dtype=np.int64)
-        # one row of the flattened (rows·heads·slots) × head size tensor per slot kept: a single copy
+        # one row of the flattened (rows·heads·slots) × head size array per slot kept: a single copy
         flat = ((at[:, None, None] * heads + np.arange(heads)[None, :, None]) * width + where[:, None, :]).reshape(-1)
-        device = state.valid.device
-        index = torch.from_numpy(flat).to(device)
         shape = (len(own), heads, where.shape[1])
-        keys = [k.reshape(-1, k.shape[-1]).index_select(0, index).view(*shape, k.shape[-1]) for k in state.keys]
-        values = [v.reshape(-1, v.shape[-1]).index_select(0, index).view(*shape, v.shape[-1]) for v in state.values]
-        lengths_of = torch.tensor(length, dtype=torch.long, device=device)
-        parts.append(DecoderState(keys, values, torch.from_numpy(packed).to(device), lengths_of))
+        keys = [k.reshape(-1, k.shape[-1])[flat].reshape(*shape, k.shape[-1]) for k in state.keys]
+        values = [v.reshape(-1, v.shape[-1])[flat].reshape(*shape, v.shape[-1]) for v in state.values]
+        parts.append(DecoderState(keys, values, packed, np.array(length, dtype=np.int64)))
     return concat_states(parts), [place for *_, places in groups.values() for place in places]
 
 
@@ -342,14 +288,14 @@ def concat_states(states: Sequence[DecoderState]) -> DecoderState:
         return states[0]
     slots = max(s.valid.shape[1] for s in states)
 
-    def pad(t: torch.Tensor) -> torch.Tensor:
-        missing = slots - t.shape[2]
-        return torch.nn.functional.pad(t, (0, 0, 0, missing)) if missing else t
+    def pad(a: np.ndarray) -> np.ndarray:
+        missing = slots - a.shape[2]
+        return np.pad(a, ((0, 0), (0, 0), (0, missing), (0, 0))) if missing else a
 
     layers = len(states[0].keys)
     return DecoderState(
-        [torch.cat([pad(s.keys[i]) for s in states]) for i in range(layers)],
-        [torch.cat([pad(s.values[i]) for s in states]) for i in range(layers)],
-        torch.cat([torch.nn.functional.pad(s.valid, (0, slots - s.valid.shape[1])) for s in states]),
-        torch.cat([s.lengths for s in states]),
+        [np.concatenate([pad(s.keys[i]) for s in states]) for i in range(layers)],
+        [np.concatenate([pad(s.values[i]) for s in states]) for i in range(layers)],
+        np.concatenate([np.pad(s.valid, ((0, 0), (0, slots - s.valid.shape[1]))) for s in states]),
+        np.concatenate([s.lengths for s in states]),
     )

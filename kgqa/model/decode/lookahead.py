@@ -6,22 +6,26 @@ subsequence (LCS) with the question among the name's relations that continue the
 Its probability p becomes p ** (1 / (Δ + 1)), i.e. its log-probability is divided by Δ + 1. Ending the relation has
 Δ = 0 and is left as it is. Only characters the trie already allows are re-weighted, never added.
 
-``RelationLookaheadLogitsProcessor`` applies it during decoding, after ``KBConstraintLogitsProcessor`` (it divides the
-masked, renormalised log-probs); it owns the questions, which no other processor needs.
+``RelationLookaheadLogitsProcessor`` applies it: to the allowed tokens' scores in the search and the path scorer
+(``reweighted``, numpy), and as a transformers logits processor in the reference beam search, after
+``KBConstraintLogitsProcessor`` (it divides the masked, renormalised log-probs); it owns the questions, which no other
+processor needs. torch is imported only by that call.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from transformers import LogitsProcessor
 
 from kgqa.model.decode.step import DecodingStep
 from kgqa.model.facts import QuestionFacts
 from kgqa.trie import SEP, KBIndex, TokenConstraint
 from kgqa.trie.keys import key_parts
+
+if TYPE_CHECKING:
+    import torch
 
 
 class RelationLookahead:
@@ -56,8 +60,9 @@ class RelationLookahead:
         return {ch: score - base for ch, score in best.items()}
 
 
-class RelationLookaheadLogitsProcessor(LogitsProcessor):
-    """While a relation is spelled, divides each allowed next character's log-prob by α·Δ + 1.
+class RelationLookaheadLogitsProcessor:
+    """While a relation is spelled, divides each allowed next character's log-prob by α·Δ + 1 (a transformers
+    ``LogitsProcessor`` by its call, without importing transformers).
 
     Rows are hypotheses, ``num_beams`` per question, in the order of ``questions`` (their facts). Place it after the KB
     constraint processor, sharing its ``DecodingStep``.
@@ -88,9 +93,9 @@ class RelationLookaheadLogitsProcessor(LogitsProcessor):
         self.step = step or DecodingStep(constraint)
         # which part of the key is the relation: 1 (name, relation, meaning) or 2 (name, meaning, relation)
         self.relation_part = key_parts(constraint.index.key_order).index("relation")
-        self._divisors: dict[tuple[str, tuple[int, ...]], tuple[torch.Tensor, torch.Tensor] | None] = {}
+        self._divisors: dict[tuple[str, tuple[int, ...]], tuple[np.ndarray, np.ndarray] | None] = {}
 
-    def divisors(self, facts: QuestionFacts, target: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def divisors(self, facts: QuestionFacts, target: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray] | None:
         """(token ids, α·Δ + 1) for the next character of ``target``, or None outside a relation."""
         # the gains depend on these two only, so rows (and steps) asking the same share them
         key = (facts.question, target)
@@ -108,7 +113,7 @@ class RelationLookaheadLogitsProcessor(LogitsProcessor):
                 divisors = np.fromiter(
                     (self.strength * d + 1.0 for d in gains.values()), dtype=np.float32, count=len(gains)
                 )
-                result = (torch.from_numpy(ids), torch.from_numpy(divisors))
+                result = (ids, divisors)
         self._divisors[key] = result
         return result
 
@@ -130,9 +135,11 @@ class RelationLookaheadLogitsProcessor(LogitsProcessor):
         return out
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        import torch
+
         for row, target in enumerate(self.step.targets(input_ids)):
             found = self.divisors(self.questions[row // self.num_beams], target)
             if found is not None:
-                ids, divisors = found
-                scores[row, ids] = scores[row, ids] / divisors
+                ids, divisors = map(torch.from_numpy, found)
+                scores[row, ids] = scores[row, ids] / divisors.to(scores.device)
         return scores

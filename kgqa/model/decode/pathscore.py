@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from kgqa.model.decode.incremental import (
     DecoderState,
@@ -94,7 +93,6 @@ class PathScorer:
         self.stats = ScoringStats()
         self._first_places: dict[int, int] | None = None  # each first token's place among them
 
-    @torch.inference_mode()
     def score(
         self, encoded: EncodedQuestions, questions: Sequence[QuestionFacts], paths: Sequence[Sequence[PathKey]]
     ) -> list[list[SegmentScores]]:
@@ -102,7 +100,6 @@ class PathScorer:
         draft = self.draft(encoded, questions, paths)
         return [[draft.scores[q][path] for path in own] for q, own in enumerate(paths)]
 
-    @torch.inference_mode()
     def draft(
         self, encoded: EncodedQuestions, questions: Sequence[QuestionFacts], paths: Sequence[Sequence[PathKey]]
     ) -> PathDraft:
@@ -141,7 +138,7 @@ class PathScorer:
             fed = [node_at(q, prefix) for q, prefix in distinct]
             values = []
             for start in range(0, len(fed), LOGIT_ROWS):  # bounded: a wide question set gathers many output rows
-                hidden = torch.stack([hidden for hidden, _ in fed[start : start + LOGIT_ROWS]])
+                hidden = np.stack([hidden for hidden, _ in fed[start : start + LOGIT_ROWS]])
                 values += self.decoder.allowed_log_probs(hidden, allowed_at[start : start + LOGIT_ROWS])
             self.stats.logits += sum(len(allowed) for allowed in allowed_at)
             lookahead = self._lookahead(questions)
@@ -185,7 +182,7 @@ class PathScorer:
                     tokens[row].append(target[i - 1])
                     node_of[(q, prefix)] = len(tokens[row]) - 1
         questions = list(row_of)
-        fed: dict[int, tuple[torch.Tensor, DecoderState, TreeLayout, int]] = {}  # tree → its pass's output, its row
+        fed: dict[int, tuple[np.ndarray, DecoderState, TreeLayout, int]] = {}  # tree → its pass's output, its row
         for members in width_passes([len(own) for own in tokens]):
             layout = tree_layout([parents[tree] for tree in members])
             self.stats.calls += 1
@@ -194,7 +191,7 @@ class PathScorer:
             hidden, state = self.decoder.feed(
                 self.decoder.empty_state(len(members)),
                 [tokens[tree] for tree in members],
-                torch.tensor([questions[tree] for tree in members], dtype=torch.long),
+                np.array([questions[tree] for tree in members], dtype=np.int64),
                 encoded,
                 every_position=True,
                 layout=layout,
@@ -202,7 +199,7 @@ class PathScorer:
             for row, tree in enumerate(members):
                 fed[tree] = (hidden, state, layout, row)
 
-        def node_at(question: int, prefix: tuple[int, ...]) -> tuple[torch.Tensor, StateRow]:
+        def node_at(question: int, prefix: tuple[int, ...]) -> tuple[np.ndarray, StateRow]:
             hidden, state, layout, row = fed[row_of[question]]
             column = node_of[(question, prefix)]
             return hidden[row, column], StateRow(state, row, layout.sees[row, column], len(prefix) + 1)

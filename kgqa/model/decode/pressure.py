@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
 from kgqa.model.decode.incremental import EncodedQuestions, IncrementalDecoder, width_passes
 from kgqa.model.segments import SegmentScores, segment_bounds
@@ -21,7 +20,6 @@ from kgqa.model.segments import SegmentScores, segment_bounds
 PRESSURE_COLUMNS = ("name_free", "relation_free", "relation_free_min", "name_pressure", "relation_pressure")
 
 
-@torch.inference_mode()
 def pressure_rows(
     decoder: IncrementalDecoder,
     encoded: EncodedQuestions,
@@ -37,22 +35,17 @@ def pressure_rows(
     bounds = [segment_bounds(t, sep_token_id) for t in targets]
     # the hidden state after position p predicts token p: feed the start token and the tokens before the meaning
     runs = [[decoder.start_token_id, *t[: second - 1]] for t, (_, second) in zip(targets, bounds, strict=True)]
-    states = torch.empty((sum(map(len, runs)), decoder.output_weight.shape[1]), dtype=decoder.output_weight.dtype)
+    states = np.empty((sum(map(len, runs)), decoder.output_weight.shape[1]), dtype=np.float32)
     starts = np.concatenate([[0], np.cumsum([len(run) for run in runs])])
     for group in width_passes([len(run) for run in runs]):  # runs of like length together: little padding
         own = [runs[i] for i in group]
         hidden, _ = decoder.feed(
-            decoder.empty_state(len(own)),
-            own,
-            torch.as_tensor([questions[i] for i in group], dtype=torch.long),
-            encoded,
-            every_position=True,
+            decoder.empty_state(len(own)), own, [questions[i] for i in group], encoded, every_position=True
         )
         for row, i in enumerate(group):
-            states[starts[i] : starts[i + 1]] = hidden[row, : len(runs[i])].to(states.device)
-    tokens = torch.as_tensor(np.concatenate([t[:second] for t, (_, second) in zip(targets, bounds, strict=True)]))
-    logits = (states.to(decoder.device) @ decoder.output_weight.T + decoder.output_bias).float()
-    free = (logits.gather(1, tokens[:, None].to(logits.device))[:, 0] - torch.logsumexp(logits, dim=1)).cpu().numpy()
+            states[starts[i] : starts[i + 1]] = hidden[row, : len(runs[i])]
+    tokens = np.concatenate([t[:second] for t, (_, second) in zip(targets, bounds, strict=True)]).astype(np.int64)
+    free = decoder.full_log_probs(states)[np.arange(len(tokens)), tokens]
     out = np.zeros((len(targets), len(PRESSURE_COLUMNS)), dtype=np.float32)
     start = 0
     for i, ((first, second), own) in enumerate(zip(bounds, segments, strict=True)):

@@ -32,7 +32,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from kgqa.model.decode.incremental import (
     EncodedQuestions,
@@ -182,13 +181,12 @@ class BestFirstSearch:
         self.stats = SearchStats()
 
     def search(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, facts: Sequence[QuestionFacts], k: int
+        self, input_ids: np.ndarray, attention_mask: np.ndarray, facts: Sequence[QuestionFacts], k: int
     ) -> list[list[Found]]:
         """Each question's k best complete paths, best first."""
         encoded = self.decoder.encode(input_ids, attention_mask)
         return self.search_encoded(encoded, facts, k)
 
-    @torch.inference_mode()
     def search_encoded(
         self,
         encoded: EncodedQuestions,
@@ -301,7 +299,7 @@ class BestFirstSearch:
         # the parents' decoder states, gathered by index (one selection per state the batch's parents share)
         past, order = gather_rows([prefix.parent for prefix in batch])
         batch = [batch[p] for p in order]
-        questions = torch.tensor([p.question for p in batch], dtype=torch.long)
+        questions = np.array([p.question for p in batch], dtype=np.int64)
         hidden, state = self.decoder.feed(past, [p.run for p in batch], questions, encoded)
         values = self.decoder.allowed_log_probs(hidden, [p.allowed for p in batch])
         self.stats.calls += 1
@@ -309,7 +307,7 @@ class BestFirstSearch:
         self.stats.fed_tokens += sum(len(p.run) for p in batch)
         self.stats.fed_positions += len(batch) * max(len(p.run) for p in batch)
         self.stats.logits += sum(len(p.allowed) for p in batch)
-        self.stats.cache_slots += past.valid.numel()
+        self.stats.cache_slots += past.valid.size
         self.stats.cache_real += int(past.valid.sum())
         for row, (prefix, scores) in enumerate(zip(batch, values, strict=True)):
             if self.lookahead is not None:

@@ -7,9 +7,14 @@ processors.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from kgqa.trie import TokenConstraint
+
+if TYPE_CHECKING:
+    import torch
 
 
 class DecodingStep:
@@ -39,3 +44,14 @@ class DecodingStep:
         if found is ...:
             found = self._text[target] = self.constraint.prefix_text(target)
         return found
+
+
+def determined_key(constraint: TokenConstraint, prefix: str | None, allowed: np.ndarray) -> str | None:
+    """The one KB key a prefix leads to, when decoding may end there (``end_when_determined``); else None.
+
+    ``allowed``: the constraint's answer for ``prefix``. One way on (a single token, not EOS) is necessary for one key
+    ahead; only then is the trie asked.
+    """
+    if len(allowed) == 1 and allowed[0] != constraint.eos_token_id:
+        return constraint.completion_of(prefix)
+    return None

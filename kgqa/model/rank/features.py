@@ -13,6 +13,7 @@ import math
 import re
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,9 +21,11 @@ from kgqa.data import normalize
 from kgqa.model.candidate import Candidate
 from kgqa.model.facts import QuestionFacts
 from kgqa.model.rank.lexicon import Lexicon
-from kgqa.model.rank.matcher import RelationMatcher
 from kgqa.model.rank.semantic import SemanticFeatures
 from kgqa.trie import KBIndex, RelationStats
+
+if TYPE_CHECKING:
+    from kgqa.model.rank.matcher import RelationMatcher  # torch: imported only where a model has one
 
 # The kind of answer a question asks for, by its wording. Each generalises across relations never seen in training.
 QUESTION_KINDS: dict[str, re.Pattern[str]] = {

@@ -26,10 +26,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from kgqa.data import Question, normalize, split_head
+from kgqa.model.rank import MATCHER_FILE, MATCHER_INFO
 from kgqa.trie import KBIndex
 
-MATCHER_FILE = "matcher.safetensors"
-MATCHER_INFO = "matcher.json"
 PAD, CLS, SEP, UNK, NAME = 0, 1, 2, 3, 4  # NAME stands where the question's entity name was
 _FIRST_CHAR = 5
 

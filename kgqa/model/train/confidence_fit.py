@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kgqa.data.report import markdown_table, write_json
+from kgqa.model.flags import add_runtime_flags
 
 if TYPE_CHECKING:
     from kgqa.model.answerer import QuestionAnswerer
@@ -51,7 +52,7 @@ def add_confidence_command(ranker: argparse._SubParsersAction, default_index: Pa
     conf.add_argument(
         "--cache", type=Path, help="directory for the two candidate sets: reused when there, else written"
     )
-    conf.add_argument("--quantize", action="store_true", help="int8 Linear layers (CPU), as the service decodes")
+    add_runtime_flags(conf)  # --runtime, --quantize: as the service decodes
     conf.add_argument(
         "--no-pressure", action="store_true", help="leave out the constraint's pressure on the top path (ablation)"
     )
@@ -161,7 +162,7 @@ def _answerer(args: argparse.Namespace, index: Path) -> QuestionAnswerer:
 
     # the settings the ranker was fit with; the confidence being refit is not read
     options = DecodeOptions.from_training_info(read_training_info(args.model), confidence=False)
-    return QuestionAnswerer.load(args.model, index, options, quantize=args.quantize)
+    return QuestionAnswerer.load(args.model, index, options, quantize=args.quantize, runtime=args.runtime)
 
 
 def _pressure(answerer: QuestionAnswerer, mix: RankingSet) -> Pressure:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from kgqa.data import METRIC_KEYS
 from kgqa.data.report import markdown_table, write_json
-from kgqa.model.flags import add_search_flag
+from kgqa.model.flags import add_runtime_flags, add_search_flag
 
 if TYPE_CHECKING:  # torch, transformers and lightgbm load only when a command runs, not to build the parser
     from kgqa.model.rank.lexicon import Lexicon
@@ -94,7 +94,7 @@ def add_ranker_commands(commands: argparse._SubParsersAction, default_index: Pat
     fit.add_argument("--cache", type=Path, help="candidate set file: reused when it exists, else written")
     fit.add_argument("--dry-run", action="store_true", help="report only; leave the model directory as it is")
     fit.add_argument("--json", type=Path, help="write the report as JSON")
-    fit.add_argument("--quantize", action="store_true", help="int8 Linear layers (CPU), as the service decodes")
+    add_runtime_flags(fit)  # --runtime, --quantize: as the service decodes
     fit.set_defaults(run=_cmd_fit)
 
     from kgqa.model.train.confidence_fit import add_confidence_command
@@ -193,7 +193,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         print(f"candidates from {args.cache} ({len(ranking.questions):,} questions)")
         proposal_seconds = None
     else:
-        answerer = QuestionAnswerer.load(args.model, args.index, options, quantize=args.quantize)
+        answerer = QuestionAnswerer.load(args.model, args.index, options, quantize=args.quantize, runtime=args.runtime)
         answerer = answerer.with_scorers(*_scorers(args))
         start = time.perf_counter()
         ranking = collect(answerer, read_questions(args.qa))

@@ -33,6 +33,7 @@ from kgqa.model.modeling import (
     target_order,
     write_training_info,
 )
+from kgqa.model.runtime.export import export_model
 from kgqa.model.targets import TargetCodec
 from kgqa.model.tokenizer import build_char_tokenizer
 from kgqa.model.train.augment import PathSampler, TemplateBank, synthesize
@@ -146,6 +147,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     summary["stop_reason"] = stop_reason
     out_dir = Path(config.out_dir)
     write_training_info(out_dir, summary)
+    export_model(out_dir)  # the graphs ONNX Runtime answers with (kgqa.model.runtime)
     print(f"stopped: {stop_reason}; best dev EM_O {best:.2f}; {run.elapsed / 60:.1f} min; model in {out_dir}")
     return summary
 
@@ -261,7 +263,7 @@ def _evaluate_and_save(run: _Run, epoch: int, record: dict[str, Any], epoch_star
     if run.dev_questions:
         eval_start = time.monotonic()
         options = DecodeOptions(num_beams=config.eval_beams, batch_size=config.eval_batch_size)
-        answerer = QuestionAnswerer(run.model, run.tokenizer, run.index, options)
+        answerer = QuestionAnswerer.from_model(run.model, run.tokenizer, run.index, options)
         metrics = evaluate_model(answerer, run.dev_questions, progress=progress)
         run.model.train()
         record["dev"] = {k: round(v, 2) for k, v in metrics.items()}

@@ -53,7 +53,7 @@ def test_random_model_on_random_kb_outputs_only_kb_triples(
         torch.manual_seed(seed)
         model = build_model(tokenizer, "tiny")
         options = DecodeOptions(num_beams=beams, lookahead=lookahead, end_when_determined=end_early)
-        answerer = QuestionAnswerer(model, tokenizer, index, options)
+        answerer = QuestionAnswerer.from_model(model, tokenizer, index, options)
         kb = _kb_set(triples)
         results = answerer.answer(questions, top_k=top_k)
         assert len(results) == len(questions)
@@ -80,7 +80,7 @@ def test_ending_when_one_key_is_left_changes_no_greedy_path_or_score(
         index = index_of_triples(triples, Path(root))
         tokenizer = build_char_tokenizer([index.alphabet, "的是什么?"])
         torch.manual_seed(seed)
-        answerer = QuestionAnswerer(
+        answerer = QuestionAnswerer.from_model(
             build_model(tokenizer, "tiny"), tokenizer, index, DecodeOptions(num_beams=1, lookahead=lookahead)
         )
         early = answerer.answer(questions)
@@ -126,7 +126,7 @@ def test_processor_ends_a_hypothesis_once_one_key_is_left(tiny_index: KBIndex) -
 
 
 def test_trained_tiny_model_answers_from_the_kb(tiny_model: Path, tiny_index: KBIndex) -> None:
-    answerer = QuestionAnswerer.load(tiny_model, tiny_index, DecodeOptions(num_beams=3), device="cpu")
+    answerer = QuestionAnswerer.load(tiny_model, tiny_index, DecodeOptions(num_beams=3))
     questions = ["守望星光的歌手是谁？", "龙编站在哪个国家", "zzz", "？？？", "Harry Potter"]
     for candidates in answerer.answer(questions, top_k=3):
         assert candidates
@@ -136,7 +136,7 @@ def test_trained_tiny_model_answers_from_the_kb(tiny_model: Path, tiny_index: KB
 
 def test_no_answer_when_no_path_fits(tiny_model: Path, tiny_index: KBIndex) -> None:
     """Empty questions and hypotheses cut off before any path ends give no answer, not an exception."""
-    answerer = QuestionAnswerer.load(tiny_model, tiny_index, device="cpu")
+    answerer = QuestionAnswerer.load(tiny_model, tiny_index)
     assert answerer.answer(["", "   "]) == [[], []]
     cut_short = answerer.with_options(max_new_tokens=1)  # one character: no path is decided yet
     assert cut_short.answer(["守望星光的歌手是谁？"], top_k=3) == [[]]
@@ -219,7 +219,7 @@ def test_beam_search_keeps_searching_while_a_running_path_can_still_win(tmp_path
         bias[vocab["b"]] = 5.0
         bias[tokenizer.eos_token_id] = 1.0  # ending "a|r|" ranks above its meanings
         model.final_logits_bias.copy_(bias[None, :])
-    answerer = QuestionAnswerer(model, tokenizer, index, DecodeOptions(num_beams=3, lookahead=False))
+    answerer = QuestionAnswerer.from_model(model, tokenizer, index, DecodeOptions(num_beams=3, lookahead=False))
     candidates = answerer.answer(["q"], top_k=3)[0]
     assert candidates[0].name == "bbbbbbbbbb"
     assert candidates[0].score > candidates[1].score

@@ -22,11 +22,11 @@ def test_teacher_forced_scores_equal_the_search_scores(
     """With anchored names, the best-first search expands their paths' prefixes from the anchored pass (its draft)
     and the anchored candidates take their scores from it: every score is still the teacher-forced one."""
     options = DecodeOptions(num_beams=4, use_ranker=False, search=search, anchor_names=anchor_names)
-    answerer = QuestionAnswerer.load(tiny_model, tiny_index, options)
+    runtime = "torch" if search == "beam" else "onnx"  # transformers' beam search runs on the torch runtime
+    answerer = QuestionAnswerer.load(tiny_model, tiny_index, options, runtime=runtime)
     questions = ["你知道守望星光是哪家公司出品的吗？", "龙编站的所属国家是哪里", "守望的拼音"]
     proposed = answerer.propose(questions)
-    encoded = answerer.tokenizer(questions, padding=True, return_tensors="pt")
-    encoded_questions = answerer.proposer.decoder.encode(encoded["input_ids"], encoded["attention_mask"])
+    encoded_questions = answerer.proposer.decoder.encode(*answerer.runtime.tokenizer.batch(questions))
     paths = [[PathKey(c.name, c.relation, c.meaning) for c in candidates] for candidates in proposed]
     facts = [answerer.facts(q) for q in questions]
     scored = answerer.proposer.scorer.score(encoded_questions, facts, paths)
@@ -42,8 +42,7 @@ def test_teacher_forced_scores_equal_the_search_scores(
 
 def test_a_path_outside_the_kb_scores_minus_infinity(tiny_model: Path, tiny_index: KBIndex) -> None:
     answerer = QuestionAnswerer.load(tiny_model, tiny_index, DecodeOptions(use_ranker=False))
-    encoded = answerer.tokenizer(["守望的拼音"], return_tensors="pt")
-    encoded_questions = answerer.proposer.decoder.encode(encoded["input_ids"], encoded["attention_mask"])
+    encoded_questions = answerer.proposer.decoder.encode(*answerer.runtime.tokenizer.batch(["守望的拼音"]))
     inside, outside = answerer.proposer.scorer.score(
         encoded_questions, [answerer.facts("守望的拼音")], [[PathKey("守望", "拼音", ""), PathKey("守望", "歌手", "")]]
     )[0]

@@ -10,6 +10,7 @@ import torch
 
 from kgqa.model.answerer import QuestionAnswerer
 from kgqa.model.decode.pressure import PRESSURE_COLUMNS
+from kgqa.model.modeling import load_checkpoint
 from kgqa.model.options import DecodeOptions
 from kgqa.model.segments import segment_bounds
 from kgqa.trie import KBIndex
@@ -22,12 +23,14 @@ def test_pressure_is_the_full_softmax_of_the_paths_name_and_relation(tiny_model:
     facts = [answerer.facts(q) for q in questions]
     found = answerer.proposer.pressure_of(facts, tops)
     assert found.shape == (3, len(PRESSURE_COLUMNS))
-    codec, model = answerer.codec, answerer.model
+    codec, (model, _) = answerer.codec, load_checkpoint(tiny_model)
     for row, question, top in zip(found, questions, tops, strict=True):
         target = codec.encode(top.name, top.relation, top.meaning)
-        encoded = answerer.tokenizer([question], return_tensors="pt")
+        ids, mask = answerer.runtime.tokenizer.batch([question])
         with torch.inference_mode():
-            logits = model(**encoded, labels=torch.tensor([target])).logits[0].float()
+            logits = model(
+                input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), labels=torch.tensor([target])
+            ).logits[0]
         free = torch.log_softmax(logits, dim=-1)[torch.arange(len(target)), torch.tensor(target)].numpy()
         first, second = segment_bounds(target, codec.sep_token_id)
         expected = [

@@ -45,14 +45,17 @@ def _every_path_scored(answerer: QuestionAnswerer, questions: list[str]) -> list
     targets = [codec.encode(p.name, p.relation, p.meaning) for p in paths]
     length = max(map(len, targets))
     labels = torch.tensor([t + [codec.pad_token_id] * (length - len(t)) for t in targets])
-    start = torch.full((len(paths), 1), answerer.model.config.decoder_start_token_id)
+    model = answerer.runtime.model  # the torch runtime's transformers model
+    start = torch.full((len(paths), 1), model.config.decoder_start_token_id)
     decoder_input = torch.cat([start, labels[:, :-1]], dim=1)
     out = []
     for question in questions:
         facts = answerer.facts(question)
-        encoded = answerer.tokenizer([question] * len(paths), return_tensors="pt")
+        ids, mask = answerer.runtime.tokenizer.batch([question] * len(paths))
         with torch.inference_mode():
-            logits = answerer.model(**encoded, decoder_input_ids=decoder_input).logits
+            logits = model(
+                input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), decoder_input_ids=decoder_input
+            ).logits
         step = DecodingStep(answerer.constraint)
         processors = [KBConstraintLogitsProcessor(answerer.constraint, step)]
         if answerer.options.lookahead:
@@ -82,7 +85,7 @@ def _random_answerer(triples: list, root: Path, seed: int, k: int, lookahead: bo
     tokenizer = build_char_tokenizer([index.alphabet, "的是什么?"])
     torch.manual_seed(seed)
     options = DecodeOptions(num_beams=k, lookahead=lookahead, use_ranker=False)
-    return QuestionAnswerer(build_model(tokenizer, "tiny", dropout=0.0), tokenizer, index, options)
+    return QuestionAnswerer.from_model(build_model(tokenizer, "tiny", dropout=0.0), tokenizer, index, options)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -121,8 +124,7 @@ def test_a_margin_returns_the_exact_top_k_down_to_it(
         answerer = _random_answerer(triples, Path(root), seed, k, lookahead)
         proposer = answerer.proposer
         facts = [answerer.facts(q) for q in questions]
-        batch = answerer.tokenizer(questions, padding=True, return_tensors="pt")
-        encoded = proposer.decoder.encode(batch["input_ids"], batch["attention_mask"])
+        encoded = proposer.decoder.encode(*answerer.runtime.tokenizer.batch(questions))
         searcher = BestFirstSearch(
             proposer.decoder, proposer.constraint, proposer._lookahead_processor(facts), margin=margin
         )
@@ -167,7 +169,8 @@ def test_a_question_gets_the_same_paths_alone_and_in_a_batch(tiny_model: Path, t
 def test_search_finds_what_beam_search_finds_or_better(tiny_model: Path, tiny_index: KBIndex) -> None:
     """Beam search is approximate: the exact search's i-th best path scores at least as well as the beam's i-th."""
     questions = ["你知道守望星光是哪家公司出品的吗？", "龙编站的所属国家是哪里", "守望的拼音", "守望星光的歌手"]
-    exact = QuestionAnswerer.load(tiny_model, tiny_index, DecodeOptions(num_beams=3, use_ranker=False))
+    options = DecodeOptions(num_beams=3, use_ranker=False)
+    exact = QuestionAnswerer.load(tiny_model, tiny_index, options, runtime="torch")  # beam search's runtime
     beam = exact.with_options(search="beam")
     checked = 0
     for found, beamed in zip(exact.answer(questions, top_k=3), beam.answer(questions, top_k=3), strict=True):
@@ -192,8 +195,7 @@ def test_a_draft_changes_no_path_or_score_and_a_whole_kb_draft_needs_no_decoder_
         answerer = _random_answerer(triples, Path(root), seed, k, lookahead)
         proposer, index = answerer.proposer, answerer.index
         facts = [answerer.facts(q) for q in questions]
-        batch = answerer.tokenizer(questions, padding=True, return_tensors="pt")
-        encoded = proposer.decoder.encode(batch["input_ids"], batch["attention_mask"])
+        encoded = proposer.decoder.encode(*answerer.runtime.tokenizer.batch(questions))
         every = [index.path_by_id(i) for i in range(len(index))]
         some = [every[i % len(every)] for i in drafted]
 

@@ -200,7 +200,7 @@ def test_learned_ranker_answers_only_kb_paths(
         tokenizer = build_char_tokenizer([index.alphabet, "的是什么?"])
         torch.manual_seed(seed)
         options = DecodeOptions(num_beams=2, anchor_names=anchor_names, anchor_paths=4)
-        answerer = QuestionAnswerer(build_model(tokenizer, "tiny"), tokenizer, index, options)
+        answerer = QuestionAnswerer.from_model(build_model(tokenizer, "tiny"), tokenizer, index, options)
         proposed = answerer.propose(questions)
         extractor = answerer.features
         facts = [answerer.facts(q) for q in questions]

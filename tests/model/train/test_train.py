@@ -11,6 +11,8 @@ from safetensors import safe_open
 
 from kgqa.model.answerer import QuestionAnswerer
 from kgqa.model.modeling import build_model, read_training_info, save_checkpoint
+from kgqa.model.runtime import RUNTIMES
+from kgqa.model.runtime.export import export_model
 from kgqa.model.tokenizer import build_char_tokenizer
 from kgqa.model.train.trainer import STATE_FILE, TrainConfig, train
 from kgqa.trie import KBIndex, VocabularyMismatchError
@@ -58,8 +60,9 @@ def test_an_interrupted_run_resumes_where_it_stopped(tiny_index: KBIndex, tiny_q
 def test_init_from_a_saved_checkpoint(tiny_model: Path, tiny_index: KBIndex, tiny_qa: Path, tmp_path: Path) -> None:
     summary = train(_config(tiny_index, tiny_qa, tmp_path / "tuned", init=str(tiny_model), max_steps=2), progress=False)
     assert summary["config"]["init"] == tiny_model.name  # recorded portably: outside the working directory, its name
-    answerer = QuestionAnswerer.load(tmp_path / "tuned", tiny_index, device="cpu")
-    assert answerer.tokenizer.get_vocab() == QuestionAnswerer.load(tiny_model, tiny_index).tokenizer.get_vocab()
+    answerer = QuestionAnswerer.load(tmp_path / "tuned", tiny_index)
+    expected = QuestionAnswerer.load(tiny_model, tiny_index).runtime.tokenizer.get_vocab()
+    assert answerer.runtime.tokenizer.get_vocab() == expected
     for candidates in answerer.answer(["龙编站的坐标"]):
         assert all(tiny_index.is_path(c.name, c.relation, c.meaning) for c in candidates)
 
@@ -69,10 +72,17 @@ def test_a_character_model_missing_kb_characters_is_extended_at_load_and_for_ini
 ) -> None:
     tokenizer = build_char_tokenizer(["守望星光的歌手是谁"])  # not every KB character
     save_checkpoint(build_model(tokenizer, "tiny"), tokenizer, tmp_path / "narrow", {})
-    answerer = QuestionAnswerer.load(tmp_path / "narrow", tiny_index)
-    assert set(answerer.added_characters) == set(tiny_index.alphabet) - set("守望星光的歌手是谁")
-    for candidates in answerer.answer(["龙编站的坐标"], top_k=3):
-        assert candidates and all(tiny_index.is_path(c.name, c.relation, c.meaning) for c in candidates)
+    export_model(tmp_path / "narrow")
+    answers = {}
+    for runtime in RUNTIMES:  # the same new rows on either runtime: the same answers
+        answerer = QuestionAnswerer.load(tmp_path / "narrow", tiny_index, runtime=runtime)
+        assert set(answerer.added_characters) == set(tiny_index.alphabet) - set("守望星光的歌手是谁")
+        answers[runtime] = answerer.answer(["龙编站的坐标"], top_k=3)
+        for candidates in answers[runtime]:
+            assert candidates and all(tiny_index.is_path(c.name, c.relation, c.meaning) for c in candidates)
+    assert [[c.as_answer() for c in own] for own in answers["onnx"]] == [
+        [c.as_answer() for c in own] for own in answers["torch"]
+    ]
     train(_config(tiny_index, tiny_qa, tmp_path / "out", init=str(tmp_path / "narrow"), max_steps=2), progress=False)
     assert QuestionAnswerer.load(tmp_path / "out", tiny_index).added_characters == []  # saved with its new tokens
 
@@ -97,7 +107,7 @@ def test_meaning_first_target_order(tiny_index: KBIndex, tiny_qa: Path, tmp_path
     )
     nmr = KBIndex(tmp_path / "nmr")
     train(_config(nmr, tiny_qa, tmp_path / "m", epochs=1), progress=False)
-    answerer = QuestionAnswerer.load(tmp_path / "m", nmr, device="cpu")
+    answerer = QuestionAnswerer.load(tmp_path / "m", nmr)
     assert answerer.codec.key_order == NAME_MEANING_RELATION
     for candidates in answerer.answer(["刘晓华主要讲什么课啊？", "龙编站的坐标"], top_k=3):
         assert candidates and all(c.object in nmr.objects(c.name, c.relation, c.meaning) for c in candidates)
