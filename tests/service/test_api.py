@@ -168,7 +168,12 @@ def test_probes_and_docs(client: TestClient, engine: Engine) -> None:
     assert ready["status"] == "ready"
     assert ready["index"]["manifest_sha256"] == engine.index.checksum
     assert ready["index"]["triples"] == engine.index.manifest.counts["triples"] == len(TINY_KB)
-    assert ready["model"] == {"path": str(engine.model_path), "quantized": True, "added_characters": 0}
+    assert ready["model"] == {
+        "path": str(engine.model_path),
+        "runtime": "onnx",
+        "quantized": True,
+        "added_characters": 0,
+    }
     metrics = client.get("/metrics").text
     assert f'kgqa_index_info{{manifest_sha256="{engine.index.checksum}",' in metrics
     assert f"kgqa_index_triples {float(len(TINY_KB))}" in metrics

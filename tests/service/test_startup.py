@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from kgqa.model.modeling import build_model, save_checkpoint
+from kgqa.model.runtime.export import export_model
 from kgqa.model.tokenizer import build_char_tokenizer
 from kgqa.service.engine import Engine, StartupError
 from kgqa.service.settings import ServiceSettings
@@ -19,7 +20,9 @@ from tests.conftest import save_word_piece_checkpoint
 @pytest.fixture(scope="module")
 def foreign_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real (untrained) word-piece model over a few characters: it cannot spell the test KB."""
-    return save_word_piece_checkpoint(tmp_path_factory.mktemp("foreign") / "model", list("守望星光出品公司是什么"))
+    directory = save_word_piece_checkpoint(tmp_path_factory.mktemp("foreign") / "model", list("守望星光出品公司是什么"))
+    export_model(directory)
+    return directory
 
 
 def test_model_that_cannot_spell_the_index_fails_start_up(
@@ -36,6 +39,7 @@ def test_a_character_model_starts_over_a_kb_with_characters_it_never_saw(
     """Open vocabulary: the index's other characters are added at load; it serves."""
     tokenizer = build_char_tokenizer(["守望星光出品公司是什么"])
     save_checkpoint(build_model(tokenizer, size="tiny"), tokenizer, tmp_path / "narrow", {})
+    export_model(tmp_path / "narrow")
     engine = Engine.load(service_settings.model_copy(update={"model": tmp_path / "narrow"}))
     added = engine.describe()["model"]["added_characters"]
     assert added == len(set(engine.index.alphabet) - set("守望星光出品公司是什么")) > 30

@@ -12,13 +12,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, get_args
+from typing import TYPE_CHECKING, Any, Protocol, get_args
 
 import numpy as np
 
 from kgqa.model.options import Runtime
 from kgqa.model.runtime.spec import ModelFormatError, ModelSpec, OutputLayer
-from kgqa.model.tokenizer import QuestionTokenizer
+
+if TYPE_CHECKING:
+    from kgqa.model.tokenizer import QuestionTokenizer
 
 RUNTIMES: tuple[str, ...] = get_args(Runtime)
 DEFAULT_RUNTIME = "onnx"
@@ -84,6 +86,7 @@ def load_runtime(
     """The model of ``directory`` on ``runtime`` ("onnx" or "torch"); ``quantize``: int8 layers; ``alphabet``: the
     index's characters, those the tokenizer lacks added (``kgqa.model.vocabulary``). ModelFormatError (with the
     command that mends it) for a directory the runtime cannot run, an export missing or stale among them."""
+    from kgqa.model.tokenizer import QuestionTokenizer
     from kgqa.model.vocabulary import extend_output
 
     if runtime not in RUNTIMES:
