@@ -13,10 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
-from kgqa.model.decode import search as search_module
+from kgqa.model.decode import children as children_module
+from kgqa.model.decode.children import RankedChildren
 from kgqa.model.decode.constrained import KBConstraintLogitsProcessor
 from kgqa.model.decode.lookahead import RelationLookaheadLogitsProcessor
-from kgqa.model.decode.search import BestFirstSearch, RankedChildren
+from kgqa.model.decode.search import BestFirstSearch
 from kgqa.model.decode.step import DecodingStep
 from kgqa.model.modeling import build_model
 from kgqa.model.tokenizer import build_char_tokenizer
@@ -92,13 +93,13 @@ def _random_answerer(triples: list, root: Path, seed: int, k: int, lookahead: bo
 @given(
     **RANDOM_SEARCH,
     k=st.integers(1, 6),
-    ranked_ahead=st.sampled_from([1, 2, search_module.RANKED_AHEAD]),
+    ranked_ahead=st.sampled_from([1, 2, children_module.RANKED_AHEAD]),
 )
 def test_search_returns_the_exact_top_k(
     triples: list, seed: int, k: int, lookahead: bool, questions: list[str], ranked_ahead: int
 ) -> None:
     with tempfile.TemporaryDirectory() as root, pytest.MonkeyPatch.context() as patch:
-        patch.setattr(search_module, "RANKED_AHEAD", ranked_ahead)  # children ranked lazily past the first one or two
+        patch.setattr(children_module, "RANKED_AHEAD", ranked_ahead)  # children ranked lazily past the first one or two
         answerer = _random_answerer(triples, Path(root), seed, k, lookahead)
         results = answerer.answer(questions, top_k=k)
         for candidates, every in zip(results, _every_path_scored(answerer, questions), strict=True):

@@ -17,7 +17,8 @@ from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
 from kgqa.model.candidate import Candidate
 from kgqa.model.facts import QuestionFacts
 from kgqa.model.modeling import build_model
-from kgqa.model.rank.features import FEATURE_GROUPS, FeatureExtractor, object_forms, question_kinds
+from kgqa.model.rank.features import FEATURE_GROUPS, FeatureExtractor
+from kgqa.model.rank.forms import object_forms, question_kinds
 from kgqa.model.rank.matcher import MatcherConfig, RelationMatcher, train_matcher
 from kgqa.model.rank.ranker import (
     LearnedRanker,
