@@ -18,7 +18,7 @@ TRAIN = "$$($(BIN)/kgqa data locate --no-download)/train.json"
 export PYTHONDONTWRITEBYTECODE :=
 
 .PHONY: run setup setup-dev index test lint format words train train-no-augment train-order-nmr evaluate eval-table bench-decode \
-	test-browser bench-index bench-index-20m bench-service bench-unseen bench-scale bench-100m bench-predict bench-search bench-first-run serve ask docker-smoke clean ranker confidence \
+	test-browser bench-index bench-index-20m bench-service bench-unseen bench-scale bench-100m bench-predict bench-search bench-runtime bench-first-run serve ask docker-smoke clean ranker confidence \
 	evaluate-unanswerable
 
 # The main job on a fresh clone: create .venv, find the KgCLUE data and build the KB index while the rest of what
@@ -238,6 +238,11 @@ bench-100m: index setup-dev
 # kgqa predict on dev: the local engine against Ray Data with 2 actors (time, peak memory of the process tree).
 bench-predict: index setup-dev
 	$(BIN)/python scripts/bench_predict.py --model $(MODEL) --index $(INDEX) --json $(BENCH)/predict.json
+
+# The two runtimes side by side, float32 and int8: ONNX Runtime (what answers) against torch (the reference): start-up,
+# kgqa ask, the service (1 worker), kgqa predict over dev, EM_O, and the share of the same top answers.
+bench-runtime: index setup-dev
+	$(BIN)/python scripts/bench_runtime.py --model $(MODEL) --index $(INDEX) --json $(BENCH)/runtime.json
 
 # A newcomer's first run: a clean clone of HEAD, make run, seconds to /readyz 200 and the .venv's size (port 8000).
 bench-first-run:

@@ -1,8 +1,9 @@
-"""Best-first search returns the exact top-k KB paths under the model's scores: checked against every path of small
-random KBs scored by teacher forcing through the processors beam search uses."""
+"""Best-first search returns the exact top-k KB paths under the model's scores, on either runtime: checked against
+every path of small random KBs scored by transformers' teacher forcing through the processors beam search uses."""
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from pathlib import Path
 
@@ -19,7 +20,9 @@ from kgqa.model.decode.constrained import KBConstraintLogitsProcessor
 from kgqa.model.decode.lookahead import RelationLookaheadLogitsProcessor
 from kgqa.model.decode.search import BestFirstSearch
 from kgqa.model.decode.step import DecodingStep
-from kgqa.model.modeling import build_model
+from kgqa.model.modeling import build_model, load_checkpoint, save_checkpoint
+from kgqa.model.runtime import RUNTIMES
+from kgqa.model.runtime.export import export_model
 from kgqa.model.tokenizer import build_char_tokenizer
 from kgqa.trie import KBIndex, PathKey
 from tests.conftest import index_of_triples
@@ -28,16 +31,38 @@ NAME_CHARS = "ab龙星光x"
 WORD = st.text(alphabet=NAME_CHARS, min_size=1, max_size=4)
 TRIPLE = st.tuples(WORD, st.one_of(st.just(""), WORD), WORD, WORD)  # name, meaning, relation, object
 QUESTION = st.text(alphabet=NAME_CHARS + "的是什么?", min_size=1, max_size=10)
-# a random small KB, the untrained model's seed, the look-ahead on or off, and questions (``_random_answerer``)
+MODEL_SEEDS = (0, 1, 2)
+# a random small KB, one of the untrained models, a runtime, the look-ahead on or off, and questions
 RANDOM_SEARCH = {
     "triples": st.lists(TRIPLE, min_size=1, max_size=14),
-    "seed": st.integers(0, 2**16),
+    "seed": st.sampled_from(MODEL_SEEDS),
+    "runtime": st.sampled_from(RUNTIMES),
     "lookahead": st.booleans(),
     "questions": st.lists(QUESTION, min_size=1, max_size=3),
 }
 
 
-def _every_path_scored(answerer: QuestionAnswerer, questions: list[str]) -> list[list[tuple[float, PathKey]]]:
+@pytest.fixture(scope="module")
+def random_models(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    """Untrained tiny models over every character the random KBs and questions use, saved and exported once."""
+    tokenizer = build_char_tokenizer([NAME_CHARS, "的是什么?"])
+    models = {}
+    for seed in MODEL_SEEDS:
+        torch.manual_seed(seed)
+        models[seed] = tmp_path_factory.mktemp(f"random-{seed}") / "model"
+        save_checkpoint(build_model(tokenizer, "tiny", dropout=0.0), tokenizer, models[seed], {})
+        export_model(models[seed])
+    return models
+
+
+@functools.cache
+def _torch_model(directory: Path) -> torch.nn.Module:
+    return load_checkpoint(directory)[0].eval()
+
+
+def _every_path_scored(
+    answerer: QuestionAnswerer, questions: list[str], model: torch.nn.Module
+) -> list[list[tuple[float, PathKey]]]:
     """Each question's every KB path with its score, best first, computed independently of the search: transformers'
     full forward pass (every position, the whole vocabulary), then the constraint and look-ahead processors beam search
     runs, summing the chosen tokens' values."""
@@ -46,7 +71,6 @@ def _every_path_scored(answerer: QuestionAnswerer, questions: list[str]) -> list
     targets = [codec.encode(p.name, p.relation, p.meaning) for p in paths]
     length = max(map(len, targets))
     labels = torch.tensor([t + [codec.pad_token_id] * (length - len(t)) for t in targets])
-    model = answerer.runtime.model  # the torch runtime's transformers model
     start = torch.full((len(paths), 1), model.config.decoder_start_token_id)
     decoder_input = torch.cat([start, labels[:, :-1]], dim=1)
     out = []
@@ -80,13 +104,10 @@ def _every_path_scored(answerer: QuestionAnswerer, questions: list[str]) -> list
     return out
 
 
-def _random_answerer(triples: list, root: Path, seed: int, k: int, lookahead: bool) -> QuestionAnswerer:
-    """An untrained tiny model (seeded) over an index of ``triples``, searching for the top ``k``, no ranker."""
-    index = index_of_triples(triples, root)
-    tokenizer = build_char_tokenizer([index.alphabet, "的是什么?"])
-    torch.manual_seed(seed)
+def _random_answerer(triples: list, root: Path, model: Path, runtime: str, k: int, lookahead: bool) -> QuestionAnswerer:
+    """An untrained tiny model on ``runtime`` over an index of ``triples``, searching for the top ``k``, no ranker."""
     options = DecodeOptions(num_beams=k, lookahead=lookahead, use_ranker=False)
-    return QuestionAnswerer.from_model(build_model(tokenizer, "tiny", dropout=0.0), tokenizer, index, options)
+    return QuestionAnswerer.load(model, index_of_triples(triples, root), options, runtime=runtime)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -96,13 +117,22 @@ def _random_answerer(triples: list, root: Path, seed: int, k: int, lookahead: bo
     ranked_ahead=st.sampled_from([1, 2, children_module.RANKED_AHEAD]),
 )
 def test_search_returns_the_exact_top_k(
-    triples: list, seed: int, k: int, lookahead: bool, questions: list[str], ranked_ahead: int
+    random_models: dict[int, Path],
+    triples: list,
+    seed: int,
+    runtime: str,
+    k: int,
+    lookahead: bool,
+    questions: list[str],
+    ranked_ahead: int,
 ) -> None:
     with tempfile.TemporaryDirectory() as root, pytest.MonkeyPatch.context() as patch:
         patch.setattr(children_module, "RANKED_AHEAD", ranked_ahead)  # children ranked lazily past the first one or two
-        answerer = _random_answerer(triples, Path(root), seed, k, lookahead)
+        answerer = _random_answerer(triples, Path(root), random_models[seed], runtime, k, lookahead)
         results = answerer.answer(questions, top_k=k)
-        for candidates, every in zip(results, _every_path_scored(answerer, questions), strict=True):
+        for candidates, every in zip(
+            results, _every_path_scored(answerer, questions, _torch_model(random_models[seed])), strict=True
+        ):
             expected = every[:k]
             assert len(candidates) == min(k, len(every))
             for c, (score, _) in zip(candidates, expected, strict=True):
@@ -116,13 +146,21 @@ def test_search_returns_the_exact_top_k(
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(**RANDOM_SEARCH, k=st.integers(1, 6), required=st.integers(1, 6), margin=st.floats(0.01, 3.0))
 def test_a_margin_returns_the_exact_top_k_down_to_it(
-    triples: list, seed: int, k: int, required: int, lookahead: bool, questions: list[str], margin: float
+    random_models: dict[int, Path],
+    triples: list,
+    seed: int,
+    runtime: str,
+    k: int,
+    required: int,
+    lookahead: bool,
+    questions: list[str],
+    margin: float,
 ) -> None:
     """Under a margin the search returns the exact top k's first ``required`` paths, then those of the rest that
     score within the margin of the best, in order, and none of the others (an untrained model's scores spread over a
     few nats: margins up to 3 cut)."""
     with tempfile.TemporaryDirectory() as root:
-        answerer = _random_answerer(triples, Path(root), seed, k, lookahead)
+        answerer = _random_answerer(triples, Path(root), random_models[seed], runtime, k, lookahead)
         proposer = answerer.proposer
         facts = [answerer.facts(q) for q in questions]
         encoded = proposer.decoder.encode(*answerer.runtime.tokenizer.batch(questions))
@@ -130,7 +168,9 @@ def test_a_margin_returns_the_exact_top_k_down_to_it(
             proposer.decoder, proposer.constraint, proposer._lookahead_processor(facts), margin=margin
         )
         results = searcher.search_encoded(encoded, facts, k, required=required)
-        for own, every in zip(results, _every_path_scored(answerer, questions), strict=True):
+        for own, every in zip(
+            results, _every_path_scored(answerer, questions, _torch_model(random_models[seed])), strict=True
+        ):
             expected = [score for score, _ in every[:k]]
             floor = expected[0] - margin
             found = [f.score for f in own]
@@ -189,11 +229,18 @@ def test_search_finds_what_beam_search_finds_or_better(tiny_model: Path, tiny_in
     drafted=st.lists(st.integers(0, 13), max_size=8),
 )
 def test_a_draft_changes_no_path_or_score_and_a_whole_kb_draft_needs_no_decoder_call(
-    triples: list, seed: int, k: int, lookahead: bool, questions: list[str], drafted: list[int]
+    random_models: dict[int, Path],
+    triples: list,
+    seed: int,
+    runtime: str,
+    k: int,
+    lookahead: bool,
+    questions: list[str],
+    drafted: list[int],
 ) -> None:
     """The search expands a drafted prefix from the draft's scores instead of the decoder: the same exact top k."""
     with tempfile.TemporaryDirectory() as root:
-        answerer = _random_answerer(triples, Path(root), seed, k, lookahead)
+        answerer = _random_answerer(triples, Path(root), random_models[seed], runtime, k, lookahead)
         proposer, index = answerer.proposer, answerer.index
         facts = [answerer.facts(q) for q in questions]
         encoded = proposer.decoder.encode(*answerer.runtime.tokenizer.batch(questions))
