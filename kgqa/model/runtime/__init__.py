@@ -95,8 +95,13 @@ def load_runtime(
     spec = ModelSpec.read(directory)
     tokenizer = QuestionTokenizer.load(directory)
     if runtime == "torch":
-        from kgqa.model.runtime.torch_layers import load_torch
-
+        try:
+            from kgqa.model.runtime.torch_layers import load_torch
+        except ImportError as exc:  # an install for answering alone (make run, the Docker image)
+            raise ModelFormatError(
+                f"--runtime torch needs torch and transformers ({exc}); install the [train] extra "
+                "(pip install -e '.[train]', or make setup-dev), or answer with --runtime onnx"
+            ) from exc
         return load_torch(directory, spec, tokenizer, quantize, threads, alphabet)
     from kgqa.model.runtime.onnx_layers import OnnxLayers
 
