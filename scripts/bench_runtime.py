@@ -18,13 +18,13 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_search import timed
 from bench_service import load
 
 from kgqa.bench.process import ServerProcess
@@ -46,14 +46,6 @@ QUESTION = "你知道守望星光是哪家公司出品的吗？"
 def serve_flags(flags: list[str]) -> list[str]:
     """kgqa serve's spelling of the runtime flags (its int8 is on by default)."""
     return [flags[0], flags[1], *([] if "--quantize" in flags else ["--no-quantize"])]
-
-
-def timed(command: list[str]) -> float:
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"{command} exited {done.returncode}:\n{done.stderr[-3000:]}")
-    return time.perf_counter() - started
 
 
 def start_up(model: Path, index: Path, flags: list[str]) -> float:
@@ -124,8 +116,8 @@ def main() -> int:
         )
         parsed = [parse_answer(a) if a else None for a in answers]
         row["EM_O"] = round(evaluate_answers(parsed, [q.answer for q in gold])["EM_O"], 2)
-        row["p50_ms"] = statistics.median(s["p50_ms"] for s in row["service"])
-        row["qps_32"] = statistics.median(s["qps_32"] for s in row["service"])
+        row["p50_ms"] = round(statistics.median(s["p50_ms"] for s in row["service"]), 1)
+        row["qps_32"] = round(statistics.median(s["qps_32"] for s in row["service"]), 1)
         for key in ("start_up_s", "ask_s", "predict_s"):
             row[f"{key}_median"] = round(statistics.median(row[key]), 2)
     for label, row in results.items():  # ratios to torch at the same precision

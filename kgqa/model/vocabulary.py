@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kgqa.model.runtime.spec import OutputLayer
 from kgqa.model.tokenizer import SPECIAL_TOKENS, QuestionTokenizer, single_char_vocab
 from kgqa.trie import KBIndex
 
@@ -50,25 +49,26 @@ def missing_characters(
 
 
 def extend_output(
-    output: OutputLayer, tokenizer: QuestionTokenizer, alphabet: str | set[str] | None
-) -> tuple[OutputLayer, list[str]]:
-    """``output`` with a row for each character of ``alphabet`` the character tokenizer lacks (added to it too), and
-    the characters added; unchanged with ``[]`` for another tokenizer, whose constraint then decides."""
+    weight: np.ndarray, bias: np.ndarray, tokenizer: QuestionTokenizer, alphabet: str | set[str] | None
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The tied embeddings ``weight`` and output ``bias`` with a row for each character of ``alphabet`` the character
+    tokenizer lacks (added to it too), and the characters added; unchanged with ``[]`` for another tokenizer, whose
+    constraint then decides."""
     if alphabet is None or not is_char_tokenizer(tokenizer):
-        return output, []
+        return weight, bias, []
     missing = missing_characters(tokenizer, alphabet)
     if not missing:
-        return output, []
+        return weight, bias, []
     trained = sorted(single_char_vocab(tokenizer).values())
     ids = tokenizer.add_characters(missing)
-    size = max(len(tokenizer), len(output.weight))
-    weight = np.zeros((size, output.weight.shape[1]), dtype=np.float32)
-    bias = np.zeros(size, dtype=np.float32)
-    weight[: len(output.weight)], bias[: len(output.bias)] = output.weight, output.bias
-    weight[ids] = rows_like(output.weight[trained], missing)
-    bias[ids] = output.bias[trained].mean()
+    size = max(len(tokenizer), len(weight))
+    grown = np.zeros((size, weight.shape[1]), dtype=np.float32)
+    grown_bias = np.zeros(size, dtype=np.float32)
+    grown[: len(weight)], grown_bias[: len(bias)] = weight, bias
+    grown[ids] = rows_like(weight[trained], missing)
+    grown_bias[ids] = bias[trained].mean()
     log.info("vocabulary extended by %d character(s) of the index (e.g. %r)", len(missing), "".join(missing[:10]))
-    return OutputLayer(weight, bias), missing
+    return grown, grown_bias, missing
 
 
 def rows_like(trained: np.ndarray, characters: list[str]) -> np.ndarray:

@@ -87,7 +87,6 @@ def load_runtime(
     index's characters, those the tokenizer lacks added (``kgqa.model.vocabulary``). ModelFormatError (with the
     command that mends it) for a directory the runtime cannot run, an export missing or stale among them."""
     from kgqa.model.tokenizer import QuestionTokenizer
-    from kgqa.model.vocabulary import extend_output
 
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
@@ -106,5 +105,5 @@ def load_runtime(
     from kgqa.model.runtime.onnx_layers import OnnxLayers
 
     layers = OnnxLayers(directory, quantize, threads)
-    output, added = extend_output(OutputLayer.read(directory), tokenizer, alphabet)
+    output, added = OutputLayer.read(directory).extended(tokenizer, alphabet)
     return ModelRuntime(spec, tokenizer, output, layers, layers.parameters, quantize, added)

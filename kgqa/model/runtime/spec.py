@@ -12,10 +12,14 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from kgqa.trie.keys import NAME_RELATION_MEANING
+
+if TYPE_CHECKING:
+    from kgqa.model.tokenizer import QuestionTokenizer
 
 WEIGHTS_FILE = "model.safetensors"
 EMBEDDING_KEY = "model.shared.weight"
@@ -97,9 +101,13 @@ class OutputLayer:
         """The scaled token embeddings of ``ids`` (any shape), as BART's ``embed_tokens`` gives them."""
         return self.weight[ids] * np.float32(scale)
 
-    def extended(self, rows: np.ndarray, bias: np.ndarray) -> OutputLayer:
-        """This layer with ``rows`` (and their ``bias``) appended: new tokens' rows."""
-        return OutputLayer(np.concatenate([self.weight, rows]), np.concatenate([self.bias, bias]))
+    def extended(self, tokenizer: QuestionTokenizer, alphabet: str | set[str] | None) -> tuple[OutputLayer, list[str]]:
+        """This layer with a row for each of ``alphabet``'s characters the tokenizer lacks (``kgqa.model.vocabulary``),
+        and those characters."""
+        from kgqa.model.vocabulary import extend_output
+
+        weight, bias, added = extend_output(self.weight, self.bias, tokenizer, alphabet)
+        return OutputLayer(weight, bias), added
 
 
 def _given(config: dict, key: str, default: int) -> int:

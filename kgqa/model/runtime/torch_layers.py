@@ -139,11 +139,10 @@ def load_torch(
 ) -> ModelRuntime:
     """The checkpoint loaded by transformers, on the CPU: the reference runtime (``load_runtime``)."""
     from kgqa.model.modeling import load_checkpoint, quantize_for_cpu
-    from kgqa.model.vocabulary import extend_output
 
     model, _ = load_checkpoint(directory)
     parameters = model.num_parameters()  # as trained: before rows are added, before int8 packs the weights
-    output, added = extend_output(TorchLayers(model).output_layer(), tokenizer, alphabet)
+    output, added = TorchLayers(model).output_layer().extended(tokenizer, alphabet)
     if added:  # the same rows in the model, for transformers' own generate (the reference beam search)
         with torch.no_grad():
             model.resize_token_embeddings(len(output.weight), mean_resizing=False)
@@ -156,11 +155,9 @@ def load_torch(
 
 def torch_runtime(model: PreTrainedModel, tokenizer: Any, alphabet: str | set[str] | None = None) -> ModelRuntime:
     """A model in memory (being trained, or built by a test) with its transformers tokenizer, as a runtime."""
-    from kgqa.model.vocabulary import extend_output
-
     spec = ModelSpec.of_config(model.config.to_dict())
     question_tokenizer = QuestionTokenizer.from_transformers(tokenizer)
-    output, added = extend_output(TorchLayers(model).output_layer(), question_tokenizer, alphabet)
+    output, added = TorchLayers(model).output_layer().extended(question_tokenizer, alphabet)
     return ModelRuntime(
         spec, question_tokenizer, output, TorchLayers(model), model.num_parameters(), False, added, model
     )
