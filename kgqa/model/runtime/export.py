@@ -105,9 +105,70 @@ def export_model(directory: str | Path, quantize: bool = True) -> dict[str, Any]
     for parameter in model.parameters():  # the exporter takes weights as constants only without autograd
         parameter.requires_grad_(False)
     parameters = model.num_parameters()
+    graphs = _graphs(directory, spec, model)
+    report: dict[str, Any] = {}
+    written: list[tuple[Path, Path]] = []
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=directory) as work, _quiet():
+        for part, (module, inputs, input_names, output_names, axes) in graphs.items():
+            float_path = Path(work) / GRAPH_FILES[False][part]
+            torch.onnx.export(
+                module,
+                inputs,
+                str(float_path),
+                dynamo=False,
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_axes=axes,
+                opset_version=OPSET,
+            )
+            report[part] = {"float32_max_abs_difference": _largest_difference(float_path, module, inputs)}
+            written.append((float_path, directory / GRAPH_FILES[False][part]))
+            if quantize:
+                int8_path = Path(work) / GRAPH_FILES[True][part]
+                quantize_dynamic(str(float_path), str(int8_path), weight_type=QuantType.QInt8)
+                report[part]["int8_max_abs_difference"] = _largest_difference(int8_path, module, inputs)
+                written.append((int8_path, directory / GRAPH_FILES[True][part]))
+        for source, target in written:
+            os.replace(source, target)
+    if not quantize:  # int8 graphs of an earlier export would not be these weights'
+        for name in GRAPH_FILES[True].values():
+            (directory / name).unlink(missing_ok=True)
+    manifest = _manifest(directory, parameters, quantize, [target for _, target in written], report)
+    write_json(directory / MANIFEST_FILE, manifest, announce=False)
+    return manifest
+
+
+def _manifest(
+    directory: Path, parameters: int, quantize: bool, graphs: list[Path], report: dict[str, Any]
+) -> dict[str, Any]:
+    import onnxruntime
+    import transformers
+
+    return {
+        "format": MANIFEST_FORMAT,
+        "weights": WEIGHTS_FILE,
+        "weights_sha256": sha256_file(directory / WEIGHTS_FILE),
+        "parameters": parameters,
+        "opset": OPSET,
+        "int8": quantize,
+        "int8_settings": "onnxruntime.quantization.quantize_dynamic, weights QInt8, activations per call"
+        if quantize
+        else None,
+        "graphs": {path.name: sha256_file(path) for path in graphs},
+        "sample_calls": report,
+        "exported_with": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "onnxruntime": onnxruntime.__version__,
+        },
+    }
+
+
+def _graphs(directory: Path, spec: ModelSpec, model: Any) -> dict[str, tuple]:
+    """Per graph: the module, its sample inputs, input and output names, and which axes vary."""
     names = _names(spec.decoder_layers)
     encoder_inputs, decoder_inputs = _samples(directory, spec, model)
-    graphs = {
+    return {
         "encoder": (
             EncoderGraph(model).eval(),
             encoder_inputs,
@@ -133,50 +194,3 @@ def export_model(directory: str | Path, quantize: bool = True) -> dict[str, Any]
             | {n: {0: "rows", 2: "seen"} for n in names["present"]},
         ),
     }
-    report: dict[str, Any] = {}
-    written: list[tuple[Path, Path]] = []
-    with tempfile.TemporaryDirectory(prefix=".export-", dir=directory) as work, _quiet():
-        for part, (module, inputs, input_names, output_names, axes) in graphs.items():
-            float_path = Path(work) / GRAPH_FILES[False][part]
-            torch.onnx.export(
-                module,
-                inputs,
-                str(float_path),
-                dynamo=False,
-                input_names=input_names,
-                output_names=output_names,
-                dynamic_axes=axes,
-                opset_version=OPSET,
-            )
-            report[part] = {"float32_max_abs_difference": _largest_difference(float_path, module, inputs)}
-            written.append((float_path, directory / GRAPH_FILES[False][part]))
-            if quantize:
-                int8_path = Path(work) / GRAPH_FILES[True][part]
-                quantize_dynamic(str(float_path), str(int8_path), weight_type=QuantType.QInt8)
-                report[part]["int8_max_abs_difference"] = _largest_difference(int8_path, module, inputs)
-                written.append((int8_path, directory / GRAPH_FILES[True][part]))
-        for source, target in written:
-            os.replace(source, target)
-    import onnxruntime
-    import transformers
-
-    manifest = {
-        "format": MANIFEST_FORMAT,
-        "weights": WEIGHTS_FILE,
-        "weights_sha256": sha256_file(directory / WEIGHTS_FILE),
-        "parameters": parameters,
-        "opset": OPSET,
-        "int8": quantize,
-        "int8_settings": "onnxruntime.quantization.quantize_dynamic, weights QInt8, activations per call"
-        if quantize
-        else None,
-        "graphs": {name: sha256_file(target) for _, target in written for name in [target.name]},
-        "sample_calls": report,
-        "exported_with": {
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "onnxruntime": onnxruntime.__version__,
-        },
-    }
-    write_json(directory / MANIFEST_FILE, manifest, announce=False)
-    return manifest

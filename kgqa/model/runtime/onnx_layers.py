@@ -35,8 +35,11 @@ class OnnxLayers:
         self.graphs: dict[str, bytes] = {}
         self.files = graph_paths(directory, quantized)
         for part, path in self.files.items():
-            if not path.is_file():
-                raise ModelFormatError(f"{directory} has no {path.name}; run `{export_command(directory)}`")
+            if path.name not in manifest.get("graphs", {}) or not path.is_file():
+                raise ModelFormatError(
+                    f"{directory} has no {path.name} of this export; run `{export_command(directory)}`"
+                    + (" (without --no-int8)" if quantized else "")
+                )
             self.graphs[part] = path.read_bytes()
         self.threads = threads
         self._pid = -1  # the process that made the sessions

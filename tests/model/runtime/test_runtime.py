@@ -15,6 +15,7 @@ import torch
 from kgqa.model.answerer import DecodeOptions, QuestionAnswerer
 from kgqa.model.modeling import load_checkpoint, save_checkpoint
 from kgqa.model.runtime import ModelFormatError, load_runtime
+from kgqa.model.runtime.export import export_model
 from kgqa.model.runtime.graphs import MANIFEST_FILE
 from kgqa.trie import KBIndex
 from tests.conftest import TINY_QA
@@ -96,3 +97,13 @@ def test_answering_imports_neither_torch_nor_transformers(tiny_model: Path, tiny
     code = NO_TORCH.format(body=body.format(model=str(tiny_model), index=str(tiny_index.directory)))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_an_export_without_int8_leaves_no_stale_int8_graphs(tiny_model: Path, tmp_path: Path) -> None:
+    copy = _copy(tiny_model, tmp_path / "model")
+    manifest = export_model(copy, quantize=False)
+    assert set(manifest["graphs"]) == {"encoder.onnx", "decoder.onnx"}
+    assert not (copy / "encoder.int8.onnx").exists()
+    load_runtime(copy, "onnx")
+    with pytest.raises(ModelFormatError, match=r"no encoder\.int8\.onnx of this export.*without --no-int8"):
+        load_runtime(copy, "onnx", quantize=True)
