@@ -7,7 +7,7 @@ Layout (all memory-mappable):
 - ``heavy.marisa`` + ``heavy_children.*.npy``: next characters of the prefixes with many keys below them that may
   span shards, the root's included; each shard holds the table of its own (see :mod:`kgqa.trie.heavy`).
 - ``alphabet.txt``: every character that occurs in a path key (what a tokenizer must be able to spell).
-- ``relation_stats.marisa``: paths by relation and meaning ending (see :mod:`kgqa.trie.stats`).
+- ``relation_stats/``: paths by relation and meaning ending, in key-range parts (see :mod:`kgqa.trie.stats`).
 - ``manifest.json``: sources with sizes and checksums, counts, shards, skipped lines, build time; written last.
 
 The build is an external sort (:mod:`kgqa.trie.runs`): one pass over the knowledge files writes sorted runs of
@@ -40,7 +40,7 @@ from kgqa.trie.keys import KEY_ORDERS, NAME_RELATION_MEANING, SEP, key_parts
 from kgqa.trie.manifest import Manifest
 from kgqa.trie.runs import SortedRuns, merge_runs, write_sorted_runs
 from kgqa.trie.shard import ShardSummary
-from kgqa.trie.stats import RelationCounter
+from kgqa.trie.stats import RelationCounter, StatsSummary
 
 # A light prefix's next characters come from enumerating its keys: at most this many. At 100M keys restoring one
 # costs several µs (cache misses), so 8 keeps the p99 of a query near 100 µs; the table grows as the threshold falls.
@@ -62,11 +62,13 @@ class BuildPlan:
     ``jobs`` > 1 each worker stays within the budget (the reading and merging process holds little meanwhile).
 
     A shard build holds its keys as str, the marisa trie being built, and its objects: measured at about
-    ``SHARD_MEMORY_PER_INPUT_BYTE`` bytes per byte of shard input.
+    ``SHARD_MEMORY_PER_INPUT_BYTE`` bytes per byte of shard input. The merging process also counts the KB's relation
+    statistics, in ``stats_bytes`` (spilled beyond it, :mod:`kgqa.trie.stats`), beside a shard build of its own.
     """
 
     run_buffer_bytes: int
     shard_bytes: int
+    stats_bytes: int
 
     SHARD_MEMORY_PER_INPUT_BYTE = 6
     RESERVED_BYTES = 160 * 2**20  # the interpreter, numpy, marisa, the merge's buffers
@@ -76,7 +78,12 @@ class BuildPlan:
         if memory_budget < MIN_MEMORY_BUDGET:
             raise ValueError(f"memory budget {memory_budget:,} bytes is below the least usable, {MIN_MEMORY_BUDGET:,}")
         usable = max(memory_budget - cls.RESERVED_BYTES, memory_budget // 4)
-        return cls(run_buffer_bytes=usable * 3 // 5, shard_bytes=max(1, usable // cls.SHARD_MEMORY_PER_INPUT_BYTE))
+        stats = usable // 8
+        return cls(
+            run_buffer_bytes=usable * 3 // 5,
+            shard_bytes=max(1, (usable - stats) // cls.SHARD_MEMORY_PER_INPUT_BYTE),
+            stats_bytes=stats,
+        )
 
 
 def build_index(
@@ -121,7 +128,7 @@ def build_index(
                 "no valid triple in " + ", ".join(map(str, kb_files)) + f" ({counter.lines} lines, all skipped)"
             )
         with _step(steps, "merge and build shards"):
-            summaries = _merge_and_build(
+            summaries, stats = _merge_and_build(
                 runs, spill, work, plan, heavy_threshold, progress, engine, jobs, ray_address, key_order
             )
         with _step(steps, "heavy prefixes"):
@@ -129,7 +136,7 @@ def build_index(
             alphabet = set().union(*(s.alphabet for s in summaries))
             (work / "alphabet.txt").write_text("".join(sorted(alphabet)), encoding="utf-8")
         with _step(steps, "checksums"):
-            counts = _counts(summaries, runs.relation_count, top_heavy, len(alphabet))
+            counts = _counts(summaries, stats.relations, top_heavy, len(alphabet))
             manifest = Manifest(
                 heavy_threshold=heavy_threshold,
                 sources=[_source(f) for f in kb_files],
@@ -165,9 +172,9 @@ def _merge_and_build(
     jobs: int,
     ray_address: str | None,
     key_order: str,
-) -> list[ShardSummary]:
-    """Merge the runs into shards and build them; the merge also counts the paths into the KB statistics file."""
-    stats = RelationCounter()
+) -> tuple[list[ShardSummary], StatsSummary]:
+    """Merge the runs into shards and build them; the merge also counts the paths into the KB statistics."""
+    stats = RelationCounter(spill, plan.stats_bytes)
     with (
         tqdm(
             total=runs.triples, desc="merge", unit="line", unit_scale=True, disable=not progress, leave=False
@@ -185,8 +192,7 @@ def _merge_and_build(
             ray_address=ray_address,
             on_built=lambda: built.update(1),
         )
-    stats.save(work)
-    return summaries
+    return summaries, stats.save(work)
 
 
 def _counting_paths(stats: RelationCounter, key_order: str) -> Callable[[bytes], None]:

@@ -33,7 +33,6 @@ class SortedRuns:
 
     paths: list[Path] = field(default_factory=list)
     triples: int = 0
-    relation_count: int = 0
 
 
 def write_sorted_runs(
@@ -42,15 +41,12 @@ def write_sorted_runs(
     """Sort the triples' (path key, object) lines in memory up to ``buffer_bytes``, spilling each full buffer to a run
     file in ``directory``."""
     runs = SortedRuns()
-    relations: set[str] = set()
     buffer: list[bytes] = []
     used = 0
-    add_relation = relations.add
     for sequence, (head, relation, tail) in enumerate(triples):
         name, meaning = split_head(head)
         line = f"{path_key(name, relation, meaning, key_order)}{RUN_SEP}{sequence:0{SEQUENCE_DIGITS}d}{tail}\n".encode()
         buffer.append(line)
-        add_relation(relation)
         used += len(line) + _LINE_OVERHEAD
         if used >= buffer_bytes:
             runs.paths.append(_spill(buffer, directory / f"run-{len(runs.paths):05d}"))
@@ -58,7 +54,6 @@ def write_sorted_runs(
         runs.triples = sequence + 1
     if buffer:
         runs.paths.append(_spill(buffer, directory / f"run-{len(runs.paths):05d}"))
-    runs.relation_count = len(relations)
     return runs
 
 

@@ -91,7 +91,7 @@ def test_a_small_budget_spills_many_runs_and_the_merge_restores_order(tmp_path: 
     kb = write_kb(tmp_path / "kb.tsv", lines)
     (tmp_path / "spill").mkdir()
     runs = write_sorted_runs(iter_triples(kb), tmp_path / "spill", 2048, "name,relation,meaning")
-    assert len(runs.paths) > 10 and runs.triples == 501 and runs.relation_count == 5
+    assert len(runs.paths) > 10 and runs.triples == 501
     shards = list(merge_runs(runs.paths, tmp_path / "spill", 300))
     assert len(shards) > 5
     assert not list((tmp_path / "spill").glob("merged-*"))  # few runs: merged at once
