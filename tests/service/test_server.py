@@ -270,9 +270,15 @@ def test_a_worker_that_dies_before_it_is_ready_stops_the_service(service_setting
     server = ServerProcess(service_settings.model, service_settings.index, "--workers", "2")
     server.process = subprocess.Popen(server.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
+        # the workers are forked once the parent says where it serves (before it, loading may run a short-lived
+        # child of its own, ldconfig for ctypes)
+        assert server.process.stdout is not None
+        for line in server.process.stdout:
+            if "serving on" in line:
+                break
         deadline = time.monotonic() + 120
         workers: set[int] = set()
-        while not workers and time.monotonic() < deadline:
+        while len(workers) < 2 and time.monotonic() < deadline:
             workers = child_pids(server.pid)
             time.sleep(0.005)  # a worker is ready after its warm-up question: far longer than this
         os.kill(min(workers), signal.SIGKILL)
