@@ -97,13 +97,6 @@ class TorchLayers:
         if threads:
             torch.set_num_threads(threads)
 
-    def output_layer(self) -> OutputLayer:
-        """The model's tied embeddings and output bias (an int8 model quantizes its Linear layers, never these)."""
-        weight = self.model.get_input_embeddings().weight.detach().float().cpu().numpy()
-        bias = getattr(self.model, "final_logits_bias", None)
-        bias = bias[0].detach().float().cpu().numpy() if bias is not None else np.zeros(len(weight), np.float32)
-        return OutputLayer(weight.copy(), bias.copy())
-
     def set_threads(self, threads: int) -> None:
         torch.set_num_threads(threads)
 
@@ -129,6 +122,14 @@ class TorchLayers:
         return torch.from_numpy(array if array.flags.writeable else array.copy()).to(self.device)
 
 
+def output_layer_of(model: PreTrainedModel) -> OutputLayer:
+    """The model's tied embeddings and output bias (an int8 model quantizes its Linear layers, never these)."""
+    weight = model.get_input_embeddings().weight.detach().float().cpu().numpy()
+    bias = getattr(model, "final_logits_bias", None)
+    bias = bias[0].detach().float().cpu().numpy() if bias is not None else np.zeros(len(weight), np.float32)
+    return OutputLayer(weight.copy(), bias.copy())
+
+
 def load_torch(
     directory: Path,
     spec: ModelSpec,
@@ -142,7 +143,7 @@ def load_torch(
 
     model, _ = load_checkpoint(directory)
     parameters = model.num_parameters()  # as trained: before rows are added, before int8 packs the weights
-    output, added = TorchLayers(model).output_layer().extended(tokenizer, alphabet)
+    output, added = output_layer_of(model).extended(tokenizer, alphabet)
     if added:  # the same rows in the model, for transformers' own generate (the reference beam search)
         with torch.no_grad():
             model.resize_token_embeddings(len(output.weight), mean_resizing=False)
@@ -157,7 +158,7 @@ def torch_runtime(model: PreTrainedModel, tokenizer: Any, alphabet: str | set[st
     """A model in memory (being trained, or built by a test) with its transformers tokenizer, as a runtime."""
     spec = ModelSpec.of_config(model.config.to_dict())
     question_tokenizer = QuestionTokenizer.from_transformers(tokenizer)
-    output, added = TorchLayers(model).output_layer().extended(question_tokenizer, alphabet)
+    output, added = output_layer_of(model).extended(question_tokenizer, alphabet)
     return ModelRuntime(
         spec, question_tokenizer, output, TorchLayers(model), model.num_parameters(), False, added, model
     )
