@@ -35,7 +35,7 @@ def test_build_info_query_verify(tmp_path: Path) -> None:
     assert "index build" in built.stderr  # the progress bar
 
     info = kgqa("index", "info", str(index))
-    assert info.returncode == 0 and "format version 3" in info.stdout
+    assert info.returncode == 0 and "format version 4" in info.stdout
 
     triples = kgqa("index", "triples", str(index), "守望星光")
     assert triples.stdout.splitlines() == ["守望星光\t类型\t歌曲", "守望星光（歌曲）\t歌手\t韩玉玲"]
@@ -45,9 +45,9 @@ def test_build_info_query_verify(tmp_path: Path) -> None:
     assert nxt.stdout.strip() == "2 allowed: 歌 类"
 
     assert kgqa("index", "verify", str(index)).returncode == 0
-    (index / "shards/00000/objects.bin").write_bytes(b"x" * (index / "shards/00000/objects.bin").stat().st_size)
+    (index / "shards/00000/objects.zlib").write_bytes(b"x" * (index / "shards/00000/objects.zlib").stat().st_size)
     verify = kgqa("index", "verify", str(index))
-    assert verify.returncode == 1 and "shards/00000/objects.bin" in verify.stderr
+    assert verify.returncode == 1 and "shards/00000/objects.zlib" in verify.stderr
 
 
 def test_errors_are_messages_not_tracebacks(tmp_path: Path) -> None:

@@ -10,11 +10,11 @@ Layout (all memory-mappable):
 - ``relation_stats/``: paths by relation and meaning ending, in key-range parts (see :mod:`kgqa.trie.stats`).
 - ``manifest.json``: sources with sizes and checksums, counts, shards, skipped lines, build time; written last.
 
-The build is an external sort (:mod:`kgqa.trie.runs`): one pass over the knowledge files writes sorted runs of
-(path key, object) lines, each as big as the memory budget allows; a k-way merge cuts the sorted stream into shard
-inputs; each shard is built from its input alone, here, in worker processes (``jobs``) or as Ray tasks. Temporary
-files live in a directory beside ``out_dir``, removed on success and on failure; the finished index is swapped into
-``out_dir`` atomically.
+The build is an external sort (:mod:`kgqa.trie.runs`): the knowledge files, cut into pieces (:mod:`kgqa.trie.read`),
+are read into sorted runs of (path key, object) lines; a k-way merge cuts the sorted stream into shard inputs; each
+shard is built from its input alone. Pieces and shards are tasks, run here, in ``jobs`` worker processes or as Ray
+tasks (:mod:`kgqa.trie.engines`). Temporary files live in a directory beside ``out_dir``, removed on success and on
+failure; the finished index is swapped into ``out_dir`` atomically.
 """
 
 from __future__ import annotations
@@ -32,14 +32,15 @@ from pathlib import Path
 from tqdm import tqdm
 
 from kgqa import __version__
-from kgqa.data.knowledge import SkipCounter, Triple, iter_triples
+from kgqa.data.knowledge import SkipCounter
 from kgqa.data.report import sha256_file
-from kgqa.trie.engines import ENGINES, build_shards
+from kgqa.trie.engines import ENGINES, Runner, run_in_order, task_runner
 from kgqa.trie.heavy import merge_heavy, save_heavy
 from kgqa.trie.keys import KEY_ORDERS, NAME_RELATION_MEANING, SEP, key_parts
 from kgqa.trie.manifest import Manifest
-from kgqa.trie.runs import SortedRuns, merge_runs, write_sorted_runs
-from kgqa.trie.shard import ShardSummary
+from kgqa.trie.read import read_into_runs
+from kgqa.trie.runs import SortedRuns, merge_runs
+from kgqa.trie.shard import ShardSummary, build_shard
 from kgqa.trie.stats import RelationCounter, StatsSummary
 
 # A light prefix's next characters come from enumerating its keys: at most this many. At 100M keys restoring one
@@ -57,9 +58,10 @@ class NotEnoughDiskError(OSError):
 
 @dataclass(frozen=True)
 class BuildPlan:
-    """How a memory budget is spent by each process of a build: the sort buffer of the pass over the files, then one
-    shard at a time. It depends on the budget alone, so the shards (and so the files) do not depend on ``jobs``; with
-    ``jobs`` > 1 each worker stays within the budget (the reading and merging process holds little meanwhile).
+    """How a memory budget is spent: the sort buffer of the pass over the files (shared by the ``jobs`` pieces read at
+    once, so the read as a whole stays within it), then one shard at a time in each process. It depends on the budget
+    alone, so the shards (and so the files) do not depend on ``jobs``; with ``jobs`` > 1 each shard-building worker
+    stays within the budget (the merging process holds its statistics and little else meanwhile).
 
     A shard build holds its keys as str, the marisa trie being built, and its objects: measured at about
     ``SHARD_MEMORY_PER_INPUT_BYTE`` bytes per byte of shard input. The merging process also counts the KB's relation
@@ -118,19 +120,17 @@ def build_index(
         work.mkdir()
         spill.mkdir()
         (work / SHARDS_DIR).mkdir()
-        counter = SkipCounter()
-        with _step(steps, "read and sort"):
-            runs = write_sorted_runs(
-                _iter_all(kb_files, counter, "read and sort", progress), spill, plan.run_buffer_bytes, key_order
-            )
-        if not runs.triples:
-            raise ValueError(
-                "no valid triple in " + ", ".join(map(str, kb_files)) + f" ({counter.lines} lines, all skipped)"
-            )
-        with _step(steps, "merge and build shards"):
-            summaries, stats = _merge_and_build(
-                runs, spill, work, plan, heavy_threshold, progress, engine, jobs, ray_address, key_order
-            )
+        with task_runner(engine, jobs, ray_address) as runner:
+            with _step(steps, "read and sort"):
+                runs, counter = _read(kb_files, spill, plan, key_order, runner, jobs, progress)
+            if not runs.triples:
+                raise ValueError(
+                    "no valid triple in " + ", ".join(map(str, kb_files)) + f" ({counter.lines} lines, all skipped)"
+                )
+            with _step(steps, "merge and build shards"):
+                summaries, stats = _merge_and_build(
+                    runs, spill, work, plan, heavy_threshold, progress, runner, jobs, key_order
+                )
         with _step(steps, "heavy prefixes"):
             top_heavy = save_heavy(*merge_heavy([s.edges for s in summaries], heavy_threshold), work)
             alphabet = set().union(*(s.alphabet for s in summaries))
@@ -161,6 +161,14 @@ def build_index(
     return manifest
 
 
+def _read(
+    kb_files: Sequence[Path], spill: Path, plan: BuildPlan, key_order: str, runner: Runner, jobs: int, progress: bool
+) -> tuple[SortedRuns, SkipCounter]:
+    total = sum(f.stat().st_size for f in kb_files)
+    with tqdm(total=total, desc="read and sort", unit="B", unit_scale=True, disable=not progress, leave=False) as bar:
+        return read_into_runs(kb_files, spill, plan.run_buffer_bytes, key_order, runner, jobs, bar.update)
+
+
 def _merge_and_build(
     runs: SortedRuns,
     spill: Path,
@@ -168,30 +176,32 @@ def _merge_and_build(
     plan: BuildPlan,
     heavy_threshold: int,
     progress: bool,
-    engine: str,
+    runner: Runner,
     jobs: int,
-    ray_address: str | None,
     key_order: str,
 ) -> tuple[list[ShardSummary], StatsSummary]:
-    """Merge the runs into shards and build them; the merge also counts the paths into the KB statistics."""
+    """Merge the runs into shards and build them (``jobs`` at once); the merge also counts the paths into the KB
+    statistics. A shard's input is removed once the shard is built."""
     stats = RelationCounter(spill, plan.stats_bytes)
+    summaries: list[ShardSummary] = []
     with (
         tqdm(
             total=runs.triples, desc="merge", unit="line", unit_scale=True, disable=not progress, leave=False
         ) as merged,
         tqdm(desc="shards built", unit="shard", disable=not progress, leave=False) as built,
     ):
+
+        def on_built(args: tuple, summary: ShardSummary) -> None:
+            summaries.append(summary)
+            Path(args[1]).unlink()
+            built.update(1)
+
         on_key = _counting_paths(stats, key_order)
         inputs = merge_runs(runs.paths, spill, plan.shard_bytes, on_lines=merged.update, on_key=on_key)
-        summaries = build_shards(
-            inputs,
-            lambda number: work / _shard_dir(number),
-            heavy_threshold,
-            engine=engine,
-            jobs=jobs,
-            ray_address=ray_address,
-            on_built=lambda: built.update(1),
+        arguments = (
+            (shard.number, str(shard.path), str(work / _shard_dir(shard.number)), heavy_threshold) for shard in inputs
         )
+        run_in_order(runner, build_shard, arguments, jobs, on_built)
     return summaries, stats.save(work)
 
 
@@ -299,17 +309,3 @@ def _step(bar: tqdm, description: str) -> Iterator[None]:
     bar.set_postfix_str(description)
     yield
     bar.update(1)
-
-
-def _iter_all(kb_files: Sequence[Path], counter: SkipCounter, description: str, progress: bool) -> Iterator[Triple]:
-    total = sum(f.stat().st_size for f in kb_files)
-    with tqdm(total=total, desc=description, unit="B", unit_scale=True, disable=not progress, leave=False) as bar:
-        done = 0
-        for f in kb_files:
-
-            def on_progress(position: int, base: int = done) -> None:
-                bar.n = base + position
-                bar.refresh()
-
-            yield from iter_triples(f, counter, on_progress)
-            done += f.stat().st_size

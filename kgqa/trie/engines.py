@@ -1,8 +1,9 @@
-"""Where shards are built: in this process, in ``jobs`` worker processes, or as Ray tasks on a cluster.
+"""Where the build's tasks run (reading a piece of the knowledge files, building a shard): in this process, in
+``jobs`` worker processes, or as Ray tasks on a cluster.
 
-Each shard is built from its input file alone (:func:`kgqa.trie.shard.build_shard`), so every engine gives the same
-files. At most ``jobs`` shards are in flight at once: that, with the shard size, bounds memory and temporary disk.
-Results are taken in shard order; a shard's input is removed as soon as the shard is built.
+Each task reads and writes files only (its inputs, its outputs in the spill or index directory), so every engine gives
+the same files. At most ``jobs`` tasks are in flight at once: that, with the task's size, bounds memory and
+temporary disk. Results are taken in submission order.
 """
 
 from __future__ import annotations
@@ -14,67 +15,71 @@ import os
 import signal
 import sys
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from pathlib import Path
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Protocol
 
 from kgqa.trie.manifest import IndexBuildError
-from kgqa.trie.runs import ShardInput
-from kgqa.trie.shard import ShardSummary, build_shard
 
 ENGINES = ("local", "ray")
 _PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent dies
 
 
-def build_shards(
-    inputs: Iterable[ShardInput],
-    shard_dir: Callable[[int], Path],
-    heavy_threshold: int,
-    engine: str = "local",
-    jobs: int = 1,
-    ray_address: str | None = None,
-    on_built: Callable[[], None] | None = None,
-) -> list[ShardSummary]:
-    """Build every shard of ``inputs`` (consumed as they come) into ``shard_dir(number)``; their summaries in order."""
-    runner = _RayRunner(ray_address) if engine == "ray" else _PoolRunner(jobs) if jobs > 1 else _InlineRunner()
-    summaries: list[ShardSummary] = []
-    pending: deque[tuple[ShardInput, Any]] = deque()
+class Runner(Protocol):
+    def submit(self, task: Callable[..., Any], args: tuple) -> Any: ...
 
-    def finish_oldest() -> None:
-        shard, handle = pending.popleft()
-        summaries.append(runner.result(handle))
-        shard.path.unlink()
-        if on_built is not None:
-            on_built()
+    def result(self, handle: Any) -> Any: ...
 
+    def close(self) -> None: ...
+
+    def terminate(self) -> None: ...
+
+
+@contextmanager
+def task_runner(engine: str = "local", jobs: int = 1, ray_address: str | None = None) -> Iterator[Runner]:
+    """A runner for the build's tasks, closed at the end; on an error its running tasks are stopped first."""
+    runner: Runner = _RayRunner(ray_address) if engine == "ray" else _PoolRunner(jobs) if jobs > 1 else _InlineRunner()
     try:
-        for shard in inputs:
-            args = (shard.number, str(shard.path), str(shard_dir(shard.number)), heavy_threshold)
-            pending.append((shard, runner.submit(args)))
-            while len(pending) > jobs:
-                finish_oldest()
-        while pending:
-            finish_oldest()
+        yield runner
     except BrokenProcessPool as exc:  # noticed at a result or at the next submit
         runner.terminate()
         raise IndexBuildError(
-            "a worker building a shard died (killed, perhaps by the OOM killer); build again with a smaller "
+            "a worker of the index build died (killed, perhaps by the OOM killer); build again with a smaller "
             "--memory-budget or fewer --jobs"
         ) from exc
     except BaseException:
         runner.terminate()
         raise
     runner.close()
-    return summaries
+
+
+def run_in_order(
+    runner: Runner,
+    task: Callable[..., Any],
+    arguments: Iterable[tuple],
+    jobs: int,
+    on_result: Callable[[tuple, Any], None],
+) -> None:
+    """Run ``task(*args)`` for each of ``arguments`` (consumed as they come), at most ``jobs`` in flight beyond the
+    one being submitted; ``on_result(args, result)`` in the order of ``arguments``."""
+    pending: deque[tuple[tuple, Any]] = deque()
+    for args in arguments:
+        pending.append((args, runner.submit(task, args)))
+        while len(pending) > jobs:
+            done, handle = pending.popleft()
+            on_result(done, runner.result(handle))
+    while pending:
+        done, handle = pending.popleft()
+        on_result(done, runner.result(handle))
 
 
 class _InlineRunner:
-    def submit(self, args: tuple) -> ShardSummary:
-        return build_shard(*args)
+    def submit(self, task: Callable[..., Any], args: tuple) -> Any:
+        return task(*args)
 
-    def result(self, handle: ShardSummary) -> ShardSummary:
+    def result(self, handle: Any) -> Any:
         return handle
 
     def close(self) -> None:
@@ -93,10 +98,10 @@ class _PoolRunner:
             jobs, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent, initargs=(os.getpid(),)
         )
 
-    def submit(self, args: tuple) -> Future:
-        return self.executor.submit(build_shard, *args)
+    def submit(self, task: Callable[..., Any], args: tuple) -> Future:
+        return self.executor.submit(task, *args)
 
-    def result(self, handle: Future) -> ShardSummary:
+    def result(self, handle: Future) -> Any:
         return handle.result()
 
     def close(self) -> None:
@@ -125,9 +130,9 @@ def die_with_parent(parent: int) -> None:
 
 
 class _RayRunner:
-    """Shards as Ray tasks: on this machine, or on a cluster whose nodes all see the spill and index directories at
-    the same paths (shared storage); the results (counts, the heavy-prefix reports) come back to this process, which
-    writes the heavy table and the manifest."""
+    """Ray tasks: on this machine, or on a cluster whose nodes all see the knowledge files, the spill and the index
+    directories at the same paths (shared storage); the results (runs written, counts, the heavy-prefix reports) come
+    back to this process, which merges the runs and writes the heavy table and the manifest."""
 
     def __init__(self, address: str | None) -> None:
         try:
@@ -139,15 +144,17 @@ class _RayRunner:
         self.ray = ray
         if not ray.is_initialized():
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        self.task = ray.remote(num_cpus=1, max_retries=1)(build_shard)
+        self.remote: dict[Callable[..., Any], Any] = {}
         self.handles: list[Any] = []
 
-    def submit(self, args: tuple) -> Any:
-        handle = self.task.remote(*args)
+    def submit(self, task: Callable[..., Any], args: tuple) -> Any:
+        if task not in self.remote:
+            self.remote[task] = self.ray.remote(num_cpus=1, max_retries=1)(task)
+        handle = self.remote[task].remote(*args)
         self.handles.append(handle)
         return handle
 
-    def result(self, handle: Any) -> ShardSummary:
+    def result(self, handle: Any) -> Any:
         return self.ray.get(handle)
 
     def close(self) -> None:

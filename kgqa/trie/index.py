@@ -6,7 +6,6 @@ index share one copy in the page cache and loading does not read the index.
 
 from __future__ import annotations
 
-import mmap
 from bisect import bisect_right
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from kgqa.data.knowledge import join_head
 from kgqa.data.report import sha256_file
 from kgqa.trie.keys import END_CODE, SEP, PathKey, path_key, split_path_key
 from kgqa.trie.manifest import MANIFEST_NAME, IndexLoadError, Manifest, rebuild_hint
+from kgqa.trie.objects import ObjectTable
 from kgqa.trie.stats import RelationStats
 
 _NO_CODES = np.empty(0, dtype=np.uint32)
@@ -69,8 +69,7 @@ class _Shard(NamedTuple):
     its own heavy prefixes."""
 
     paths: marisa_trie.Trie
-    object_text: mmap.mmap
-    object_text_offsets: np.ndarray
+    object_table: ObjectTable
     path_object_offsets: np.ndarray
     path_object_ids: np.ndarray
     heavy: _HeavyTable
@@ -79,8 +78,7 @@ class _Shard(NamedTuple):
     def load(cls, directory: Path) -> _Shard:
         return cls(
             mmap_trie(directory / "paths.marisa"),
-            _mmap_bytes(directory / "objects.bin"),
-            mapped_array(directory / "objects.offsets.npy"),
+            ObjectTable(directory),
             mapped_array(directory / "path_objects.offsets.npy"),
             mapped_array(directory / "path_objects.ids.npy"),
             _HeavyTable.load(directory),
@@ -88,13 +86,10 @@ class _Shard(NamedTuple):
 
     def objects_of(self, key_id: int) -> list[str]:
         start, stop = self.path_object_offsets[key_id], self.path_object_offsets[key_id + 1]
-        ends, text = self.object_text_offsets, self.object_text
-        return [text[ends[i] : ends[i + 1]].decode("utf-8") for i in self.path_object_ids[start:stop].tolist()]
+        return self.object_table.get(self.path_object_ids[start:stop].tolist())
 
     def consistent(self) -> bool:
-        return len(self.path_object_offsets) == len(self.paths) + 1 and int(self.object_text_offsets[-1]) == len(
-            self.object_text
-        )
+        return len(self.path_object_offsets) == len(self.paths) + 1 and self.object_table.consistent()
 
 
 class KBIndex:
@@ -128,7 +123,7 @@ class KBIndex:
         counts = self.manifest.counts
         found = {
             "paths": self._first_ids[-1],
-            "objects": sum(len(shard.object_text_offsets) - 1 for shard in self._shards),
+            "objects": sum(len(shard.object_table) for shard in self._shards),
             "heavy_prefixes": len(self._heavy.prefixes) + sum(len(shard.heavy.prefixes) for shard in self._shards),
             "triples": sum(len(shard.path_object_ids) for shard in self._shards),
             "shards": len(self._shards),
@@ -276,8 +271,3 @@ def mmap_trie(path: Path) -> marisa_trie.Trie:
     trie = marisa_trie.Trie()
     trie.mmap(str(path))
     return trie
-
-
-def _mmap_bytes(path: Path) -> mmap.mmap:
-    with open(path, "rb") as f:
-        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)

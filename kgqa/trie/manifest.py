@@ -11,7 +11,7 @@ from kgqa.data.report import sha256_file
 from kgqa.trie.keys import NAME_RELATION_MEANING
 
 FORMAT = "kgqa-index"
-FORMAT_VERSION = 3  # 3: relation_stats.marisa
+FORMAT_VERSION = 4  # 3: relation_stats.marisa; 4: objects in zlib blocks
 MANIFEST_NAME = "manifest.json"
 
 

@@ -1,10 +1,11 @@
 """External sort of a KB's (path key, object) pairs: sorted runs spilled to disk under a memory budget, then one k-way
 merge that cuts the sorted, deduplicated stream into shard inputs.
 
-A run line is ``key RUN_SEP sequence object \\n`` in UTF-8: UTF-8 byte order is code point order, and ``RUN_SEP`` sorts
-below every byte a key holds (keys hold ``SEP`` = 0x1f and printable characters), so sorting whole lines as bytes
-sorts by key, then by the triple's position in the knowledge files (a fixed-width sequence number), so a path's
-objects keep the order in which the files give them. A shard input line is ``key RUN_SEP object \\n``.
+A run line is ``key RUN_SEP position object \\n`` in UTF-8: UTF-8 byte order is code point order, and ``RUN_SEP``
+sorts below every byte a key holds (keys hold ``SEP`` = 0x1f and printable characters), so sorting whole lines as
+bytes sorts by key, then by the triple's position in the knowledge files (a fixed-width number: the file's number and
+the line's byte offset in its text), so a path's objects keep the order in which the files give them, however the
+files were split into runs. A shard input line is ``key RUN_SEP object \\n``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from kgqa.trie.keys import path_key
 
 RUN_SEP = "\x1e"
 _RUN_SEP_BYTE = RUN_SEP.encode()
-SEQUENCE_DIGITS = 12
+SEQUENCE_DIGITS = 16
+# a triple's position: file number * FILE_STRIDE + the byte offset of its line (up to 1000 files of up to 10 TB)
+FILE_STRIDE = 10**13
+MAX_FILES = 10**SEQUENCE_DIGITS // FILE_STRIDE
 # bytes a buffered line costs beyond its length: the bytes object's header and the list's pointer to it
 _LINE_OVERHEAD = 48
 # runs merged at once (open files); more runs are first merged in groups into longer runs
@@ -36,24 +40,29 @@ class SortedRuns:
 
 
 def write_sorted_runs(
-    triples: Iterable[tuple[str, str, str]], directory: Path, buffer_bytes: int, key_order: str
+    triples: Iterable[tuple[int, tuple[str, str, str]]],
+    directory: Path,
+    buffer_bytes: int,
+    key_order: str,
+    name: str = "run",
 ) -> SortedRuns:
-    """Sort the triples' (path key, object) lines in memory up to ``buffer_bytes``, spilling each full buffer to a run
-    file in ``directory``."""
+    """Sort the (position, triple)s' (path key, object) lines in memory up to ``buffer_bytes``, spilling each full
+    buffer to a run file ``name-NNNNN`` in ``directory``."""
     runs = SortedRuns()
     buffer: list[bytes] = []
     used = 0
-    for sequence, (head, relation, tail) in enumerate(triples):
-        name, meaning = split_head(head)
-        line = f"{path_key(name, relation, meaning, key_order)}{RUN_SEP}{sequence:0{SEQUENCE_DIGITS}d}{tail}\n".encode()
+    for position, (head, relation, tail) in triples:
+        head_name, meaning = split_head(head)
+        key = path_key(head_name, relation, meaning, key_order)
+        line = f"{key}{RUN_SEP}{position:0{SEQUENCE_DIGITS}d}{tail}\n".encode()
         buffer.append(line)
         used += len(line) + _LINE_OVERHEAD
+        runs.triples += 1
         if used >= buffer_bytes:
-            runs.paths.append(_spill(buffer, directory / f"run-{len(runs.paths):05d}"))
+            runs.paths.append(_spill(buffer, directory / f"{name}-{len(runs.paths):05d}"))
             buffer, used = [], 0
-        runs.triples = sequence + 1
     if buffer:
-        runs.paths.append(_spill(buffer, directory / f"run-{len(runs.paths):05d}"))
+        runs.paths.append(_spill(buffer, directory / f"{name}-{len(runs.paths):05d}"))
     return runs
 
 

@@ -3,7 +3,8 @@
 Files of a shard directory (all memory-mappable):
 
 - ``paths.marisa``: marisa Trie of the shard's path keys;
-- ``objects.bin`` / ``objects.offsets.npy``: the shard's distinct objects, UTF-8, in order of first sight;
+- ``objects.zlib`` / ``objects.blocks.npy`` / ``objects.offsets.npy``: the shard's distinct objects in order of first
+  sight, compressed in blocks (see :mod:`kgqa.trie.objects`);
 - ``path_objects.offsets.npy`` / ``path_objects.ids.npy``: CSR from the trie's key id to object ids;
 - ``heavy.marisa`` + ``heavy_children.*.npy``: the shard's own heavy prefixes (see :mod:`kgqa.trie.heavy`).
 
@@ -22,6 +23,7 @@ import numpy as np
 
 from kgqa.trie.heavy import HeavyReport, explore_heavy, save_heavy, split_edges
 from kgqa.trie.keys import SEP
+from kgqa.trie.objects import ObjectWriter, save_offsets
 from kgqa.trie.runs import read_shard_input
 
 
@@ -80,33 +82,23 @@ def build_shard(number: int, input_path: str | Path, out_dir: str | Path, heavy_
 
 
 def _save_objects(objects_by_key_id: list[list[str]], out_dir: Path) -> tuple[int, int]:
-    """Write the object blob and the key id → object ids CSR; return (pairs, distinct objects)."""
+    """Write the shard's distinct objects and the key id → object ids CSR; return (pairs, distinct objects)."""
     ids: dict[str, int] = {}
-    ends = array.array("Q")
+    writer = ObjectWriter(out_dir)
     object_ids = array.array("I")
     path_ends = array.array("Q")
-    with open(out_dir / "objects.bin", "wb") as blob:
-        for objects in objects_by_key_id:
-            for obj in objects:
-                found = ids.get(obj)
-                if found is None:
-                    found = ids[obj] = len(ids)
-                    blob.write(obj.encode("utf-8"))
-                    ends.append(blob.tell())
-                object_ids.append(found)
-            path_ends.append(len(object_ids))
-    _save_offsets(ends, out_dir / "objects.offsets.npy")
-    _save_offsets(path_ends, out_dir / "path_objects.offsets.npy")
+    for objects in objects_by_key_id:
+        for obj in objects:
+            found = ids.get(obj)
+            if found is None:
+                found = ids[obj] = len(ids)
+                writer.add(obj)
+            object_ids.append(found)
+        path_ends.append(len(object_ids))
+    writer.close()
+    save_offsets(path_ends, out_dir / "path_objects.offsets.npy")
     np.save(out_dir / "path_objects.ids.npy", np.frombuffer(object_ids, dtype=np.uint32))
     return len(object_ids), len(ids)
-
-
-def _save_offsets(ends: array.array, path: Path) -> None:
-    """Offsets with a leading 0, as uint32 when they fit."""
-    values = np.frombuffer(ends, dtype=np.uint64)
-    offsets = np.zeros(len(values) + 1, dtype=np.uint32 if len(values) == 0 or values[-1] < 2**32 else np.uint64)
-    offsets[1:] = values
-    np.save(path, offsets)
 
 
 def _distinct_names(sorted_keys: list[str]) -> int:

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kgqa.data.knowledge import SkipCounter, Triple, iter_triples, join_head, split_head
+from kgqa.data.knowledge import SkipCounter, Triple, iter_triples, iter_triples_at, join_head, split_head
 
 
 @pytest.mark.parametrize(
@@ -71,20 +72,23 @@ def test_plain_and_gzip_read_the_same(tmp_path: Path) -> None:
     )
 
 
+MIXED_LINES = [
+    b"a\tb\tc\n",
+    b"only\ttwo\n",  # column count
+    b"a\tb\tc\td\n",  # column count
+    b"a\t \tc\n",  # empty field after stripping
+    b"\xff\xfe\tb\tc\n",  # bad UTF-8
+    b"a\x1fb\tr\tt\n",  # control character (the index's separator)
+    b"a\tr\rs\tt\n",  # control character inside a field
+    b"\n",  # blank
+    b"x \t r \t y\r\n",  # CRLF and padding are tolerated
+    b"v\x0b\tr\t\x1cw\n",  # so are control characters that are white space at a field's edge (strip removes them)
+    b"last\tline\twithout newline",
+]
+
+
 def test_malformed_lines_are_skipped_and_counted(tmp_path: Path) -> None:
-    lines = [
-        b"a\tb\tc\n",
-        b"only\ttwo\n",  # column count
-        b"a\tb\tc\td\n",  # column count
-        b"a\t \tc\n",  # empty field after stripping
-        b"\xff\xfe\tb\tc\n",  # bad UTF-8
-        b"a\x1fb\tr\tt\n",  # control character (the index's separator)
-        b"a\tr\rs\tt\n",  # control character inside a field
-        b"\n",  # blank
-        b"x \t r \t y\r\n",  # CRLF and padding are tolerated
-        b"v\x0b\tr\t\x1cw\n",  # so are control characters that are white space at a field's edge (strip removes them)
-        b"last\tline\twithout newline",
-    ]
+    lines = MIXED_LINES
     counter = SkipCounter()
     triples = list(iter_triples(_write(tmp_path / "kb.tsv", lines), counter))
     assert triples == [
@@ -125,3 +129,29 @@ def test_kgclue_sim_kb_reads_cleanly(kgclue_kb: Path) -> None:
     heads_with_meaning = sum(1 for head, _, _ in iter_triples(kgclue_kb, counter) if split_head(head)[1])
     assert counter.kept == counter.lines == 2_412_328
     assert 0 < heads_with_meaning < counter.kept
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cuts=st.lists(st.integers(0, sum(map(len, MIXED_LINES)) + 3), max_size=8))
+def test_byte_ranges_read_each_line_once_whatever_the_cuts(tmp_path: Path, cuts: list[int]) -> None:
+    path = _write(tmp_path / "kb.tsv", MIXED_LINES)
+    whole = SkipCounter()
+    expected = list(iter_triples_at(path, counter=whole))
+    bounds = sorted({0, *cuts})
+    found, counter = [], SkipCounter()
+    for start, stop in zip(bounds, [*bounds[1:], None], strict=True):
+        piece = SkipCounter()
+        found += iter_triples_at(path, start, stop, piece)
+        counter.add(piece, line_base=counter.lines)
+    assert found == expected
+    starts = list(itertools.accumulate(map(len, MIXED_LINES), initial=0))
+    assert [offset for offset, _ in expected] == [starts[i] for i in (0, 8, 9, 10)]  # the valid lines' first bytes
+    assert counter.as_dict() == whole.as_dict()
+
+
+def test_a_gzip_file_is_read_whole(tmp_path: Path) -> None:
+    path = _write(tmp_path / "kb.gz", [(line + "\n").encode() for line in GOOD], gz=True)
+    with pytest.raises(ValueError, match="read whole"):
+        list(iter_triples_at(path, 0, 10))
+    offsets = [offset for offset, _ in iter_triples_at(path)]
+    assert offsets == [0, len(GOOD[0].encode()) + 1]

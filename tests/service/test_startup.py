@@ -55,8 +55,8 @@ def test_missing_index_fails_start_up(service_settings: ServiceSettings, tmp_pat
 def test_corrupt_index_fails_start_up(service_settings: ServiceSettings, tmp_path: Path) -> None:
     corrupt = tmp_path / "index"
     shutil.copytree(service_settings.index, corrupt)
-    data = (corrupt / "shards/00000/objects.bin").read_bytes()
-    (corrupt / "shards/00000/objects.bin").write_bytes(data[: len(data) // 2])
+    data = (corrupt / "shards/00000/objects.zlib").read_bytes()
+    (corrupt / "shards/00000/objects.zlib").write_bytes(data[: len(data) // 2])
     with pytest.raises(StartupError, match="rebuild"):
         Engine.load(service_settings.model_copy(update={"index": corrupt}))
 

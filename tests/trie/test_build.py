@@ -5,6 +5,7 @@ Every test compares what indexes answer; a tiny memory budget forces a small KB 
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kgqa.data.knowledge import iter_triples
+from kgqa.data.knowledge import iter_triples_at
 from kgqa.trie import SEP, KBIndex, build_index, path_key
 from kgqa.trie.build import NotEnoughDiskError, check_disk_space
 from kgqa.trie.runs import merge_runs, read_shard_input, write_sorted_runs
@@ -90,7 +91,7 @@ def test_a_small_budget_spills_many_runs_and_the_merge_restores_order(tmp_path: 
     lines = [f"名{i % 37}\t关系{i % 5}\t值{i % 11}" for i in range(500)] + ["名1\t关系1\t值1"]  # duplicates
     kb = write_kb(tmp_path / "kb.tsv", lines)
     (tmp_path / "spill").mkdir()
-    runs = write_sorted_runs(iter_triples(kb), tmp_path / "spill", 2048, "name,relation,meaning")
+    runs = write_sorted_runs(iter_triples_at(kb), tmp_path / "spill", 2048, "name,relation,meaning")
     assert len(runs.paths) > 10 and runs.triples == 501
     shards = list(merge_runs(runs.paths, tmp_path / "spill", 300))
     assert len(shards) > 5
@@ -119,7 +120,7 @@ def test_more_runs_than_the_merge_opens_at_once_are_merged_in_passes(
     build_index([kb], tmp_path / "passes", progress=False, memory_budget=TINY_BUDGET)
     assert _files(tmp_path / "passes") == _files(tmp_path / "direct")
     (tmp_path / "spill").mkdir()
-    runs = write_sorted_runs(iter_triples(kb), tmp_path / "spill", 2048, "name,relation,meaning")
+    runs = write_sorted_runs(iter_triples_at(kb), tmp_path / "spill", 2048, "name,relation,meaning")
     assert len(runs.paths) > 16
     list(merge_runs(runs.paths, tmp_path / "spill", 300))
     assert list((tmp_path / "spill").glob("merged-*")) and not list((tmp_path / "spill").glob("run-*"))
@@ -132,28 +133,42 @@ def test_objects_keep_the_files_order(tmp_path: Path) -> None:
 
 
 def _files(index_dir: Path) -> dict[str, object]:
-    return json.loads((index_dir / "manifest.json").read_text(encoding="utf-8"))["files"]
+    """Every file's size and sha256, and what the read counted (skips with their line numbers)."""
+    manifest = json.loads((index_dir / "manifest.json").read_text(encoding="utf-8"))
+    return {"files": manifest["files"], "read": manifest["read"]}
 
 
 def _shardy_kb(path: Path) -> Path:
     return write_kb(path, [f"名{i:03d}\t关系{i % 7}\t值{i * 7919 % 1000}" for i in range(400)])
 
 
-def test_parallel_shard_builds_write_byte_identical_files(tmp_path: Path) -> None:
-    kb = _shardy_kb(tmp_path / "kb.tsv")
-    build_index([kb], tmp_path / "one", progress=False, memory_budget=TINY_BUDGET)
-    build_index([kb], tmp_path / "two", progress=False, memory_budget=TINY_BUDGET, jobs=2)
-    assert KBIndex(tmp_path / "one").manifest.counts["shards"] > 10
-    assert _files(tmp_path / "two") == _files(tmp_path / "one")  # every file's size and sha256
+def _shardy_kbs(directory: Path) -> list[Path]:
+    """A plain file with skipped lines among its 400 (read in many byte ranges) and a gzip file (read whole)."""
+    lines = [f"名{i:03d}\t关系{i % 7}\t值{i * 7919 % 1000}" if i % 97 else f"坏行{i}" for i in range(400)]
+    plain = write_kb(directory / "kb.tsv", lines)
+    packed = directory / "more.tsv.gz"
+    packed.write_bytes(gzip.compress("".join(f"名{i:03d}\t别名\t值{i}\n" for i in range(0, 400, 3)).encode()))
+    return [plain, packed]
 
 
-def test_ray_shard_builds_write_byte_identical_files(tmp_path: Path) -> None:
+def test_parallel_builds_write_byte_identical_files(tmp_path: Path) -> None:
+    kbs = _shardy_kbs(tmp_path)
+    build_index(kbs, tmp_path / "one", progress=False, memory_budget=TINY_BUDGET)
+    build_index(kbs, tmp_path / "three", progress=False, memory_budget=TINY_BUDGET, jobs=3)
+    one = KBIndex(tmp_path / "one").manifest
+    assert one.counts["shards"] > 10 and one.read["skipped"] == 5
+    assert one.read["examples"][0] == "kb.tsv:1: column count"  # line numbers as in one pass, whatever the pieces
+    assert _files(tmp_path / "three") == _files(tmp_path / "one")
+    assert KBIndex(tmp_path / "one").objects("名003", "别名") == ["值3"]
+
+
+def test_ray_builds_write_byte_identical_files(tmp_path: Path) -> None:
     ray = pytest.importorskip("ray", reason="Ray is the optional kgqa[ray] extra (make setup installs it)")
-    kb = _shardy_kb(tmp_path / "kb.tsv")
-    build_index([kb], tmp_path / "local", progress=False, memory_budget=TINY_BUDGET)
+    kbs = _shardy_kbs(tmp_path)
+    build_index(kbs, tmp_path / "local", progress=False, memory_budget=TINY_BUDGET)
     ray.init(num_cpus=2, include_dashboard=False)
     try:
-        build_index([kb], tmp_path / "ray", progress=False, memory_budget=TINY_BUDGET, engine="ray", jobs=2)
+        build_index(kbs, tmp_path / "ray", progress=False, memory_budget=TINY_BUDGET, engine="ray", jobs=2)
     finally:
         ray.shutdown()
     assert _files(tmp_path / "ray") == _files(tmp_path / "local")
@@ -170,7 +185,7 @@ def test_an_interrupted_build_leaves_no_temporary_files_and_the_old_index(tmp_pa
     build = subprocess.Popen([*command, "--memory-budget", "256K", "--jobs", "2", "--quiet"], preexec_fn=restore_sigint)
     try:
         deadline = time.monotonic() + 120
-        while not list(tmp_path.glob(".index.spill-*/run-00002")):  # runs are being spilled
+        while len(list(tmp_path.glob(".index.spill-*/run-*"))) < 3:  # runs are being spilled
             assert build.poll() is None and time.monotonic() < deadline, "the build ended before it was interrupted"
             time.sleep(0.05)
         build.send_signal(stop)

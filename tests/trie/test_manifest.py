@@ -65,8 +65,8 @@ def test_not_a_kgqa_index(built: Path) -> None:
 
 
 def test_missing_file(built: Path) -> None:
-    (built / "shards/00000/objects.bin").unlink()
-    with pytest.raises(IndexLoadError, match=r"objects\.bin is missing"):
+    (built / "shards/00000/objects.zlib").unlink()
+    with pytest.raises(IndexLoadError, match=r"objects\.zlib is missing"):
         KBIndex(built)
 
 
@@ -92,11 +92,11 @@ def test_file_from_another_index_is_refused(built: Path, tmp_path: Path) -> None
 
 
 def test_flipped_byte_is_found_by_verify(built: Path) -> None:
-    path = built / "shards/00000/objects.bin"
+    path = built / "shards/00000/objects.zlib"
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
-    assert Manifest.read(built).verify_checksums(built) == ["shards/00000/objects.bin"]
+    assert Manifest.read(built).verify_checksums(built) == ["shards/00000/objects.zlib"]
 
 
 def test_garbage_trie_file_fails_with_a_message(built: Path) -> None:
