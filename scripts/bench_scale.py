@@ -7,7 +7,8 @@ reused; their build figures are kept in ``build.json`` beside them):
 1. ``kgqa bench synth-kb`` writes the synthetic triples (seeded): 20.56M minus the KgCLUE-sim KB's, or 100M;
 2. ``kgqa index build`` over the KgCLUE-sim KB and the synthetic file, in a child process: wall time, peak RSS of
    its process tree and peak temporary disk (both sampled every 0.5 s), index size on disk;
-3. for each index: load time and allowed-next p50/p99 by depth in a fresh process (``kgqa.bench.index``);
+3. for each index: load time and allowed-next p50/p99 by depth in a fresh process (``kgqa.bench.index``; a first
+   pass on other prefixes, then the measured one, so the index's hot pages are in the page cache as in a service);
    ``kgqa serve`` start-up time (process start to /readyz 200), single-question p50/p99 (concurrency 1),
    questions/s at concurrency 32, RSS and PSS of 1 and 2 workers after load, the time a SIGHUP reload takes with 1
    and 2 workers; and dev EM_O (``kgqa evaluate --quantize``, what the service decodes with).
@@ -103,19 +104,30 @@ def run_sampled(command: list[str], work: Path, temporary_prefix: str) -> dict:
 
 
 def index_queries(index: Path, queries_per_depth: int = 2000) -> dict:
-    """Load time and allowed-next latency by depth, in a fresh process (``kgqa.bench.index``, no baseline)."""
+    """Load time and allowed-next latency by depth, each in a fresh process (``kgqa.bench.index``, no baseline): a
+    first pass on one sample of prefixes (the page cache as the steps before left it), then the measured pass on
+    another sample, as a service that has answered for a while finds the index."""
+    first, measured = (_query_pass(index, queries_per_depth, seed) for seed in (1, 0))
+    return {
+        "index_gb": round(directory_bytes(index) / 1e9, 2),
+        "load_seconds": round(measured["load_seconds"], 3),
+        "next_p99_us_by_depth": _p99_by_depth(measured),
+        "next_p99_us_by_depth_first_pass": _p99_by_depth(first),
+    }
+
+
+def _query_pass(index: Path, queries_per_depth: int, seed: int) -> dict:
     done = subprocess.run(
-        [sys.executable, "-m", "kgqa.bench.index", str(index), str(queries_per_depth), "0", "0"],
+        [sys.executable, "-m", "kgqa.bench.index", str(index), str(queries_per_depth), "0", str(seed)],
         check=True,
         stdout=subprocess.PIPE,
         text=True,
     )
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    return {
-        "index_gb": round(directory_bytes(index) / 1e9, 2),
-        "load_seconds": round(result["load_seconds"], 3),
-        "next_p99_us_by_depth": {row["depth"]: round(row["ours"]["p99_us"], 1) for row in result["depths"]},
-    }
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _p99_by_depth(result: dict) -> dict[int, float]:
+    return {row["depth"]: round(row["ours"]["p99_us"], 1) for row in result["depths"]}
 
 
 def reloads_ok(url: str) -> float:
@@ -228,6 +240,10 @@ def print_table(result: dict) -> None:
         ("index on disk (GB)", lambda r: r["index_gb"]),
         ("index load (s)", lambda r: r["load_seconds"]),
         ("allowed next, p99 at the worst depth (µs)", lambda r: max(r["next_p99_us_by_depth"].values())),
+        (
+            "the same, first pass (µs)",
+            lambda r: max(r.get("next_p99_us_by_depth_first_pass", {None: "-"}).values()),
+        ),
         ("service start-up, 1 worker (s)", lambda r: r["startup_seconds"]),
         ("service start-up, 2 workers (s)", lambda r: r["startup_seconds_2_workers"]),
         ("single question p50 (ms)", lambda r: r["single"]["p50_ms"]),
@@ -264,6 +280,7 @@ def print_table(result: dict) -> None:
             for v in values[1:]
         ]
         print(f"| {name} | " + " | ".join(map(str, values)) + " | " + " | ".join(ratios) + " |")
+    print_targets(result)
     print(
         "\nallowed next p99 by depth (µs): "
         + "; ".join(
@@ -271,6 +288,28 @@ def print_table(result: dict) -> None:
             for label in labels
         )
     )
+
+
+# the 100M targets: the build at the default budget with --jobs 2, the index, allowed-next latency at every depth
+TARGETS_100M = {"build peak RSS (GB)": 2.5, "build wall time (s)": 1800, "index on disk (GB)": 7.5}
+TARGET_NEXT_P99_US = 100.0
+
+
+def print_targets(result: dict) -> None:
+    build, index = result["build"].get("100M"), result["indexes"].get("100M")
+    if build is None or index is None:
+        return
+    found = {
+        "build peak RSS (GB)": build["build_peak_rss_gb"],
+        "build wall time (s)": build["build_seconds"],
+        "index on disk (GB)": index["index_gb"],
+    }
+    print(f"\n100M targets (build options: {' '.join(build['options']) or 'none'}):")
+    for name, limit in TARGETS_100M.items():
+        print(f"- {name}: {found[name]} (≤ {limit}: {'met' if found[name] <= limit else 'MISSED'})")
+    worst = max(index["next_p99_us_by_depth"].values())
+    print(f"- allowed next p99, worst depth: {worst} µs (≤ {TARGET_NEXT_P99_US}: ", end="")
+    print(f"{'met' if worst <= TARGET_NEXT_P99_US else 'MISSED'})")
 
 
 if __name__ == "__main__":

@@ -7,12 +7,13 @@ be compared with ``cmp``:
   path of ``--questions``, and of a dead end after each;
 - every triple of those paths' names.
 
-    python scripts/dump_index_answers.py INDEX KB_FILE... --out answers.txt [--questions dev.json]
+    python scripts/dump_index_answers.py INDEX KB_FILE... --out answers.txt [--questions dev.json] [--every N]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import random
 import time
 from pathlib import Path
@@ -32,12 +33,14 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=20_000)
     parser.add_argument("--questions", type=Path, action="append", default=[])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--every", type=int, default=1, help="the paths of every N-th line only (a KB of 100M)")
     args = parser.parse_args()
     started = time.perf_counter()
     index = KBIndex(args.index)
     keys: dict[str, None] = {}
     for kb in args.kb:
-        for head, relation, _ in tqdm(iter_triples(kb), desc=f"paths of {kb.name}", unit="triple", unit_scale=True):
+        triples = tqdm(iter_triples(kb), desc=f"paths of {kb.name}", unit="triple", unit_scale=True)
+        for head, relation, _ in itertools.islice(triples, 0, None, args.every):
             keys[path_key(*_name_relation_meaning(head, relation), index.key_order)] = None
     sample = random.Random(args.seed).sample(list(keys), min(args.samples, len(keys)))
     for questions in args.questions:

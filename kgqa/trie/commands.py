@@ -48,14 +48,15 @@ def add_index_commands(commands: argparse._SubParsersAction, default_index: Path
         "--jobs",
         type=int,
         default=1,
-        help="shards built at once: worker processes (each within --memory-budget), or Ray tasks (%(default)s)",
+        help="pieces of the knowledge files read at once (byte ranges of plain files; a gzip file is one piece), then "
+        "shards built at once: worker processes or Ray tasks (%(default)s; the files do not depend on it)",
     )
     build.add_argument(
         "--engine",
         choices=("local", "ray"),
         default="local",
-        help="build the shards here, or as Ray tasks (needs kgqa[ray]; on a cluster, --out must be on storage every "
-        "node sees at the same path)",
+        help="read the pieces and build the shards here, or as Ray tasks (needs kgqa[ray]; on a cluster, --kb and "
+        "--out must be on storage every node sees at the same paths)",
     )
     build.add_argument("--ray-address", help="Ray cluster to join (e.g. auto or ray://head:10001); default: start one")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
