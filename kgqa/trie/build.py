@@ -120,17 +120,17 @@ def build_index(
         work.mkdir()
         spill.mkdir()
         (work / SHARDS_DIR).mkdir()
-        with task_runner(engine, jobs, ray_address) as runner:
-            with _step(steps, "read and sort"):
-                runs, counter = _read(kb_files, spill, plan, key_order, runner, jobs, progress)
-            if not runs.triples:
-                raise ValueError(
-                    "no valid triple in " + ", ".join(map(str, kb_files)) + f" ({counter.lines} lines, all skipped)"
-                )
-            with _step(steps, "merge and build shards"):
-                summaries, stats = _merge_and_build(
-                    runs, spill, work, plan, heavy_threshold, progress, runner, jobs, key_order
-                )
+        # a runner (worker processes) per step: a process that sorted a piece keeps some of that memory
+        with _step(steps, "read and sort"), task_runner(engine, jobs, ray_address) as runner:
+            runs, counter = _read(kb_files, spill, plan, key_order, runner, jobs, progress)
+        if not runs.triples:
+            raise ValueError(
+                "no valid triple in " + ", ".join(map(str, kb_files)) + f" ({counter.lines} lines, all skipped)"
+            )
+        with _step(steps, "merge and build shards"), task_runner(engine, jobs, ray_address) as runner:
+            summaries, stats = _merge_and_build(
+                runs, spill, work, plan, heavy_threshold, progress, runner, jobs, key_order
+            )
         with _step(steps, "heavy prefixes"):
             top_heavy = save_heavy(*merge_heavy([s.edges for s in summaries], heavy_threshold), work)
             alphabet = set().union(*(s.alphabet for s in summaries))

@@ -60,6 +60,10 @@ class ObjectWriter:
         self.block_ends.append(self.text.tell())
         self.block = []
 
+    @property
+    def count(self) -> int:
+        return len(self.ends)
+
     def close(self) -> int:
         """Write the last block and the offsets; the number of objects."""
         if self.block:
@@ -67,7 +71,7 @@ class ObjectWriter:
         self.text.close()
         save_offsets(self.ends, self.directory / OFFSETS_FILE)
         save_offsets(self.block_ends, self.directory / BLOCKS_FILE)
-        return len(self.ends)
+        return self.count
 
 
 class ObjectTable:

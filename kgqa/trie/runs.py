@@ -163,18 +163,16 @@ class _ShardWriter:
         return ShardInput(self.number, self.path, self.keys, self.lines)
 
 
-def read_shard_input(path: Path) -> tuple[list[str], list[list[str]]]:
-    """The sorted distinct keys of a shard input and each key's objects, in order."""
-    keys: list[str] = []
-    objects: list[list[str]] = []
-    previous = None
+def iter_shard_input(path: Path) -> Iterator[tuple[str, list[str]]]:
+    """The sorted distinct keys of a shard input, each with its objects in order, one key at a time."""
+    key, objects = None, []
     with open(path, encoding="utf-8", newline="\n") as f:
         for line in f:
-            key, obj = line[:-1].split(RUN_SEP)
-            if key != previous:
-                keys.append(key)
-                objects.append([obj])
-                previous = key
-            else:
-                objects[-1].append(obj)
-    return keys, objects
+            line_key, obj = line[:-1].split(RUN_SEP)
+            if line_key != key:
+                if key is not None:
+                    yield key, objects
+                key, objects = line_key, []
+            objects.append(obj)
+    if key is not None:
+        yield key, objects

@@ -24,7 +24,7 @@ import numpy as np
 from kgqa.trie.heavy import HeavyReport, explore_heavy, save_heavy, split_edges
 from kgqa.trie.keys import SEP
 from kgqa.trie.objects import ObjectWriter, save_offsets
-from kgqa.trie.runs import read_shard_input
+from kgqa.trie.runs import iter_shard_input
 
 
 @dataclass
@@ -47,10 +47,17 @@ class ShardSummary:
 
 def build_shard(number: int, input_path: str | Path, out_dir: str | Path, heavy_threshold: int) -> ShardSummary:
     """Build shard ``number`` from ``input_path`` into ``out_dir`` (created; its parent must exist, so a shard still
-    building when its index build was abandoned writes nothing); the input is left in place."""
+    building when its index build was abandoned writes nothing); the input is left in place.
+
+    The input is read twice: its keys (with their object counts) for the trie and the heavy table, then, once the
+    keys are freed, its objects, streamed into the object blocks: never both in memory at once."""
     out_dir = Path(out_dir)
     out_dir.mkdir(exist_ok=True)
-    keys, objects_of_rank = read_shard_input(Path(input_path))
+    keys: list[str] = []
+    object_counts = array.array("Q")
+    for key, objects in iter_shard_input(Path(input_path)):
+        keys.append(key)
+        object_counts.append(len(objects))
     if not keys:
         raise ValueError(f"shard input {input_path} holds no key")
     own, edges = split_edges(explore_heavy(keys, heavy_threshold), keys[0], keys[-1], heavy_threshold)
@@ -60,16 +67,16 @@ def build_shard(number: int, input_path: str | Path, out_dir: str | Path, heavy_
     alphabet = _alphabet(keys)
     trie = marisa_trie.Trie(keys)
     trie.save(str(out_dir / "paths.marisa"))
-    rank_of_key_id = np.empty(len(keys), dtype=np.int64)
-    for rank, key in enumerate(keys):
-        rank_of_key_id[trie.key_id(key)] = rank
+    key_id_of_rank = np.fromiter((trie.key_id(key) for key in keys), dtype=np.int64, count=len(keys))
     first_key, last_key = keys[0], keys[-1]
     del keys, trie
-    pairs, object_count = _save_objects([objects_of_rank[r] for r in rank_of_key_id.tolist()], out_dir)
+    pairs, object_count = _save_objects(
+        Path(input_path), key_id_of_rank, np.frombuffer(object_counts, np.uint64), out_dir
+    )
     return ShardSummary(
         number=number,
         first_key=first_key,
-        paths=len(objects_of_rank),
+        paths=len(key_id_of_rank),
         pairs=pairs,
         objects=object_count,
         names=names,
@@ -81,24 +88,34 @@ def build_shard(number: int, input_path: str | Path, out_dir: str | Path, heavy_
     )
 
 
-def _save_objects(objects_by_key_id: list[list[str]], out_dir: Path) -> tuple[int, int]:
-    """Write the shard's distinct objects and the key id → object ids CSR; return (pairs, distinct objects)."""
+def _save_objects(input_path: Path, key_id_of_rank: np.ndarray, counts: np.ndarray, out_dir: Path) -> tuple[int, int]:
+    """Write the shard's distinct objects (in key order of first sight) and the key id → object ids CSR from a
+    second read of the input; return (pairs, distinct objects)."""
     ids: dict[str, int] = {}
     writer = ObjectWriter(out_dir)
-    object_ids = array.array("I")
-    path_ends = array.array("Q")
-    for objects in objects_by_key_id:
+    ids_by_rank = array.array("I")  # the object ids of every key, keys in sorted order
+    for _, objects in iter_shard_input(input_path):
         for obj in objects:
             found = ids.get(obj)
             if found is None:
                 found = ids[obj] = len(ids)
                 writer.add(obj)
-            object_ids.append(found)
-        path_ends.append(len(object_ids))
+            ids_by_rank.append(found)
     writer.close()
-    save_offsets(path_ends, out_dir / "path_objects.offsets.npy")
-    np.save(out_dir / "path_objects.ids.npy", np.frombuffer(object_ids, dtype=np.uint32))
-    return len(object_ids), len(ids)
+    del ids
+    # the CSR is by trie key id: key id k's objects are those of its rank, moved to where key id order puts them
+    counts_by_key_id = np.empty_like(counts)
+    counts_by_key_id[key_id_of_rank] = counts
+    path_ends = np.cumsum(counts_by_key_id)
+    rank_starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    rank_of_key_id = np.empty_like(key_id_of_rank)
+    rank_of_key_id[key_id_of_rank] = np.arange(len(key_id_of_rank))
+    key_starts = (path_ends - counts_by_key_id).astype(np.int64)
+    shift = np.repeat(rank_starts[rank_of_key_id] - key_starts, counts_by_key_id.astype(np.int64))
+    object_ids = np.frombuffer(ids_by_rank, dtype=np.uint32)[np.arange(len(ids_by_rank)) + shift]
+    save_offsets(array.array("Q", path_ends.tolist()), out_dir / "path_objects.offsets.npy")
+    np.save(out_dir / "path_objects.ids.npy", object_ids)
+    return len(object_ids), writer.count
 
 
 def _distinct_names(sorted_keys: list[str]) -> int:

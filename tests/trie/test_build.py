@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from kgqa.data.knowledge import iter_triples_at
 from kgqa.trie import SEP, KBIndex, build_index, path_key
 from kgqa.trie.build import NotEnoughDiskError, check_disk_space
-from kgqa.trie.runs import merge_runs, read_shard_input, write_sorted_runs
+from kgqa.trie.runs import iter_shard_input, merge_runs, write_sorted_runs
 from tests.conftest import write_kb
 from tests.trie.test_index import RANDOM_TRIPLE, kb_paths, walk
 
@@ -98,9 +98,9 @@ def test_a_small_budget_spills_many_runs_and_the_merge_restores_order(tmp_path: 
     assert not list((tmp_path / "spill").glob("merged-*"))  # few runs: merged at once
     merged: dict[str, list[str]] = {}
     for shard in shards:
-        keys, objects = read_shard_input(shard.path)
-        assert len(keys) == shard.keys and sum(map(len, objects)) == shard.lines
-        merged.update(zip(keys, objects, strict=True))
+        grouped = dict(iter_shard_input(shard.path))
+        assert len(grouped) == shard.keys and sum(map(len, grouped.values())) == shard.lines
+        merged.update(grouped)
     assert list(merged) == sorted(merged)
     expected: dict[str, list[str]] = {}
     for i in range(500):  # in file order, without duplicates
