@@ -28,9 +28,9 @@ BLOCKS_FILE = "objects.blocks.npy"
 OFFSETS_FILE = "objects.offsets.npy"
 
 
-def save_offsets(ends: array.array, path: Path) -> None:
+def save_offsets(ends: array.array | np.ndarray, path: Path) -> None:
     """Offsets with a leading 0, as uint32 when they fit."""
-    values = np.frombuffer(ends, dtype=np.uint64)
+    values = np.asarray(ends, dtype=np.uint64)
     offsets = np.zeros(len(values) + 1, dtype=np.uint32 if len(values) == 0 or values[-1] < 2**32 else np.uint64)
     offsets[1:] = values
     np.save(path, offsets)

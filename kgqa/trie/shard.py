@@ -107,13 +107,14 @@ def _save_objects(input_path: Path, key_id_of_rank: np.ndarray, counts: np.ndarr
     counts_by_key_id = np.empty_like(counts)
     counts_by_key_id[key_id_of_rank] = counts
     path_ends = np.cumsum(counts_by_key_id)
-    rank_starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    rank_starts = np.zeros(len(counts), dtype=np.int64)
+    rank_starts[1:] = np.cumsum(counts[:-1])
     rank_of_key_id = np.empty_like(key_id_of_rank)
     rank_of_key_id[key_id_of_rank] = np.arange(len(key_id_of_rank))
     key_starts = (path_ends - counts_by_key_id).astype(np.int64)
     shift = np.repeat(rank_starts[rank_of_key_id] - key_starts, counts_by_key_id.astype(np.int64))
     object_ids = np.frombuffer(ids_by_rank, dtype=np.uint32)[np.arange(len(ids_by_rank)) + shift]
-    save_offsets(array.array("Q", path_ends.tolist()), out_dir / "path_objects.offsets.npy")
+    save_offsets(path_ends, out_dir / "path_objects.offsets.npy")
     np.save(out_dir / "path_objects.ids.npy", object_ids)
     return len(object_ids), writer.count
 
