@@ -28,6 +28,8 @@ _PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent 
 
 
 class Runner(Protocol):
+    in_process: bool  # tasks run in this process (so they may call back into it)
+
     def submit(self, task: Callable[..., Any], args: tuple) -> Any: ...
 
     def result(self, handle: Any) -> Any: ...
@@ -76,6 +78,8 @@ def run_in_order(
 
 
 class _InlineRunner:
+    in_process = True
+
     def submit(self, task: Callable[..., Any], args: tuple) -> Any:
         return task(*args)
 
@@ -92,6 +96,8 @@ class _InlineRunner:
 class _PoolRunner:
     """Worker processes started fresh (spawn: they hold nothing of this process's memory) that die with it; a worker
     that dies mid-shard (the OOM killer) fails the build (BrokenProcessPool) rather than hanging it."""
+
+    in_process = False
 
     def __init__(self, jobs: int) -> None:
         self.executor = ProcessPoolExecutor(
@@ -133,6 +139,8 @@ class _RayRunner:
     """Ray tasks: on this machine, or on a cluster whose nodes all see the knowledge files, the spill and the index
     directories at the same paths (shared storage); the results (runs written, counts, the heavy-prefix reports) come
     back to this process, which merges the runs and writes the heavy table and the manifest."""
+
+    in_process = False
 
     def __init__(self, address: str | None) -> None:
         try:

@@ -57,13 +57,19 @@ def plan_pieces(kb_files: Sequence[Path], piece_bytes: int) -> list[Piece]:
     return pieces
 
 
-def read_piece(piece: Piece, directory: str, buffer_bytes: int, key_order: str) -> PieceRead:
-    """Read one piece into sorted runs ``run-PPPPP-NNNNN`` in ``directory`` (a task: runs in any process)."""
+def read_piece(
+    piece: Piece,
+    directory: str,
+    buffer_bytes: int,
+    key_order: str,
+    on_position: Callable[[int], None] | None = None,
+) -> PieceRead:
+    """Read one piece into sorted runs ``run-PPPPP-NNNNN`` in ``directory`` (a task: runs in any process; only one run
+    in this process can be told its position in the file as it goes, ``on_position``)."""
     counter = SkipCounter()
     base = piece.file_number * FILE_STRIDE
-    triples = (
-        (base + offset, triple) for offset, triple in iter_triples_at(piece.path, piece.start, piece.stop, counter)
-    )
+    lines = iter_triples_at(piece.path, piece.start, piece.stop, counter, on_position)
+    triples = ((base + offset, triple) for offset, triple in lines)
     runs = write_sorted_runs(triples, Path(directory), buffer_bytes, key_order, name=f"run-{piece.number:05d}")
     return PieceRead([str(p) for p in runs.paths], runs.triples, counter)
 
@@ -83,6 +89,7 @@ def read_into_runs(
     pieces = plan_pieces(kb_files, buffer // READ_MEMORY_PER_TEXT_BYTE)
     runs, counter = SortedRuns(), SkipCounter()
     lines_before = [0] * len(kb_files)  # lines of each file in the pieces already counted
+    shown = [0] * len(pieces)  # bytes of each piece the progress has been told of
 
     def on_result(args: tuple, read: PieceRead) -> None:
         piece: Piece = args[0]
@@ -91,8 +98,20 @@ def read_into_runs(
         counter.add(read.counter, line_base=lines_before[piece.file_number])
         lines_before[piece.file_number] += read.counter.lines
         if on_bytes is not None:
-            on_bytes(piece.disk_bytes)
+            on_bytes(piece.disk_bytes - shown[piece.number])
 
-    arguments = ((piece, str(directory), buffer, key_order) for piece in pieces)
+    def progress_of(piece: Piece) -> Callable[[int], None] | None:
+        """Progress within a piece, read in this process (other processes' pieces count when they are done)."""
+        if on_bytes is None or not runner.in_process:
+            return None
+
+        def on_position(position: int) -> None:
+            done = min(position - piece.start, piece.disk_bytes)
+            on_bytes(done - shown[piece.number])
+            shown[piece.number] = done
+
+        return on_position
+
+    arguments = ((piece, str(directory), buffer, key_order, progress_of(piece)) for piece in pieces)
     run_in_order(runner, read_piece, arguments, jobs, on_result)
     return runs, counter
