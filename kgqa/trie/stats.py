@@ -11,8 +11,7 @@ The counts live in memory-mapped marisa tries, each over one key range (``relati
 keys in ``relation_stats/parts.json``): a 20.56M-triple KB has 3.4M (ending, relation) pairs, which as Python
 dictionaries took seconds to load and hundreds of MB in every worker. Counting them holds a bounded dictionary: it is
 spilled to sorted runs when full, the runs are merged (equal records summed), and the merged stream is cut into parts
-of a bounded number of records, so what the build holds does not grow with the KB. (Indexes built before
-2026-12-05 hold one trie, ``relation_stats.marisa``; they are still read.)
+of a bounded number of records, so what the build holds does not grow with the KB.
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ import marisa_trie
 from kgqa.trie.keys import SEP
 from kgqa.trie.runs import MERGE_FAN_IN
 
-STATS_FILE = "relation_stats.marisa"  # one trie: an index built before the statistics came in parts
 STATS_DIR = "relation_stats"
 PARTS_FILE = "parts.json"
 SUFFIX_CHARS = 2
@@ -207,11 +205,6 @@ class RelationStats:
     @classmethod
     def load(cls, directory: Path) -> RelationStats:
         """OSError or ValueError when the files are missing or unreadable."""
-        if (directory / STATS_FILE).is_file() and not (directory / STATS_DIR).is_dir():
-            trie = marisa_trie.RecordTrie(_FORMAT)
-            trie.mmap(str(directory / STATS_FILE))
-            one = cls([trie], [""], 0, 0)
-            return cls([trie], [""], one._count("n", "", ""), one._count("v", "", ""))
         listing = json.loads((directory / STATS_DIR / PARTS_FILE).read_text(encoding="utf-8"))
         tries = []
         for number in range(len(listing["first_keys"])):

@@ -13,7 +13,7 @@ import pytest
 from kgqa.trie import KBIndex, RelationStats, build_index
 from kgqa.trie.build import MIN_MEMORY_BUDGET
 from kgqa.trie.manifest import IndexLoadError
-from kgqa.trie.stats import PARTS_FILE, STATS_DIR, STATS_FILE, RelationCounter, StatsSummary
+from kgqa.trie.stats import PARTS_FILE, STATS_DIR, RelationCounter, StatsSummary
 from tests.conftest import VILLAGES_AND_A_FILM, index_of_lines, write_kb
 
 KB = [
@@ -102,20 +102,3 @@ def test_counted_in_a_tiny_budget_the_statistics_are_the_unbounded_ones(tmp_path
     assert {(e, r): tiny.relation_stats.count(e, r) for e, r in expected} == dict(expected)
     assert tiny.relation_stats.paths == len(paths)
     assert tiny.relation_stats.vocabulary == len({r for _, r in paths}) == tiny.manifest.counts["relations"]
-
-
-def test_an_index_of_the_single_trie_format_still_loads(tmp_path: Path) -> None:
-    """Indexes built before the statistics came in parts hold one trie with the totals in it: read as before."""
-    import shutil
-
-    import marisa_trie
-
-    index = index_of_lines(KB, tmp_path)
-    records = {key: value for trie in index.relation_stats._tries for key, value in trie.items()}
-    records["n\x1f\x1f"] = (index.relation_stats.paths,)
-    records["v\x1f\x1f"] = (index.relation_stats.vocabulary,)
-    shutil.rmtree(tmp_path / "index" / STATS_DIR)
-    marisa_trie.RecordTrie("<Q", records.items()).save(str(tmp_path / "index" / STATS_FILE))
-    old = RelationStats.load(tmp_path / "index")
-    assert (old.count("村庄", "面积"), old.relation_paths("面积"), old.paths, old.vocabulary) == (2, 4, 6, 3)
-    assert old.fit("面积", "湖南省长沙市村庄") == index.relation_stats.fit("面积", "湖南省长沙市村庄")
