@@ -95,7 +95,7 @@ def merge_runs(
 
     ``on_lines(n)`` is told of every ``n`` merged lines (progress), ``on_key(key)`` of every distinct key.
     """
-    runs = _merge_down(runs, directory)
+    runs = merge_down(runs, directory)
     with ExitStack() as stack:
         files = [stack.enter_context(open(run, "rb", buffering=1 << 20)) for run in runs]
         shard: _ShardWriter | None = None
@@ -128,15 +128,16 @@ def merge_runs(
             yield shard.close()
 
 
-def _merge_down(runs: list[Path], directory: Path) -> list[Path]:
-    """At most ``MERGE_FAN_IN`` runs: groups of runs merged into longer ones (as many passes as it takes), each group
-    removed once merged. Lines stay whole and in order, so the final merge sees the same stream."""
+def merge_down(runs: list[Path], directory: Path, name: str = "merged") -> list[Path]:
+    """At most ``MERGE_FAN_IN`` runs: groups of runs merged into longer ones ``name-G-NNNNN`` (as many passes as it
+    takes), each group removed once merged. Lines stay whole and in byte order, so the final merge sees the same
+    stream."""
     generation = 0
     while len(runs) > MERGE_FAN_IN:
         merged = []
         for start in range(0, len(runs), MERGE_FAN_IN):
             group = runs[start : start + MERGE_FAN_IN]
-            path = directory / f"merged-{generation}-{len(merged):05d}"
+            path = directory / f"{name}-{generation}-{len(merged):05d}"
             with ExitStack() as stack, open(path, "wb", buffering=1 << 20) as out:
                 out.writelines(heapq.merge(*(stack.enter_context(open(run, "rb", buffering=1 << 16)) for run in group)))
             for run in group:

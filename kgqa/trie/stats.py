@@ -28,7 +28,7 @@ from pathlib import Path
 import marisa_trie
 
 from kgqa.trie.keys import SEP
-from kgqa.trie.runs import MERGE_FAN_IN
+from kgqa.trie.runs import merge_down
 
 STATS_DIR = "relation_stats"
 PARTS_FILE = "parts.json"
@@ -75,19 +75,9 @@ class _SpillingCounter:
 
     def merged(self) -> Iterator[tuple[str, int]]:
         self.spill()
-        generation = 0
-        while len(self.runs) > MERGE_FAN_IN:  # at most MERGE_FAN_IN files open: groups merged into longer runs first
-            merged = []
-            for start in range(0, len(self.runs), MERGE_FAN_IN):
-                path = self.directory / f"{self.name}-merged-{generation}-{len(merged):05d}"
-                with open(path, "w", encoding="utf-8") as out:
-                    out.writelines(
-                        f"{key}{_COUNT_SEP}{n}\n" for key, n in _summed(self.runs[start : start + MERGE_FAN_IN])
-                    )
-                merged.append(path)
-            self.runs, generation = merged, generation + 1
-        yield from _summed(self.runs)
-        self.runs = []
+        # at most MERGE_FAN_IN files open: groups merged into longer runs first (UTF-8 byte order is the lines' order)
+        runs, self.runs = merge_down(self.runs, self.directory, f"{self.name}-merged"), []
+        yield from _summed(runs)
 
 
 def _summed(runs: list[Path]) -> Iterator[tuple[str, int]]:
