@@ -35,8 +35,7 @@ class Piece:
 
 @dataclass
 class PieceRead:
-    runs: list[str]
-    triples: int
+    runs: SortedRuns
     counter: SkipCounter
 
 
@@ -71,7 +70,7 @@ def read_piece(
     lines = iter_triples_at(piece.path, piece.start, piece.stop, counter, on_position)
     triples = ((base + offset, triple) for offset, triple in lines)
     runs = write_sorted_runs(triples, Path(directory), buffer_bytes, key_order, name=f"run-{piece.number:05d}")
-    return PieceRead([str(p) for p in runs.paths], runs.triples, counter)
+    return PieceRead(runs, counter)
 
 
 def read_into_runs(
@@ -93,8 +92,8 @@ def read_into_runs(
 
     def on_result(args: tuple, read: PieceRead) -> None:
         piece: Piece = args[0]
-        runs.paths += [Path(p) for p in read.runs]
-        runs.triples += read.triples
+        runs.paths += read.runs.paths
+        runs.triples += read.runs.triples
         counter.add(read.counter, line_base=lines_before[piece.file_number])
         lines_before[piece.file_number] += read.counter.lines
         if on_bytes is not None:
